@@ -1,0 +1,138 @@
+using Kintsugi.Backup.Format;
+using ZstdSharp;
+
+namespace Kintsugi.Backup.Codecs;
+
+/// <summary>
+/// Chooses how a blob's plaintext is encoded: zstd where it pays (saves at least 1/32 of the size),
+/// stored otherwise. Incompressible data is detected on a small sample before compressing it all.
+/// </summary>
+internal static class BlobEncoder
+{
+    public const int Level = 3;
+    private const int SampleSize = 64 * 1024;
+
+    [ThreadStatic] private static Compressor? t_compressor;
+    [ThreadStatic] private static Decompressor? t_decompressor;
+
+    private static Compressor Compressor => t_compressor ??= new Compressor(Level);
+
+    private static Decompressor Decompressor => t_decompressor ??= new Decompressor();
+
+    private static bool Pays(int encoded, int raw) => encoded < raw - (raw >> 5);
+
+    /// <summary>Encodes into a new array; the codec says what was done.</summary>
+    public static (BlobCodec Codec, byte[] Encoded) Encode(ReadOnlySpan<byte> plaintext, bool allowStored)
+    {
+        if (LooksIncompressible(plaintext) && allowStored)
+        {
+            return (BlobCodec.Stored, plaintext.ToArray());
+        }
+        var buffer = new byte[Compressor.GetCompressBound(plaintext.Length)];
+        int n = Compressor.Wrap(plaintext, buffer);
+        if (!Pays(n, plaintext.Length) && allowStored)
+        {
+            return (BlobCodec.Stored, plaintext.ToArray());
+        }
+        Array.Resize(ref buffer, n);
+        return (BlobCodec.Zstd, buffer);
+    }
+
+    /// <summary>Encodes into <paramref name="destination"/> (at least <see cref="MaxEncodedLength"/> long); returns codec and length.</summary>
+    public static (BlobCodec Codec, int Length) Encode(ReadOnlySpan<byte> plaintext, Span<byte> destination)
+    {
+        if (!LooksIncompressible(plaintext))
+        {
+            int n = Compressor.Wrap(plaintext, destination);
+            if (Pays(n, plaintext.Length))
+            {
+                return (BlobCodec.Zstd, n);
+            }
+        }
+        plaintext.CopyTo(destination);
+        return (BlobCodec.Stored, plaintext.Length);
+    }
+
+    public static int MaxEncodedLength(int rawLength) => Compressor.GetCompressBound(rawLength);
+
+    private static bool LooksIncompressible(ReadOnlySpan<byte> plaintext)
+    {
+        if (plaintext.Length <= SampleSize * 2)
+        {
+            return false;
+        }
+        var sample = plaintext.Slice(plaintext.Length / 2 - SampleSize / 2, SampleSize);
+        Span<byte> buffer = new byte[Compressor.GetCompressBound(SampleSize)];
+        int n = Compressor.Wrap(sample, buffer);
+        return !Pays(n, SampleSize);
+    }
+
+    /// <summary>Decodes; refuses output larger than <paramref name="maxLength"/> so a hostile blob cannot exhaust memory.</summary>
+    public static byte[] Decode(BlobCodec codec, ReadOnlySpan<byte> encoded, int maxLength, string what)
+    {
+        switch (codec)
+        {
+            case BlobCodec.Stored:
+                if (encoded.Length > maxLength)
+                {
+                    throw KintsugiException.Corrupt(what, "content longer than its header allows");
+                }
+                return encoded.ToArray();
+            case BlobCodec.Zstd:
+                ulong size = Decompressor.GetDecompressedSize(encoded);
+                if (size == 0 || size > (ulong)maxLength)
+                {
+                    throw KintsugiException.Corrupt(what, $"compressed content declares {size} bytes, more than the {maxLength} allowed");
+                }
+                var output = new byte[(int)size];
+                int n;
+                try
+                {
+                    n = Decompressor.Unwrap(encoded, output);
+                }
+                catch (ZstdException e)
+                {
+                    throw KintsugiException.Corrupt(what, "zstd: " + e.Message);
+                }
+                if (n != output.Length)
+                {
+                    throw KintsugiException.Corrupt(what, "decompressed length differs from the declared one");
+                }
+                return output;
+            default:
+                throw KintsugiException.Corrupt(what, $"unknown codec {(byte)codec}; a newer Kintsugi may be needed");
+        }
+    }
+
+    /// <summary>Decodes into <paramref name="destination"/>, whose length is the expected raw length.</summary>
+    public static void Decode(BlobCodec codec, ReadOnlySpan<byte> encoded, Span<byte> destination, string what)
+    {
+        switch (codec)
+        {
+            case BlobCodec.Stored:
+                if (encoded.Length != destination.Length)
+                {
+                    throw KintsugiException.Corrupt(what, "stored length differs from the raw length");
+                }
+                encoded.CopyTo(destination);
+                return;
+            case BlobCodec.Zstd:
+                int n;
+                try
+                {
+                    n = Decompressor.Unwrap(encoded, destination);
+                }
+                catch (ZstdException e)
+                {
+                    throw KintsugiException.Corrupt(what, "zstd: " + e.Message);
+                }
+                if (n != destination.Length)
+                {
+                    throw KintsugiException.Corrupt(what, "decompressed length differs from the raw length");
+                }
+                return;
+            default:
+                throw KintsugiException.Corrupt(what, $"unknown codec {(byte)codec}; a newer Kintsugi may be needed");
+        }
+    }
+}

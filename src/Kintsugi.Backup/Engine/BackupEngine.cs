@@ -1,0 +1,572 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Threading.Channels;
+using Kintsugi.Backup.Chunking;
+using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Platform;
+
+namespace Kintsugi.Backup.Engine;
+
+/// <summary>
+/// Backs up paths into a snapshot. Files are read and chunked by up to <see cref="BackupRequest.Workers"/>
+/// readers; new chunks go through a bounded channel to as many sealers (compress, encrypt), which
+/// fill packs. Packs are stored first, then the index entries for them, then the snapshot — the
+/// single commit point. A crash before the snapshot leaves only unreferenced packs, which prune removes.
+/// </summary>
+public sealed class BackupEngine
+{
+    private readonly Repository _repo;
+
+    public BackupEngine(Repository repository) => _repo = repository;
+
+    public async Task<BackupResult> RunAsync(BackupRequest request, BackupProgress? progress = null, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var paths = NormalizePaths(request.Paths);
+        await using var repoLock = await _repo.LockAsync(exclusive: false, request.Host, "backup", ct).ConfigureAwait(false);
+        var run = new Run(_repo, request, progress ?? new BackupProgress());
+        return await run.ExecuteAsync(paths, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Absolute, without trailing separators, without duplicates or paths nested in others; each must exist.</summary>
+    internal static List<string> NormalizePaths(IReadOnlyList<string> paths)
+    {
+        if (paths.Count == 0)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, "no paths to back up; name at least one file or folder");
+        }
+        var full = new List<string>();
+        foreach (var p in paths)
+        {
+            string abs = Path.GetFullPath(p);
+            if (abs.Length > 1)
+            {
+                abs = abs.TrimEnd('/');
+            }
+            try
+            {
+                Posix.LStat(abs);
+            }
+            catch (FileNotFoundException)
+            {
+                throw new KintsugiException(ErrorKind.InvalidInput, $"path {p} does not exist; check the spelling or remove it from the command");
+            }
+            catch (IOException e)
+            {
+                throw new KintsugiException(ErrorKind.InvalidInput, $"path {p} cannot be read ({e.Message}); fix its permissions or remove it from the command");
+            }
+            full.Add(abs);
+        }
+        full = full.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        return full.Where(p => !full.Any(q => q != p && (q == "/" || p.StartsWith(q + "/", StringComparison.Ordinal)))).ToList();
+    }
+
+    private sealed class ChunkJob(BlobId id, BlobKind kind, byte[] buffer, int length)
+    {
+        public BlobId Id { get; } = id;
+        public BlobKind Kind { get; } = kind;
+        public byte[] Buffer { get; } = buffer;
+        public int Length { get; } = length;
+    }
+
+    /// <summary>The state of one backup run.</summary>
+    private sealed class Run
+    {
+        private readonly Repository _repo;
+        private readonly BackupRequest _request;
+        private readonly BackupProgress _progress;
+        private readonly MasterKey _key;
+        private readonly Chunker _chunker;
+        private readonly Channel<ChunkJob> _chunks;
+        private readonly ConcurrentDictionary<BlobId, byte> _pending = new();
+        private readonly ConcurrentBag<byte[]> _readBuffers = [];
+        private readonly SemaphoreSlim _readSlots;
+        private readonly ConcurrentQueue<BackupIssue> _issues = new();
+        private readonly List<IndexEntry> _unindexed = [];
+        private readonly Lock _unindexedLock = new();
+        private PackWriter _packs = null!;
+        private MasterIndex _index = null!;
+        private long _filesNew, _filesChanged, _filesUnchanged, _dirs, _bytesAdded, _bytesStored, _blobsAdded;
+
+        public Run(Repository repo, BackupRequest request, BackupProgress progress)
+        {
+            _repo = repo;
+            _request = request;
+            _progress = progress;
+            _key = repo.Key;
+            _chunker = repo.CreateChunker();
+            int workers = Math.Max(1, request.Workers);
+            _readSlots = new SemaphoreSlim(workers);
+            _chunks = Channel.CreateBounded<ChunkJob>(new BoundedChannelOptions(Math.Max(1, request.QueuedChunks)) { SingleReader = false, SingleWriter = false });
+        }
+
+        private int ReadBufferSize => _chunker.MaxSize + 4 * 1024 * 1024;
+
+        public async Task<BackupResult> ExecuteAsync(List<string> paths, CancellationToken ct)
+        {
+            var clock = Stopwatch.StartNew();
+            var started = _repo.Time.GetUtcNow();
+            _index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
+            _packs = new PackWriter(_repo.Store, _key, _repo.Config.PackSize, OnPackStoredAsync);
+            var parent = await FindParentAsync(paths, ct).ConfigureAwait(false);
+            var scan = Task.Run(() => Scan(paths, ct), ct);
+
+            using var sealCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var sealers = Enumerable.Range(0, Math.Max(1, _request.Workers)).Select(_ => Task.Run(async () =>
+            {
+                try
+                {
+                    await SealLoopAsync(sealCts.Token).ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    // Unblocks the readers; the sealer's failure is what the caller sees.
+                    _chunks.Writer.TryComplete(e);
+                    throw;
+                }
+            }, sealCts.Token)).ToArray();
+            Node root;
+            try
+            {
+                var parentRoot = parent is null ? null : await TryLoadTreeAsync(BlobId.Parse(parent.Snapshot.Tree), ct).ConfigureAwait(false);
+                root = await SaveVirtualDirectoryAsync("/", "/", BuildVirtualTree(paths), parentRoot, ct).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                _chunks.Writer.TryComplete();
+                await sealCts.CancelAsync().ConfigureAwait(false);
+                await Task.WhenAll(sealers).ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+                var sealerFailure = sealers.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException).FirstOrDefault(x => x is not OperationCanceledException);
+                if (e is ChannelClosedException && sealerFailure is not null)
+                {
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(sealerFailure);
+                }
+                throw;
+            }
+            _chunks.Writer.Complete();
+            await Task.WhenAll(sealers).ConfigureAwait(false);
+            await _packs.FlushAsync(ct).ConfigureAwait(false);
+            await FlushIndexAsync(ct).ConfigureAwait(false);
+            await scan.ConfigureAwait(false);
+
+            var snapshot = new Snapshot
+            {
+                Time = started,
+                Host = _request.Host,
+                User = _request.User,
+                Paths = paths,
+                Tags = _request.Tags.Count > 0 ? _request.Tags : null,
+                Tree = root.Subtree!,
+                Kind = _request.Full ? "full" : "incremental",
+                Parent = parent?.Id.ToString(),
+                Program = _request.Program,
+                Summary = new BackupSummary
+                {
+                    FilesNew = _filesNew,
+                    FilesChanged = _filesChanged,
+                    FilesUnchanged = _filesUnchanged,
+                    Directories = _dirs,
+                    Errors = _issues.Count(i => !i.Message.StartsWith("warning:", StringComparison.Ordinal)),
+                    BytesTotal = _progress.BytesDone,
+                    BytesRead = _progress.BytesRead,
+                    BytesAdded = _bytesAdded,
+                    BytesAddedStored = _bytesStored,
+                    BlobsAdded = _blobsAdded,
+                    DurationSeconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
+                },
+            };
+            var id = await _repo.SaveSnapshotAsync(snapshot, ct).ConfigureAwait(false);
+            return new BackupResult(new SnapshotRef(id, snapshot), _issues.ToList());
+        }
+
+        private async Task<SnapshotRef?> FindParentAsync(List<string> paths, CancellationToken ct)
+        {
+            if (_request.Parent is not null)
+            {
+                return await _repo.FindSnapshotAsync(_request.Parent, ct).ConfigureAwait(false);
+            }
+            var snapshots = await _repo.LoadSnapshotsAsync(onError: (_, _) => { }, ct: ct).ConfigureAwait(false);
+            return snapshots.LastOrDefault(s => s.Snapshot.Host == _request.Host && s.Snapshot.Paths.SequenceEqual(paths, StringComparer.Ordinal));
+        }
+
+        private async Task<Dictionary<string, Node>?> TryLoadTreeAsync(BlobId id, CancellationToken ct)
+        {
+            try
+            {
+                var tree = await _repo.LoadTreeAsync(_index, id, ct).ConfigureAwait(false);
+                var map = new Dictionary<string, Node>(StringComparer.Ordinal);
+                foreach (var node in tree.Nodes)
+                {
+                    map.TryAdd(node.Name, node);
+                }
+                return map;
+            }
+            catch (KintsugiException)
+            {
+                // A damaged parent only costs re-reading its files.
+                return null;
+            }
+        }
+
+        private void Scan(List<string> paths, CancellationToken ct)
+        {
+            var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, AttributesToSkip = 0, ReturnSpecialDirectories = false };
+            foreach (var path in paths)
+            {
+                if (File.Exists(path))
+                {
+                    Interlocked.Increment(ref _progress.TotalFilesField);
+                    Interlocked.Add(ref _progress.TotalBytesField, new FileInfo(path).Length);
+                    continue;
+                }
+                if (!Directory.Exists(path) || new FileInfo(path).LinkTarget is not null)
+                {
+                    continue;
+                }
+                foreach (var file in new DirectoryInfo(path).EnumerateFiles("*", options))
+                {
+                    ct.ThrowIfCancellationRequested();
+                    if (file.LinkTarget is null)
+                    {
+                        Interlocked.Increment(ref _progress.TotalFilesField);
+                        Interlocked.Add(ref _progress.TotalBytesField, file.Length);
+                    }
+                }
+            }
+            _progress.ScanDoneField = true;
+        }
+
+        /// <summary>The folders above the backup paths, down to the paths themselves.</summary>
+        private sealed class VirtualDir
+        {
+            public SortedDictionary<string, VirtualDir?> Children { get; } = new(StringComparer.Ordinal);
+        }
+
+        private static VirtualDir BuildVirtualTree(List<string> paths)
+        {
+            var root = new VirtualDir();
+            foreach (var path in paths)
+            {
+                var parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+                var dir = root;
+                for (int i = 0; i < parts.Length; i++)
+                {
+                    if (i == parts.Length - 1)
+                    {
+                        dir.Children[parts[i]] = null;
+                    }
+                    else
+                    {
+                        if (!dir.Children.TryGetValue(parts[i], out var next) || next is null)
+                        {
+                            next = new VirtualDir();
+                            dir.Children[parts[i]] = next;
+                        }
+                        dir = next;
+                    }
+                }
+            }
+            return root;
+        }
+
+        private async Task<Node> SaveVirtualDirectoryAsync(string fsPath, string name, VirtualDir dir, Dictionary<string, Node>? parentTree, CancellationToken ct)
+        {
+            var tasks = new List<Task<Node?>>();
+            foreach (var (childName, childDir) in dir.Children)
+            {
+                string childPath = fsPath == "/" ? "/" + childName : fsPath + "/" + childName;
+                var parentNode = parentTree?.GetValueOrDefault(childName);
+                if (childDir is null)
+                {
+                    tasks.Add(SaveEntryAsync(childPath, childName, parentNode, ct));
+                }
+                else
+                {
+                    var parentChildTree = parentNode?.Subtree is { } sub ? await TryLoadTreeAsync(BlobId.Parse(sub), ct).ConfigureAwait(false) : null;
+                    tasks.Add(SaveVirtualDirectoryAsync(childPath, childName, childDir, parentChildTree, ct)!);
+                }
+            }
+            var nodes = (await Task.WhenAll(tasks).ConfigureAwait(false)).OfType<Node>().ToList();
+            var treeId = await SaveTreeAsync(nodes, ct).ConfigureAwait(false);
+            var status = Posix.LStat(fsPath);
+            return MakeNode(name, NodeType.Directory, status) with { Subtree = treeId.ToString() };
+        }
+
+        private async Task<Node?> SaveEntryAsync(string path, string name, Node? parentNode, CancellationToken ct)
+        {
+            ct.ThrowIfCancellationRequested();
+            FileStatus status;
+            try
+            {
+                status = Posix.LStat(path);
+            }
+            catch (IOException e)
+            {
+                _issues.Enqueue(new BackupIssue(path, e is FileNotFoundException ? "vanished before it was read" : e.Message));
+                return null;
+            }
+            if (status.IsDirectory)
+            {
+                return await SaveDirectoryAsync(path, name, status, parentNode, ct).ConfigureAwait(false);
+            }
+            if (status.IsRegular)
+            {
+                return await SaveFileAsync(path, name, status, parentNode, ct).ConfigureAwait(false);
+            }
+            if (status.IsSymlink)
+            {
+                string? target;
+                try
+                {
+                    target = new FileInfo(path).LinkTarget;
+                }
+                catch (IOException e)
+                {
+                    _issues.Enqueue(new BackupIssue(path, e.Message));
+                    return null;
+                }
+                return MakeNode(name, NodeType.Symlink, status) with { LinkTarget = target ?? "" };
+            }
+            var type = status.IsFifo ? NodeType.Fifo : status.IsSocket ? NodeType.Socket : status.IsCharDevice ? NodeType.CharDevice : NodeType.BlockDevice;
+            return MakeNode(name, type, status) with { RDevice = status.RDevice };
+        }
+
+        private static Node MakeNode(string name, NodeType type, in FileStatus s) => new()
+        {
+            Name = name,
+            Type = type,
+            Mode = s.Permissions,
+            Uid = s.Uid,
+            Gid = s.Gid,
+            MtimeNs = s.MtimeNs,
+            CtimeNs = s.CtimeNs,
+            Inode = s.Inode,
+            Device = s.Device,
+            Links = s.Links,
+            Size = type == NodeType.File ? s.Size : 0,
+        };
+
+        private async Task<Node?> SaveDirectoryAsync(string path, string name, FileStatus status, Node? parentNode, CancellationToken ct)
+        {
+            Interlocked.Increment(ref _dirs);
+            var parentTree = parentNode is { Type: NodeType.Directory, Subtree: { } sub } ? await TryLoadTreeAsync(BlobId.Parse(sub), ct).ConfigureAwait(false) : null;
+            List<string> names;
+            try
+            {
+                names = Directory.EnumerateFileSystemEntries(path).Select(p => Path.GetFileName(p)).ToList();
+                names.Sort(StringComparer.Ordinal);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _issues.Enqueue(new BackupIssue(path, $"cannot list the folder: {e.Message}"));
+                names = [];
+            }
+            var tasks = names.Select(n => SaveEntryAsync(path + "/" + n, n, parentTree?.GetValueOrDefault(n), ct)).ToList();
+            var nodes = (await Task.WhenAll(tasks).ConfigureAwait(false)).OfType<Node>().ToList();
+            var treeId = await SaveTreeAsync(nodes, ct).ConfigureAwait(false);
+            return MakeNode(name, NodeType.Directory, status) with { Subtree = treeId.ToString() };
+        }
+
+        private static bool SameMetadata(Node parent, in FileStatus s) =>
+            parent.Type == NodeType.File && parent.Size == s.Size && parent.MtimeNs == s.MtimeNs && parent.CtimeNs == s.CtimeNs && parent.Inode == s.Inode;
+
+        private async Task<Node?> SaveFileAsync(string path, string name, FileStatus status, Node? parentNode, CancellationToken ct)
+        {
+            if (!_request.Full && parentNode is not null && SameMetadata(parentNode, status) && parentNode.Content is { } known && known.All(c => BlobId.TryParse(c, out var id) && _index.Contains(id)))
+            {
+                Interlocked.Increment(ref _filesUnchanged);
+                Interlocked.Increment(ref _progress.FilesDoneField);
+                Interlocked.Add(ref _progress.BytesDoneField, status.Size);
+                return MakeNode(name, NodeType.File, status) with { Content = known, Sparse = IsSparse(status) };
+            }
+            await _readSlots.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                List<string>? content = null;
+                for (int attempt = 0; ; attempt++)
+                {
+                    try
+                    {
+                        content = await Task.Run(() => ChunkFileAsync(path, ct), ct).ConfigureAwait(false);
+                        var after = Posix.LStat(path);
+                        if (after.Size == status.Size && after.MtimeNs == status.MtimeNs && after.CtimeNs == status.CtimeNs)
+                        {
+                            break;
+                        }
+                        status = after;
+                        if (attempt == 1)
+                        {
+                            _issues.Enqueue(new BackupIssue(path, "warning: changed while being read, twice; the snapshot holds the content of the last read"));
+                            break;
+                        }
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        _issues.Enqueue(new BackupIssue(path, e is FileNotFoundException ? "vanished before it was read" : e.Message));
+                        return null;
+                    }
+                }
+                Interlocked.Increment(ref _progress.FilesDoneField);
+                if (parentNode is null || parentNode.Type != NodeType.File)
+                {
+                    Interlocked.Increment(ref _filesNew);
+                }
+                else if (parentNode.Content is { } old && old.SequenceEqual(content!, StringComparer.Ordinal))
+                {
+                    Interlocked.Increment(ref _filesUnchanged);
+                }
+                else
+                {
+                    Interlocked.Increment(ref _filesChanged);
+                }
+                return MakeNode(name, NodeType.File, status) with { Content = content, Size = content!.Count == 0 ? 0 : status.Size, Sparse = IsSparse(status) };
+            }
+            finally
+            {
+                _readSlots.Release();
+            }
+        }
+
+        private static bool IsSparse(in FileStatus s) => s.Size > 0 && s.Blocks * 512 < s.Size;
+
+        private async Task<List<string>> ChunkFileAsync(string path, CancellationToken ct)
+        {
+            var content = new List<string>();
+            if (!_readBuffers.TryTake(out var buffer))
+            {
+                buffer = GC.AllocateUninitializedArray<byte>(ReadBufferSize);
+            }
+            long fileOffset = 0;
+            try
+            {
+                using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.SequentialScan);
+                int filled = 0;
+                bool eof = false;
+                while (true)
+                {
+                    while (!eof && filled < buffer.Length)
+                    {
+                        int n = RandomAccess.Read(handle, buffer.AsSpan(filled), fileOffset);
+                        if (n == 0)
+                        {
+                            eof = true;
+                            break;
+                        }
+                        filled += n;
+                        fileOffset += n;
+                        Interlocked.Add(ref _progress.BytesReadField, n);
+                        Interlocked.Add(ref _progress.BytesDoneField, n);
+                    }
+                    int pos = 0;
+                    while (filled - pos >= _chunker.MaxSize || (eof && pos < filled))
+                    {
+                        ct.ThrowIfCancellationRequested();
+                        int length = _chunker.NextBoundary(buffer.AsSpan(pos, filled - pos));
+                        var id = _key.IdOf(buffer.AsSpan(pos, length));
+                        content.Add(id.ToString());
+                        if (ClaimIfNew(id))
+                        {
+                            await EnqueueAsync(id, BlobKind.Data, PooledCopy.Rent(buffer.AsSpan(pos, length)), length, ct).ConfigureAwait(false);
+                        }
+                        pos += length;
+                    }
+                    Buffer.BlockCopy(buffer, pos, buffer, 0, filled - pos);
+                    filled -= pos;
+                    if (eof && filled == 0)
+                    {
+                        break;
+                    }
+                }
+            }
+            finally
+            {
+                _readBuffers.Add(buffer);
+            }
+            return content;
+        }
+
+        /// <summary>True for the first caller that finds a blob neither stored nor on its way.</summary>
+        private bool ClaimIfNew(BlobId id) => !_index.Contains(id) && _pending.TryAdd(id, 0);
+
+        private ValueTask EnqueueAsync(BlobId id, BlobKind kind, byte[] copy, int length, CancellationToken ct) =>
+            _chunks.Writer.WriteAsync(new ChunkJob(id, kind, copy, length), ct);
+
+        private async Task<BlobId> SaveTreeAsync(List<Node> nodes, CancellationToken ct)
+        {
+            var bytes = Repository.SerializeTree(new Tree { Nodes = nodes });
+            var id = _key.IdOf(bytes);
+            if (ClaimIfNew(id))
+            {
+                await EnqueueAsync(id, BlobKind.Tree, PooledCopy.Rent(bytes), bytes.Length, ct).ConfigureAwait(false);
+            }
+            return id;
+        }
+
+        private async Task SealLoopAsync(CancellationToken ct)
+        {
+            await foreach (var job in _chunks.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                try
+                {
+                    var (codec, sealedBytes) = BlobSealer.Seal(_key, job.Id, job.Kind, job.Buffer.AsSpan(0, job.Length));
+                    await _packs.AddAsync(job.Id, job.Kind, codec, job.Length, sealedBytes, ct).ConfigureAwait(false);
+                    Interlocked.Add(ref _bytesAdded, job.Length);
+                    Interlocked.Add(ref _bytesStored, sealedBytes.Length);
+                    Interlocked.Increment(ref _blobsAdded);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(job.Buffer);
+                }
+            }
+        }
+
+        private async Task OnPackStoredAsync(IReadOnlyList<IndexEntry> entries, CancellationToken ct)
+        {
+            List<IndexEntry>? batch = null;
+            lock (_unindexedLock)
+            {
+                _unindexed.AddRange(entries);
+                if (_unindexed.Count >= 50_000)
+                {
+                    batch = [.. _unindexed];
+                    _unindexed.Clear();
+                }
+            }
+            foreach (var e in entries)
+            {
+                _index.Add(e);
+            }
+            if (batch is not null)
+            {
+                await _repo.SaveIndexAsync(batch, ct).ConfigureAwait(false);
+            }
+        }
+
+        private async Task FlushIndexAsync(CancellationToken ct)
+        {
+            List<IndexEntry> batch;
+            lock (_unindexedLock)
+            {
+                batch = [.. _unindexed];
+                _unindexed.Clear();
+            }
+            if (batch.Count > 0)
+            {
+                await _repo.SaveIndexAsync(batch, ct).ConfigureAwait(false);
+            }
+        }
+    }
+}
+
+internal static class PooledCopy
+{
+    /// <summary>Copies <paramref name="data"/> into an array rented from the shared pool; the consumer returns it.</summary>
+    public static byte[] Rent(ReadOnlySpan<byte> data)
+    {
+        var array = ArrayPool<byte>.Shared.Rent(Math.Max(1, data.Length));
+        data.CopyTo(array);
+        return array;
+    }
+}

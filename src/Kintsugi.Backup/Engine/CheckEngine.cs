@@ -1,0 +1,260 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Storage;
+
+namespace Kintsugi.Backup.Engine;
+
+/// <summary>What to check.</summary>
+public sealed record CheckRequest
+{
+    /// <summary>Read and verify every pack (or the subset below).</summary>
+    public bool ReadData { get; init; }
+    /// <summary>When set, read only this fraction (0..1] of the packs, chosen at random.</summary>
+    public double? ReadDataFraction { get; init; }
+    public int Workers { get; init; } = Environment.ProcessorCount;
+    public string Host { get; init; } = "localhost";
+    /// <summary>Seed of the random subset, so a run can be repeated.</summary>
+    public int? Seed { get; init; }
+}
+
+/// <summary>One problem found: what, which file, and what it means.</summary>
+public sealed record CheckProblem(string Severity, string Subject, string Message);
+
+/// <summary>A file of a snapshot whose content cannot be fully restored.</summary>
+public sealed record AffectedFile(string Snapshot, string Path);
+
+public sealed record CheckResult(
+    IReadOnlyList<CheckProblem> Problems,
+    IReadOnlyList<AffectedFile> AffectedFiles,
+    int Snapshots, int Packs, int PacksRead, long BlobsVerified, long BytesRead)
+{
+    public bool Ok => Problems.All(p => p.Severity != "error");
+}
+
+/// <summary>Live counters for a progress display.</summary>
+public sealed class CheckProgress
+{
+    internal long TotalBytesField, BytesDoneField;
+
+    public long TotalBytes => Interlocked.Read(ref TotalBytesField);
+    public long BytesDone => Interlocked.Read(ref BytesDoneField);
+}
+
+/// <summary>
+/// Checks a repository: every index and snapshot file opens, every pack the index names exists
+/// with the right size, every tree opens and every blob a snapshot needs is indexed; with
+/// <see cref="CheckRequest.ReadData"/>, every pack is read, its hash compared to its name and every
+/// blob in it decrypted and verified against its id. Damage is reported down to the files of each
+/// snapshot that it affects.
+/// </summary>
+public sealed class CheckEngine
+{
+    private readonly Repository _repo;
+
+    public CheckEngine(Repository repository) => _repo = repository;
+
+    public async Task<CheckResult> RunAsync(CheckRequest request, CheckProgress? progress = null, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        progress ??= new CheckProgress();
+        var problems = new ConcurrentQueue<CheckProblem>();
+        void Error(string subject, string message) => problems.Enqueue(new CheckProblem("error", subject, message));
+        void Warn(string subject, string message) => problems.Enqueue(new CheckProblem("warning", subject, message));
+
+        RepositoryLock? repoLock = null;
+        try
+        {
+            repoLock = await _repo.LockAsync(false, request.Host, "check", ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException || (e is KintsugiException k && k.Kind == ErrorKind.Failed))
+        {
+            Warn("locks", "the repository is read-only; checked without a lock");
+        }
+        try
+        {
+            var index = await _repo.LoadIndexAsync((name, e) => Error($"index/{name}", e.Message), ct).ConfigureAwait(false);
+            var byPack = index.Entries.GroupBy(e => e.Pack).ToDictionary(g => g.Key, g => g.ToList());
+            var onDisk = _repo.Store.List(FileKind.Pack).ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
+            var damaged = new ConcurrentDictionary<BlobId, string>();
+
+            foreach (var (pack, entries) in byPack)
+            {
+                string name = pack.ToString();
+                long needed = entries.Max(e => (long)e.Offset + e.StoredLength) + PackFormat.TrailerSize + Aead.Overhead;
+                if (!onDisk.TryGetValue(name, out long size))
+                {
+                    Error($"data/{name}", $"pack is missing; {entries.Count} blobs are lost");
+                    foreach (var e in entries)
+                    {
+                        damaged[e.Id] = "its pack is missing";
+                    }
+                }
+                else if (size < needed)
+                {
+                    Error($"data/{name}", $"pack is truncated: {size} bytes, at least {needed} expected");
+                    foreach (var e in entries.Where(e => e.Offset + (long)e.StoredLength > size))
+                    {
+                        damaged[e.Id] = "its pack is truncated";
+                    }
+                }
+            }
+            foreach (var name in onDisk.Keys.Where(n => !BlobId.TryParse(n, out var id) || !byPack.ContainsKey(id)))
+            {
+                Warn($"data/{name}", "pack is in no index (left by an interrupted backup); `kintsugi forget --prune` removes it");
+            }
+
+            int packsRead = 0;
+            long blobsVerified = 0, bytesRead = 0;
+            if (request.ReadData)
+            {
+                var packs = byPack.Keys.Where(p => onDisk.ContainsKey(p.ToString())).OrderBy(p => p.ToString(), StringComparer.Ordinal).ToList();
+                if (request.ReadDataFraction is double fraction and < 1.0)
+                {
+                    var rng = request.Seed is int seed ? new Random(seed) : new Random();
+                    int take = Math.Max(1, (int)Math.Ceiling(packs.Count * fraction));
+                    packs = packs.OrderBy(_ => rng.Next()).Take(Math.Min(take, packs.Count)).ToList();
+                }
+                progress.TotalBytesField = packs.Sum(p => onDisk[p.ToString()]);
+                await Parallel.ForEachAsync(packs, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, request.Workers), CancellationToken = ct }, async (pack, token) =>
+                {
+                    var (verified, read) = await ReadPackAsync(pack, byPack[pack], damaged, Error, token).ConfigureAwait(false);
+                    Interlocked.Add(ref blobsVerified, verified);
+                    Interlocked.Add(ref bytesRead, read);
+                    Interlocked.Increment(ref packsRead);
+                    Interlocked.Add(ref progress.BytesDoneField, read);
+                }).ConfigureAwait(false);
+            }
+
+            var snapshots = await _repo.LoadSnapshotsAsync((name, e) => Error($"snapshots/{name}", e.Message), ct).ConfigureAwait(false);
+            var affected = new List<AffectedFile>();
+            foreach (var snap in snapshots)
+            {
+                await CheckSnapshotAsync(snap, index, damaged, affected, Error, ct).ConfigureAwait(false);
+            }
+            return new CheckResult(problems.ToList(), affected, snapshots.Count, byPack.Count, packsRead, blobsVerified, bytesRead);
+        }
+        finally
+        {
+            if (repoLock is not null)
+            {
+                await repoLock.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task<(long Verified, long Read)> ReadPackAsync(BlobId pack, List<IndexEntry> entries, ConcurrentDictionary<BlobId, string> damaged, Action<string, string> error, CancellationToken ct)
+    {
+        string name = pack.ToString();
+        byte[] data;
+        try
+        {
+            data = await _repo.Store.GetAsync(FileKind.Pack, name, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or KintsugiException)
+        {
+            error($"data/{name}", $"cannot read pack: {e.Message}");
+            foreach (var entry in entries)
+            {
+                damaged[entry.Id] = "its pack cannot be read";
+            }
+            return (0, 0);
+        }
+        if (!SHA256.HashData(data).AsSpan().SequenceEqual(pack.ToArray()))
+        {
+            error($"data/{name}", "pack content does not match its name (bit rot or tampering); checking its blobs one by one");
+        }
+        try
+        {
+            var header = PackFormat.ReadHeader(_repo.Key, data, $"pack {pack.Short}");
+            var inHeader = header.ToDictionary(h => h.Id, h => h);
+            foreach (var entry in entries)
+            {
+                if (!inHeader.TryGetValue(entry.Id, out var h) || h.Offset != entry.Offset || h.StoredLength != entry.StoredLength)
+                {
+                    error($"data/{name}", $"the index places blob {entry.Id.Short} where the pack header does not");
+                }
+            }
+        }
+        catch (KintsugiException e)
+        {
+            error($"data/{name}", e.Message);
+        }
+        long verified = 0;
+        foreach (var entry in entries)
+        {
+            ct.ThrowIfCancellationRequested();
+            try
+            {
+                if (entry.Offset + (long)entry.StoredLength > data.Length)
+                {
+                    throw KintsugiException.Corrupt($"blob {entry.Id.Short}", "beyond the end of its pack");
+                }
+                BlobSealer.Open(_repo.Key, entry, data.AsSpan((int)entry.Offset, (int)entry.StoredLength));
+                verified++;
+            }
+            catch (KintsugiException e)
+            {
+                damaged[entry.Id] = e.Message;
+                error($"data/{name}", e.Message);
+            }
+        }
+        return (verified, data.Length);
+    }
+
+    private async Task CheckSnapshotAsync(SnapshotRef snap, MasterIndex index, ConcurrentDictionary<BlobId, string> damaged, List<AffectedFile> affected, Action<string, string> error, CancellationToken ct)
+    {
+        string subject = $"snapshot {snap.ShortId}";
+        var stack = new Stack<(string Path, BlobId Tree, int Depth)>();
+        stack.Push(("", BlobId.Parse(snap.Snapshot.Tree), 0));
+        while (stack.Count > 0)
+        {
+            var (path, treeId, depth) = stack.Pop();
+            if (depth > TreeWalker.MaxDepth)
+            {
+                error(subject, $"folder {path} is nested deeper than {TreeWalker.MaxDepth} (a cycle?)");
+                continue;
+            }
+            Tree tree;
+            try
+            {
+                if (damaged.TryGetValue(treeId, out var why))
+                {
+                    throw KintsugiException.Corrupt($"tree {treeId.Short}", why);
+                }
+                tree = await _repo.LoadTreeAsync(index, treeId, ct).ConfigureAwait(false);
+            }
+            catch (KintsugiException e)
+            {
+                error(subject, $"folder {(path.Length == 0 ? "/" : path)} cannot be read: {e.Message}");
+                affected.Add(new AffectedFile(snap.ShortId, (path.Length == 0 ? "/" : path) + "/ (whole folder)"));
+                continue;
+            }
+            foreach (var node in tree.Nodes)
+            {
+                string childPath = path + "/" + node.Name;
+                if (node.Type == NodeType.Directory && node.Subtree is not null && BlobId.TryParse(node.Subtree, out var sub))
+                {
+                    stack.Push((childPath, sub, depth + 1));
+                }
+                else if (node.Type == NodeType.File && node.Content is not null)
+                {
+                    foreach (var c in node.Content)
+                    {
+                        if (!BlobId.TryParse(c, out var id) || !index.Contains(id))
+                        {
+                            error(subject, $"{childPath}: blob {c[..Math.Min(8, c.Length)]} is not in the index");
+                            affected.Add(new AffectedFile(snap.ShortId, childPath));
+                            break;
+                        }
+                        if (damaged.ContainsKey(id))
+                        {
+                            affected.Add(new AffectedFile(snap.ShortId, childPath));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Storage;
+
+namespace Kintsugi.Backup.Engine;
+
+/// <summary>How to prune.</summary>
+public sealed record PruneRequest
+{
+    /// <summary>Repack a pack when at least this fraction of its bytes is unused.</summary>
+    public double RepackThreshold { get; init; } = 0.5;
+    public bool DryRun { get; init; }
+    public string Host { get; init; } = "localhost";
+}
+
+/// <summary>What prune did (or, in a dry run, would do).</summary>
+public sealed record PruneResult(
+    int PacksDeleted, int PacksRepacked, int PacksWritten, long BytesFreed,
+    long BlobsRemoved, long BlobsKept, int IndexFilesReplaced, int TempFilesRemoved, bool DryRun);
+
+/// <summary>
+/// Removes what no snapshot needs. Under an exclusive lock: find every blob the snapshots use,
+/// delete packs nothing uses, repack packs that are mostly unused (their used blobs are verified
+/// and copied into new packs), write one new index, then delete the old index files, then the old
+/// packs. Each step leaves a valid repository if the process dies: until the old index files are
+/// gone they still point at packs that still exist.
+/// </summary>
+public sealed class PruneEngine
+{
+    private readonly Repository _repo;
+
+    public PruneEngine(Repository repository) => _repo = repository;
+
+    public async Task<PruneResult> RunAsync(PruneRequest request, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        await using var repoLock = await _repo.LockAsync(true, request.Host, "prune", ct).ConfigureAwait(false);
+        return await PruneAsync(request, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Prune for a caller that already holds the exclusive lock (forget --prune).</summary>
+    public Task<PruneResult> RunAsync(PruneRequest request, RepositoryLock exclusiveLock, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(exclusiveLock);
+        if (!exclusiveLock.Exclusive && !request.DryRun)
+        {
+            throw new ArgumentException("prune needs an exclusive lock", nameof(exclusiveLock));
+        }
+        return PruneAsync(request, ct);
+    }
+
+    private async Task<PruneResult> PruneAsync(PruneRequest request, CancellationToken ct)
+    {
+        var indexFiles = _repo.Store.List(FileKind.Index).Select(f => f.Name).ToList();
+        var allEntries = new List<IndexEntry>();
+        foreach (var name in indexFiles)
+        {
+            try
+            {
+                allEntries.AddRange(await _repo.LoadIndexFileAsync(name, ct).ConfigureAwait(false));
+            }
+            catch (KintsugiException e)
+            {
+                throw new KintsugiException(ErrorKind.Corrupt, $"prune stopped before changing anything: {e.Message}", e);
+            }
+        }
+        var index = new MasterIndex();
+        foreach (var e in allEntries)
+        {
+            index.Add(e);
+        }
+        var snapshots = await _repo.LoadSnapshotsAsync(onError: (name, e) => throw new KintsugiException(ErrorKind.Corrupt, $"prune stopped before changing anything: {e.Message}", e), ct: ct).ConfigureAwait(false);
+        var used = new HashSet<BlobId>();
+        foreach (var snap in snapshots)
+        {
+            await MarkUsedAsync(BlobId.Parse(snap.Snapshot.Tree), index, used, ct).ConfigureAwait(false);
+        }
+
+        // One copy of each used blob is kept: the one the master index chose.
+        var packs = allEntries.GroupBy(e => e.Pack).ToDictionary(g => g.Key, g => g.ToList());
+        var onDisk = _repo.Store.List(FileKind.Pack).ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
+        var delete = new List<BlobId>();
+        var repack = new List<BlobId>();
+        var keep = new List<BlobId>();
+        long bytesFreed = 0, blobsRemoved = 0, blobsKept = 0;
+        foreach (var (pack, entries) in packs)
+        {
+            if (!onDisk.ContainsKey(pack.ToString()))
+            {
+                throw new KintsugiException(ErrorKind.Corrupt, $"prune stopped before changing anything: pack {pack.Short} named by the index is missing; run `kintsugi check`");
+            }
+            bool IsLive(IndexEntry e) => used.Contains(e.Id) && index.TryGet(e.Id, out var chosen) && chosen.Pack == pack;
+            long total = entries.Sum(e => (long)e.StoredLength);
+            long live = entries.Where(IsLive).Sum(e => (long)e.StoredLength);
+            int liveCount = entries.Count(IsLive);
+            blobsKept += liveCount;
+            blobsRemoved += entries.Count - liveCount;
+            if (liveCount == 0)
+            {
+                delete.Add(pack);
+                bytesFreed += onDisk[pack.ToString()];
+            }
+            else if (total - live >= total * request.RepackThreshold)
+            {
+                repack.Add(pack);
+                bytesFreed += total - live;
+            }
+            else
+            {
+                keep.Add(pack);
+            }
+        }
+        var unindexed = onDisk.Keys.Where(n => !BlobId.TryParse(n, out var id) || !packs.ContainsKey(id)).ToList();
+        bytesFreed += unindexed.Sum(n => onDisk[n]);
+
+        if (request.DryRun)
+        {
+            return new PruneResult(delete.Count + unindexed.Count, repack.Count, 0, bytesFreed, blobsRemoved, blobsKept, 0, 0, true);
+        }
+
+        var newEntries = new List<IndexEntry>();
+        var writer = new PackWriter(_repo.Store, _repo.Key, _repo.Config.PackSize, (entries, _) =>
+        {
+            newEntries.AddRange(entries);
+            return Task.CompletedTask;
+        });
+        foreach (var pack in repack)
+        {
+            foreach (var entry in packs[pack].Where(e => used.Contains(e.Id) && index.TryGet(e.Id, out var chosen) && chosen.Pack == pack))
+            {
+                var sealedBytes = new byte[entry.StoredLength];
+                await _repo.Store.ReadAtAsync(FileKind.Pack, pack.ToString(), entry.Offset, sealedBytes, ct).ConfigureAwait(false);
+                // Verify before copying: a damaged blob must not be given a fresh, valid-looking home.
+                BlobSealer.Open(_repo.Key, entry, sealedBytes);
+                await writer.AddAsync(entry.Id, entry.Kind, entry.Codec, (int)entry.RawLength, sealedBytes, ct).ConfigureAwait(false);
+            }
+        }
+        await writer.FlushAsync(ct).ConfigureAwait(false);
+
+        var keepSet = keep.ToHashSet();
+        var finalEntries = allEntries
+            .Where(e => keepSet.Contains(e.Pack) && index.TryGet(e.Id, out var chosen) && chosen.Pack == e.Pack)
+            .Concat(newEntries)
+            .ToList();
+        string? newIndex = finalEntries.Count > 0 ? await _repo.SaveIndexAsync(finalEntries, ct).ConfigureAwait(false) : null;
+        int replaced = 0;
+        foreach (var name in indexFiles.Where(n => n != newIndex))
+        {
+            await _repo.Store.DeleteAsync(FileKind.Index, name, ct).ConfigureAwait(false);
+            replaced++;
+        }
+        foreach (var pack in delete.Concat(repack))
+        {
+            await _repo.Store.DeleteAsync(FileKind.Pack, pack.ToString(), ct).ConfigureAwait(false);
+        }
+        foreach (var name in unindexed)
+        {
+            await _repo.Store.DeleteAsync(FileKind.Pack, name, ct).ConfigureAwait(false);
+        }
+        int temps = _repo.Store is LocalBlobStore local ? local.CleanTemporaryFiles(TimeSpan.Zero, _repo.Time.GetUtcNow()) : 0;
+        return new PruneResult(delete.Count + unindexed.Count, repack.Count, (int)writer.PacksWritten, bytesFreed, blobsRemoved, blobsKept, replaced, temps, false);
+    }
+
+    private async Task MarkUsedAsync(BlobId root, MasterIndex index, HashSet<BlobId> used, CancellationToken ct)
+    {
+        var stack = new Stack<BlobId>();
+        stack.Push(root);
+        while (stack.Count > 0)
+        {
+            var treeId = stack.Pop();
+            if (!used.Add(treeId))
+            {
+                continue;
+            }
+            Tree tree;
+            try
+            {
+                tree = await _repo.LoadTreeAsync(index, treeId, ct).ConfigureAwait(false);
+            }
+            catch (KintsugiException e)
+            {
+                throw new KintsugiException(ErrorKind.Corrupt, $"prune stopped before changing anything: {e.Message}", e);
+            }
+            foreach (var node in tree.Nodes)
+            {
+                if (node.Subtree is not null)
+                {
+                    stack.Push(BlobId.Parse(node.Subtree));
+                }
+                foreach (var c in node.Content ?? [])
+                {
+                    var id = BlobId.Parse(c);
+                    if (!index.Contains(id))
+                    {
+                        throw new KintsugiException(ErrorKind.Corrupt, $"prune stopped before changing anything: blob {id.Short} of {node.Name} is not in the index; run `kintsugi check`");
+                    }
+                    used.Add(id);
+                }
+            }
+        }
+    }
+}

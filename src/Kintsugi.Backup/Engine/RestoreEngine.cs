@@ -1,0 +1,368 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Platform;
+using Microsoft.Win32.SafeHandles;
+
+namespace Kintsugi.Backup.Engine;
+
+/// <summary>What to restore and where.</summary>
+public sealed record RestoreRequest
+{
+    public required string Target { get; init; }
+    /// <summary>Paths inside the snapshot to restore (with everything under them); empty restores all.</summary>
+    public IReadOnlyList<string> Includes { get; init; } = [];
+    public int Workers { get; init; } = Environment.ProcessorCount;
+    /// <summary>The host to name in the lock file.</summary>
+    public string Host { get; init; } = "localhost";
+}
+
+/// <summary>Live counters for a progress display.</summary>
+public sealed class RestoreProgress
+{
+    internal long TotalBytesField, BytesDoneField, FilesDoneField, TotalFilesField;
+
+    public long TotalFiles => Interlocked.Read(ref TotalFilesField);
+    public long TotalBytes => Interlocked.Read(ref TotalBytesField);
+    public long FilesDone => Interlocked.Read(ref FilesDoneField);
+    public long BytesDone => Interlocked.Read(ref BytesDoneField);
+}
+
+/// <summary>What a restore did.</summary>
+public sealed record RestoreResult(long Files, long Directories, long Symlinks, long Bytes, IReadOnlyList<BackupIssue> Issues);
+
+/// <summary>
+/// Restores a snapshot into a target folder. Content blobs of all files are restored in parallel,
+/// each written at its offset, so one large file uses every core. Symlinks are created last and
+/// existing entries are replaced, never written through, so nothing lands outside the target.
+/// </summary>
+public sealed class RestoreEngine
+{
+    private readonly Repository _repo;
+
+    public RestoreEngine(Repository repository) => _repo = repository;
+
+    private sealed class FileState(string path, Node node, int blobs)
+    {
+        public string Path { get; } = path;
+        public Node Node { get; } = node;
+        public SafeFileHandle? Handle { get; set; }
+        public int Remaining = blobs;
+        public volatile bool Failed;
+    }
+
+    private readonly record struct BlobJob(FileState File, long Offset, IndexEntry Entry);
+
+    public async Task<RestoreResult> RunAsync(SnapshotRef snapshot, RestoreRequest request, RestoreProgress? progress = null, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        ArgumentNullException.ThrowIfNull(request);
+        progress ??= new RestoreProgress();
+        RepositoryLock? repoLock = null;
+        try
+        {
+            repoLock = await _repo.LockAsync(false, request.Host, "restore", ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException || (e is KintsugiException k && k.Kind == ErrorKind.Failed))
+        {
+            // A repository on a read-only mount: restore without a lock, since nobody can prune it either.
+        }
+        try
+        {
+            return await RestoreAsync(snapshot, request, progress, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (repoLock is not null)
+            {
+                await repoLock.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static bool Selected(string path, IReadOnlyList<string> includes) =>
+        includes.Count == 0 || includes.Any(i => path == i || path.StartsWith(i + "/", StringComparison.Ordinal) || i.StartsWith(path + "/", StringComparison.Ordinal));
+
+    private async Task<RestoreResult> RestoreAsync(SnapshotRef snapshot, RestoreRequest request, RestoreProgress progress, CancellationToken ct)
+    {
+        var includes = request.Includes.Select(i => "/" + i.Trim('/')).Select(i => i == "/" ? "" : i).ToList();
+        if (includes.Contains(""))
+        {
+            includes.Clear();
+        }
+        var index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
+        string target = Path.GetFullPath(request.Target);
+        Directory.CreateDirectory(target);
+        var issues = new ConcurrentQueue<BackupIssue>();
+        var directories = new List<(string Path, Node Node)>();
+        var symlinks = new List<(string Path, Node Node)>();
+        var files = new List<(string Path, Node Node)>();
+        var hardLinks = new List<(string Path, string Existing)>();
+        var firstLink = new Dictionary<(ulong, ulong), string>();
+        var matched = new HashSet<string>(StringComparer.Ordinal);
+
+        await foreach (var walked in TreeWalker.WalkAsync(_repo, index, BlobId.Parse(snapshot.Snapshot.Tree), ct).ConfigureAwait(false))
+        {
+            if (!Selected(walked.Path, includes))
+            {
+                continue;
+            }
+            foreach (var inc in includes)
+            {
+                if (walked.Path == inc)
+                {
+                    matched.Add(inc);
+                }
+            }
+            string local = target + walked.Path;
+            var node = walked.Node;
+            switch (node.Type)
+            {
+                case NodeType.Directory:
+                    PrepareDirectory(local);
+                    directories.Add((local, node));
+                    break;
+                case NodeType.File:
+                    if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var existing))
+                    {
+                        hardLinks.Add((local, existing));
+                    }
+                    else
+                    {
+                        if (node.Links > 1)
+                        {
+                            firstLink[(node.Device, node.Inode)] = local;
+                        }
+                        files.Add((local, node));
+                        Interlocked.Add(ref progress.TotalBytesField, node.Size);
+                        Interlocked.Increment(ref progress.TotalFilesField);
+                    }
+                    break;
+                case NodeType.Symlink:
+                    symlinks.Add((local, node));
+                    break;
+                case NodeType.Fifo:
+                    RemoveExisting(local);
+                    Posix.MkFifo(local, node.Mode & 0x1FF);
+                    ApplyMetadata(local, node, issues);
+                    break;
+                default:
+                    issues.Enqueue(new BackupIssue(walked.Path, $"warning: {node.Type.ToString().ToLowerInvariant()} not restored (special files are skipped for safety)"));
+                    break;
+            }
+        }
+        foreach (var inc in includes.Where(i => !matched.Contains(i)))
+        {
+            throw new KintsugiException(ErrorKind.NotFound, $"{inc} is not in snapshot {snapshot.ShortId}; `kintsugi ls {snapshot.ShortId}` lists what it holds");
+        }
+
+        await RestoreFilesAsync(files, index, request, progress, issues, ct).ConfigureAwait(false);
+        foreach (var (path, existing) in hardLinks)
+        {
+            try
+            {
+                RemoveExisting(path);
+                Posix.Link(existing, path);
+            }
+            catch (IOException e)
+            {
+                issues.Enqueue(new BackupIssue(path, $"cannot create hard link: {e.Message}"));
+            }
+        }
+        foreach (var (path, node) in symlinks)
+        {
+            try
+            {
+                RemoveExisting(path);
+                File.CreateSymbolicLink(path, node.LinkTarget ?? "");
+                ApplyMetadata(path, node, issues);
+            }
+            catch (IOException e)
+            {
+                issues.Enqueue(new BackupIssue(path, $"cannot create symlink: {e.Message}"));
+            }
+        }
+        // Folders last and deepest first, so writing their contents does not change their mtime again.
+        for (int i = directories.Count - 1; i >= 0; i--)
+        {
+            ApplyMetadata(directories[i].Path, directories[i].Node, issues);
+        }
+        return new RestoreResult(files.Count + hardLinks.Count, directories.Count, symlinks.Count, progress.BytesDone, issues.ToList());
+    }
+
+    private static void PrepareDirectory(string path)
+    {
+        try
+        {
+            var st = Posix.LStat(path);
+            if (st.IsDirectory)
+            {
+                return;
+            }
+            File.Delete(path);
+        }
+        catch (FileNotFoundException)
+        {
+        }
+        Directory.CreateDirectory(path);
+    }
+
+    /// <summary>Removes a file or symlink at <paramref name="path"/> so that creating it cannot follow a link.</summary>
+    private static void RemoveExisting(string path)
+    {
+        try
+        {
+            var st = Posix.LStat(path);
+            if (st.IsDirectory)
+            {
+                Directory.Delete(path, recursive: true);
+            }
+            else
+            {
+                File.Delete(path);
+            }
+        }
+        catch (FileNotFoundException)
+        {
+        }
+    }
+
+    private async Task RestoreFilesAsync(List<(string Path, Node Node)> files, MasterIndex index, RestoreRequest request, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, CancellationToken ct)
+    {
+        int workers = Math.Max(1, request.Workers);
+        var jobs = Channel.CreateBounded<BlobJob>(new BoundedChannelOptions(workers * 4) { SingleWriter = true });
+        var consumers = Enumerable.Range(0, workers).Select(_ => Task.Run(async () =>
+        {
+            try
+            {
+                await ConsumeAsync(jobs.Reader, progress, issues, ct).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                // Unblocks the producer; the first failure is what the caller sees.
+                jobs.Writer.TryComplete(e);
+                throw;
+            }
+        }, ct)).ToArray();
+        try
+        {
+            foreach (var (path, node) in files)
+            {
+                var content = node.Content ?? [];
+                var state = new FileState(path, node, content.Count);
+                try
+                {
+                    RemoveExisting(path);
+                    state.Handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+                }
+                catch (IOException e)
+                {
+                    issues.Enqueue(new BackupIssue(path, $"cannot create: {e.Message}"));
+                    continue;
+                }
+                if (content.Count == 0)
+                {
+                    Finish(state, issues);
+                    continue;
+                }
+                long offset = 0;
+                foreach (var idText in content)
+                {
+                    var entry = index.Get(BlobId.Parse(idText));
+                    await jobs.Writer.WriteAsync(new BlobJob(state, offset, entry), ct).ConfigureAwait(false);
+                    offset += entry.RawLength;
+                }
+            }
+        }
+        finally
+        {
+            jobs.Writer.Complete();
+            await Task.WhenAll(consumers).ConfigureAwait(false);
+        }
+    }
+
+    private async Task ConsumeAsync(ChannelReader<BlobJob> jobs, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, CancellationToken ct)
+    {
+        byte[] plain = [];
+        byte[] scratch = [];
+        await foreach (var job in jobs.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            var file = job.File;
+            if (!file.Failed)
+            {
+                try
+                {
+                    int raw = (int)job.Entry.RawLength;
+                    if (plain.Length < raw)
+                    {
+                        plain = GC.AllocateUninitializedArray<byte>(raw);
+                    }
+                    if (scratch.Length < job.Entry.StoredLength)
+                    {
+                        scratch = GC.AllocateUninitializedArray<byte>((int)job.Entry.StoredLength);
+                    }
+                    await _repo.ReadBlobAsync(job.Entry, plain.AsMemory(0, raw), scratch, ct).ConfigureAwait(false);
+                    var data = plain.AsMemory(0, raw);
+                    if (!(file.Node.Sparse && !data.Span.ContainsAnyExcept((byte)0)))
+                    {
+                        RandomAccess.Write(file.Handle!, data.Span, job.Offset);
+                    }
+                    Interlocked.Add(ref progress.BytesDoneField, raw);
+                }
+                catch (KintsugiException e)
+                {
+                    file.Failed = true;
+                    issues.Enqueue(new BackupIssue(file.Path, e.Message));
+                }
+                catch (IOException e)
+                {
+                    file.Failed = true;
+                    if (KintsugiException.FromIo(e, file.Path) is KintsugiException { Kind: ErrorKind.NoSpace } full)
+                    {
+                        throw full;
+                    }
+                    issues.Enqueue(new BackupIssue(file.Path, e.Message));
+                }
+            }
+            if (Interlocked.Decrement(ref file.Remaining) == 0)
+            {
+                Finish(file, issues);
+            }
+        }
+    }
+
+    private static void Finish(FileState file, ConcurrentQueue<BackupIssue> issues)
+    {
+        try
+        {
+            RandomAccess.SetLength(file.Handle!, file.Node.Size);
+        }
+        catch (IOException e)
+        {
+            issues.Enqueue(new BackupIssue(file.Path, e.Message));
+        }
+        file.Handle!.Dispose();
+        ApplyMetadata(file.Path, file.Node, issues);
+    }
+
+    private static void ApplyMetadata(string path, Node node, ConcurrentQueue<BackupIssue> issues)
+    {
+        try
+        {
+            if (Posix.IsRoot)
+            {
+                Posix.LChown(path, node.Uid, node.Gid);
+            }
+            if (node.Type != NodeType.Symlink)
+            {
+                File.SetUnixFileMode(path, (UnixFileMode)(node.Mode & 0xFFF));
+            }
+            Posix.SetTimes(path, node.MtimeNs);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            issues.Enqueue(new BackupIssue(path, $"warning: metadata not fully restored: {e.Message}"));
+        }
+    }
+}

@@ -1,0 +1,84 @@
+using System.Buffers.Binary;
+
+namespace Kintsugi.Backup.Format;
+
+/// <summary>
+/// An index file: the entries of some packs. Payload (inside a sealed file of type Index):
+/// <c>version u32 = 1 ‖ pack count u32 ‖ per pack: pack id(32) ‖ entry count u32 ‖ entries (48 bytes, as in pack headers)</c>.
+/// </summary>
+internal static class IndexFile
+{
+    public const uint Version = 1;
+
+    public static byte[] Serialize(IReadOnlyCollection<IGrouping<BlobId, IndexEntry>> packs)
+    {
+        int size = 8 + packs.Sum(p => BlobId.Size + 4 + p.Count() * PackFormat.EntrySize);
+        var data = new byte[size];
+        var span = data.AsSpan();
+        BinaryPrimitives.WriteUInt32LittleEndian(span, Version);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[4..], (uint)packs.Count);
+        span = span[8..];
+        foreach (var pack in packs)
+        {
+            pack.Key.Write(span);
+            var entries = pack.ToList();
+            BinaryPrimitives.WriteUInt32LittleEndian(span[BlobId.Size..], (uint)entries.Count);
+            span = span[(BlobId.Size + 4)..];
+            foreach (var e in entries)
+            {
+                span[0] = (byte)e.Kind;
+                span[1] = (byte)e.Codec;
+                span[2] = 0;
+                span[3] = 0;
+                BinaryPrimitives.WriteUInt32LittleEndian(span[4..], e.Offset);
+                BinaryPrimitives.WriteUInt32LittleEndian(span[8..], e.StoredLength);
+                BinaryPrimitives.WriteUInt32LittleEndian(span[12..], e.RawLength);
+                e.Id.Write(span[16..]);
+                span = span[PackFormat.EntrySize..];
+            }
+        }
+        return data;
+    }
+
+    public static List<IndexEntry> Parse(ReadOnlySpan<byte> data, string what)
+    {
+        if (data.Length < 8 || BinaryPrimitives.ReadUInt32LittleEndian(data) != Version)
+        {
+            throw KintsugiException.Corrupt(what, "unknown index version");
+        }
+        uint packCount = BinaryPrimitives.ReadUInt32LittleEndian(data[4..]);
+        var result = new List<IndexEntry>();
+        var span = data[8..];
+        for (uint p = 0; p < packCount; p++)
+        {
+            if (span.Length < BlobId.Size + 4)
+            {
+                throw KintsugiException.Corrupt(what, "truncated pack record");
+            }
+            var pack = BlobId.Read(span);
+            uint count = BinaryPrimitives.ReadUInt32LittleEndian(span[BlobId.Size..]);
+            span = span[(BlobId.Size + 4)..];
+            if ((ulong)count * PackFormat.EntrySize > (ulong)span.Length)
+            {
+                throw KintsugiException.Corrupt(what, "entry count larger than the file");
+            }
+            for (uint i = 0; i < count; i++)
+            {
+                result.Add(new IndexEntry(
+                    BlobId.Read(span[16..]),
+                    (BlobKind)span[0],
+                    (BlobCodec)span[1],
+                    pack,
+                    BinaryPrimitives.ReadUInt32LittleEndian(span[4..]),
+                    BinaryPrimitives.ReadUInt32LittleEndian(span[8..]),
+                    BinaryPrimitives.ReadUInt32LittleEndian(span[12..])));
+                span = span[PackFormat.EntrySize..];
+            }
+        }
+        if (!span.IsEmpty)
+        {
+            throw KintsugiException.Corrupt(what, "trailing bytes after the last pack");
+        }
+        return result;
+    }
+}

@@ -1,0 +1,42 @@
+using System.Security.Cryptography;
+
+namespace Kintsugi.Backup.Format;
+
+/// <summary>
+/// The repository's secret: an AES-256 key for everything encrypted and a separate key for the
+/// keyed hash that names blobs. Generated at init, stored only wrapped by key slots.
+/// </summary>
+public sealed class MasterKey
+{
+    public const int Size = 64;
+
+    private MasterKey(byte[] material)
+    {
+        Material = material;
+    }
+
+    internal byte[] Material { get; }
+
+    internal ReadOnlySpan<byte> EncryptionKey => Material.AsSpan(0, 32);
+
+    internal ReadOnlySpan<byte> IdKey => Material.AsSpan(32, 32);
+
+    public static MasterKey Generate() => new(RandomNumberGenerator.GetBytes(Size));
+
+    internal static MasterKey FromBytes(ReadOnlySpan<byte> material)
+    {
+        if (material.Length != Size)
+        {
+            throw new ArgumentException("master key has the wrong length", nameof(material));
+        }
+        return new MasterKey(material.ToArray());
+    }
+
+    /// <summary>The id of a blob: HMAC-SHA-256 of its plaintext under the id key (SHA-NI makes this run at gigabytes per second).</summary>
+    public BlobId IdOf(ReadOnlySpan<byte> plaintext)
+    {
+        Span<byte> mac = stackalloc byte[BlobId.Size];
+        HMACSHA256.HashData(IdKey, plaintext, mac);
+        return BlobId.Read(mac);
+    }
+}

@@ -1,0 +1,96 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Storage;
+using Konscious.Security.Cryptography;
+
+namespace Kintsugi.Backup;
+
+/// <summary>A key slot as listed to the user.</summary>
+public sealed record KeyInfo(string Id, DateTimeOffset Created, string? Host, string? User, bool Current, string Kdf, int MemoryKib, int Iterations, int Parallelism);
+
+/// <summary>Key slots: each wraps the master key under a password through Argon2id.</summary>
+internal static class KeyRing
+{
+    private static ReadOnlySpan<byte> AssociatedData => "kintsugi key v1"u8;
+
+    public static async Task<string> AddAsync(IBlobStore store, MasterKey master, string password, KdfParameters kdf, DateTimeOffset now, string? host, string? user, CancellationToken ct)
+    {
+        kdf.Validate();
+        var salt = RandomNumberGenerator.GetBytes(32);
+        var wrappingKey = Derive(password, salt, kdf);
+        var slot = new KeySlot
+        {
+            Created = now,
+            Host = host,
+            User = user,
+            MemoryKib = kdf.MemoryKib,
+            Iterations = kdf.Iterations,
+            Parallelism = kdf.Parallelism,
+            Salt = Convert.ToBase64String(salt),
+            Wrapped = Convert.ToBase64String(Aead.Seal(wrappingKey, master.Material, AssociatedData)),
+        };
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(slot, FormatJson.Default.KeySlot);
+        string name = BlobId.HashOf(bytes).ToString();
+        await store.PutAsync(FileKind.Key, name, bytes, cancellationToken: ct).ConfigureAwait(false);
+        return name;
+    }
+
+    /// <summary>Tries every slot; returns the master key and the slot that opened it.</summary>
+    public static async Task<(MasterKey Key, string SlotId)> OpenAsync(IBlobStore store, string password, CancellationToken ct)
+    {
+        var slots = store.List(FileKind.Key);
+        if (slots.Count == 0)
+        {
+            throw new KintsugiException(ErrorKind.Corrupt, $"repository at {store.Location} has no key slots; it cannot be opened");
+        }
+        // Slots with the same KDF parameters and salt never occur, so each costs one derivation.
+        foreach (var file in slots)
+        {
+            var slot = await ReadAsync(store, file.Name, ct).ConfigureAwait(false);
+            if (slot is null)
+            {
+                continue;
+            }
+            var wrappingKey = Derive(password, Convert.FromBase64String(slot.Salt), new KdfParameters(slot.MemoryKib, slot.Iterations, slot.Parallelism));
+            var material = Aead.TryOpen(wrappingKey, Convert.FromBase64String(slot.Wrapped), AssociatedData);
+            if (material is { Length: MasterKey.Size })
+            {
+                return (MasterKey.FromBytes(material), file.Name);
+            }
+        }
+        throw new KintsugiException(ErrorKind.WrongPassword, $"wrong password: no key of the repository at {store.Location} opens with it; check the password file or KINTSUGI_PASSWORD_FILE");
+    }
+
+    public static async Task<KeySlot?> ReadAsync(IBlobStore store, string name, CancellationToken ct)
+    {
+        try
+        {
+            var bytes = await store.GetAsync(FileKind.Key, name, ct).ConfigureAwait(false);
+            var slot = JsonSerializer.Deserialize(bytes, FormatJson.Default.KeySlot);
+            return slot is { Kdf: "argon2id" } ? slot : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
+    private static byte[] Derive(string password, byte[] salt, KdfParameters kdf)
+    {
+        kdf.Validate();
+        using var argon = new Argon2id(Encoding.UTF8.GetBytes(password))
+        {
+            Salt = salt,
+            MemorySize = kdf.MemoryKib,
+            Iterations = kdf.Iterations,
+            DegreeOfParallelism = kdf.Parallelism,
+        };
+        return argon.GetBytes(32);
+    }
+}

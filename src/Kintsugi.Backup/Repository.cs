@@ -1,0 +1,322 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Kintsugi.Backup.Chunking;
+using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Storage;
+
+namespace Kintsugi.Backup;
+
+/// <summary>Settings fixed when a repository is created.</summary>
+public sealed record RepositoryOptions
+{
+    /// <summary>Chunk sizes: 512 KiB minimum, 1 MiB average, 8 MiB maximum (see docs/FORMAT.md for why).</summary>
+    public int ChunkMin { get; init; } = 512 * 1024;
+    public int ChunkAverage { get; init; } = 1024 * 1024;
+    public int ChunkMax { get; init; } = 8 * 1024 * 1024;
+    /// <summary>Target pack size: 16 MiB.</summary>
+    public int PackSize { get; init; } = 16 * 1024 * 1024;
+}
+
+/// <summary>An open repository: its store, master key and config, and the operations on stored files.</summary>
+public sealed class Repository
+{
+    private Repository(IBlobStore store, MasterKey key, RepositoryConfig config, string keyId, TimeProvider time)
+    {
+        Store = store;
+        Key = key;
+        Config = config;
+        KeyId = keyId;
+        Time = time;
+    }
+
+    public IBlobStore Store { get; }
+
+    public MasterKey Key { get; }
+
+    public RepositoryConfig Config { get; }
+
+    /// <summary>The key slot that opened the repository.</summary>
+    public string KeyId { get; }
+
+    public TimeProvider Time { get; }
+
+    public Chunker CreateChunker() => new(Convert.FromBase64String(Config.ChunkerSeed), Config.ChunkMin, Config.ChunkAverage, Config.ChunkMax);
+
+    /// <summary>Creates a repository. Refuses a folder that already holds one, or that is not empty.</summary>
+    public static async Task<Repository> InitAsync(IBlobStore store, string password, KdfParameters kdf, RepositoryOptions? options, string? host, string? user, TimeProvider time, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        options ??= new RepositoryOptions();
+        if (store.Exists(FileKind.Config, "config"))
+        {
+            throw new KintsugiException(ErrorKind.RepositoryExists, $"a repository already exists at {store.Location}; use it as it is, or choose another path");
+        }
+        if (store is LocalBlobStore && Directory.Exists(store.Location) && Directory.EnumerateFileSystemEntries(store.Location).Any())
+        {
+            throw new KintsugiException(ErrorKind.RepositoryExists, $"{store.Location} is not empty and is not a repository; choose an empty or new folder");
+        }
+        if (string.IsNullOrEmpty(password))
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, "the password is empty; give a non-empty password");
+        }
+        kdf.Validate();
+        var key = MasterKey.Generate();
+        var config = new RepositoryConfig
+        {
+            Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
+            ChunkerSeed = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
+            ChunkMin = options.ChunkMin,
+            ChunkAverage = options.ChunkAverage,
+            ChunkMax = options.ChunkMax,
+            PackSize = options.PackSize,
+        };
+        _ = new Chunker(new byte[32], config.ChunkMin, config.ChunkAverage, config.ChunkMax);
+        store.Create();
+        string keyId = await KeyRing.AddAsync(store, key, password, kdf, time.GetUtcNow(), host, user, ct).ConfigureAwait(false);
+        // The config is written last: a folder without it is not (yet) a repository.
+        var sealedConfig = SealedFile.Seal(key, SealedFileType.Config, JsonSerializer.SerializeToUtf8Bytes(config, FormatJson.Default.RepositoryConfig));
+        await store.PutAsync(FileKind.Config, "config", sealedConfig, cancellationToken: ct).ConfigureAwait(false);
+        return new Repository(store, key, config, keyId, time);
+    }
+
+    /// <summary>Opens a repository with a password.</summary>
+    public static async Task<Repository> OpenAsync(IBlobStore store, string password, TimeProvider time, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        if (!store.Exists(FileKind.Config, "config"))
+        {
+            throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
+        }
+        var (key, keyId) = await KeyRing.OpenAsync(store, password, ct).ConfigureAwait(false);
+        var data = await store.GetAsync(FileKind.Config, "config", ct).ConfigureAwait(false);
+        var json = SealedFile.Open(key, SealedFileType.Config, data, "repository config", 1 << 20);
+        RepositoryConfig config;
+        try
+        {
+            config = JsonSerializer.Deserialize(json, FormatJson.Default.RepositoryConfig) ?? throw new JsonException("null");
+        }
+        catch (JsonException e)
+        {
+            throw KintsugiException.Corrupt("repository config", e.Message);
+        }
+        if (config.Version != RepositoryConfig.CurrentVersion)
+        {
+            throw new KintsugiException(ErrorKind.Failed, $"repository at {store.Location} has format version {config.Version}; this kintsugi reads version {RepositoryConfig.CurrentVersion}; use a matching kintsugi");
+        }
+        return new Repository(store, key, config, keyId, time);
+    }
+
+    public Task<RepositoryLock> LockAsync(bool exclusive, string host, string command, CancellationToken ct = default) =>
+        RepositoryLock.AcquireAsync(Store, exclusive, host, command, Time, ct);
+
+    // ----- keys -----
+
+    public Task<string> AddKeyAsync(string password, KdfParameters kdf, string? host, string? user, CancellationToken ct = default)
+    {
+        if (string.IsNullOrEmpty(password))
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, "the new password is empty; give a non-empty password");
+        }
+        return KeyRing.AddAsync(Store, Key, password, kdf, Time.GetUtcNow(), host, user, ct);
+    }
+
+    public async Task<IReadOnlyList<KeyInfo>> ListKeysAsync(CancellationToken ct = default)
+    {
+        var result = new List<KeyInfo>();
+        foreach (var file in Store.List(FileKind.Key))
+        {
+            var slot = await KeyRing.ReadAsync(Store, file.Name, ct).ConfigureAwait(false);
+            if (slot is not null)
+            {
+                result.Add(new KeyInfo(file.Name, slot.Created, slot.Host, slot.User, file.Name == KeyId, slot.Kdf, slot.MemoryKib, slot.Iterations, slot.Parallelism));
+            }
+        }
+        return result.OrderBy(k => k.Created).ToList();
+    }
+
+    /// <summary>Removes a key slot, found by id or unique id prefix. The slot in use and the last slot cannot be removed.</summary>
+    public async Task<string> RemoveKeyAsync(string idOrPrefix, bool allowCurrent = false, CancellationToken ct = default)
+    {
+        var keys = await ListKeysAsync(ct).ConfigureAwait(false);
+        var matches = keys.Where(k => k.Id.StartsWith(idOrPrefix, StringComparison.Ordinal)).ToList();
+        if (matches.Count == 0 || idOrPrefix.Length == 0)
+        {
+            throw new KintsugiException(ErrorKind.NotFound, $"no key with id {idOrPrefix}; `kintsugi key list` shows the ids");
+        }
+        if (matches.Count > 1)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"key id prefix {idOrPrefix} matches {matches.Count} keys; give more digits");
+        }
+        var key = matches[0];
+        if (key.Current && !allowCurrent)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"key {key.Id[..8]} is the one this command opened the repository with; open it with another key to remove this one");
+        }
+        if (keys.Count == 1)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, "this is the repository's only key; removing it would make the repository unreadable");
+        }
+        await Store.DeleteAsync(FileKind.Key, key.Id, ct).ConfigureAwait(false);
+        return key.Id;
+    }
+
+    // ----- index -----
+
+    /// <summary>Loads every index file. Damaged index files are reported through <paramref name="onError"/> (or thrown when it is null).</summary>
+    public async Task<MasterIndex> LoadIndexAsync(Action<string, KintsugiException>? onError = null, CancellationToken ct = default)
+    {
+        var files = Store.List(FileKind.Index);
+        var loaded = new List<IndexEntry>[files.Count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Environment.ProcessorCount }, async (i, token) =>
+        {
+            try
+            {
+                loaded[i] = await LoadIndexFileAsync(files[i].Name, token).ConfigureAwait(false);
+            }
+            catch (KintsugiException e) when (onError is not null)
+            {
+                lock (files)
+                {
+                    onError(files[i].Name, e);
+                }
+                loaded[i] = [];
+            }
+        }).ConfigureAwait(false);
+        var index = new MasterIndex { Files = files.Select(f => f.Name).ToList() };
+        foreach (var list in loaded)
+        {
+            foreach (var entry in list)
+            {
+                index.Add(entry);
+            }
+        }
+        return index;
+    }
+
+    public async Task<List<IndexEntry>> LoadIndexFileAsync(string name, CancellationToken ct = default)
+    {
+        string what = $"index file {name[..8]}";
+        var data = await Store.GetAsync(FileKind.Index, name, ct).ConfigureAwait(false);
+        if (BlobId.HashOf(data).ToString() != name)
+        {
+            throw KintsugiException.Corrupt(what, "its content does not match its name");
+        }
+        return IndexFile.Parse(SealedFile.Open(Key, SealedFileType.Index, data, what), what);
+    }
+
+    /// <summary>Writes an index file holding <paramref name="entries"/>; returns its name.</summary>
+    public async Task<string> SaveIndexAsync(IEnumerable<IndexEntry> entries, CancellationToken ct = default)
+    {
+        var groups = entries.GroupBy(e => e.Pack).ToList();
+        var data = SealedFile.Seal(Key, SealedFileType.Index, IndexFile.Serialize(groups));
+        string name = BlobId.HashOf(data).ToString();
+        await Store.PutAsync(FileKind.Index, name, data, cancellationToken: ct).ConfigureAwait(false);
+        return name;
+    }
+
+    // ----- snapshots -----
+
+    public async Task<IReadOnlyList<SnapshotRef>> LoadSnapshotsAsync(Action<string, KintsugiException>? onError = null, CancellationToken ct = default)
+    {
+        var result = new List<SnapshotRef>();
+        foreach (var file in Store.List(FileKind.Snapshot))
+        {
+            try
+            {
+                result.Add(await LoadSnapshotAsync(file.Name, ct).ConfigureAwait(false));
+            }
+            catch (KintsugiException e) when (onError is not null)
+            {
+                onError(file.Name, e);
+            }
+        }
+        result.Sort((a, b) => a.Snapshot.Time.CompareTo(b.Snapshot.Time));
+        return result;
+    }
+
+    public async Task<SnapshotRef> LoadSnapshotAsync(string name, CancellationToken ct = default)
+    {
+        string what = $"snapshot {name[..Math.Min(8, name.Length)]}";
+        var data = await Store.GetAsync(FileKind.Snapshot, name, ct).ConfigureAwait(false);
+        var id = BlobId.HashOf(data);
+        if (id.ToString() != name)
+        {
+            throw KintsugiException.Corrupt(what, "its content does not match its name");
+        }
+        var json = SealedFile.Open(Key, SealedFileType.Snapshot, data, what, 16 << 20);
+        try
+        {
+            var snapshot = JsonSerializer.Deserialize(json, FormatJson.Default.Snapshot) ?? throw new JsonException("null");
+            return new SnapshotRef(id, snapshot);
+        }
+        catch (JsonException e)
+        {
+            throw KintsugiException.Corrupt(what, e.Message);
+        }
+    }
+
+    /// <summary>Finds a snapshot by id, unique id prefix, or "latest" (the newest, optionally of a host and paths).</summary>
+    public async Task<SnapshotRef> FindSnapshotAsync(string idOrPrefix, CancellationToken ct = default)
+    {
+        var all = await LoadSnapshotsAsync(ct: ct).ConfigureAwait(false);
+        if (idOrPrefix == "latest")
+        {
+            return all.Count > 0 ? all[^1] : throw new KintsugiException(ErrorKind.NotFound, $"the repository at {Store.Location} has no snapshots yet; run `kintsugi backup` first");
+        }
+        var matches = all.Where(s => s.Id.ToString().StartsWith(idOrPrefix, StringComparison.Ordinal)).ToList();
+        return matches.Count switch
+        {
+            1 when idOrPrefix.Length > 0 => matches[0],
+            0 or 1 => throw new KintsugiException(ErrorKind.NotFound, $"no snapshot with id {idOrPrefix}; `kintsugi snapshots` lists them"),
+            _ => throw new KintsugiException(ErrorKind.InvalidInput, $"snapshot id prefix {idOrPrefix} matches {matches.Count} snapshots; give more digits"),
+        };
+    }
+
+    public async Task<BlobId> SaveSnapshotAsync(Snapshot snapshot, CancellationToken ct = default)
+    {
+        var data = SealedFile.Seal(Key, SealedFileType.Snapshot, JsonSerializer.SerializeToUtf8Bytes(snapshot, FormatJson.Default.Snapshot));
+        var id = BlobId.HashOf(data);
+        await Store.PutAsync(FileKind.Snapshot, id.ToString(), data, cancellationToken: ct).ConfigureAwait(false);
+        return id;
+    }
+
+    // ----- blobs -----
+
+    /// <summary>Reads, authenticates, decodes and verifies one blob.</summary>
+    public async Task<byte[]> ReadBlobAsync(IndexEntry entry, CancellationToken ct = default)
+    {
+        var sealedBytes = new byte[entry.StoredLength];
+        await Store.ReadAtAsync(FileKind.Pack, entry.Pack.ToString(), entry.Offset, sealedBytes, ct).ConfigureAwait(false);
+        return BlobSealer.Open(Key, entry, sealedBytes);
+    }
+
+    /// <summary>Reads one blob into <paramref name="destination"/> (of its raw length), using <paramref name="scratch"/> for the sealed bytes.</summary>
+    public async Task ReadBlobAsync(IndexEntry entry, Memory<byte> destination, byte[] scratch, CancellationToken ct = default)
+    {
+        var sealedBytes = scratch.AsMemory(0, (int)entry.StoredLength);
+        await Store.ReadAtAsync(FileKind.Pack, entry.Pack.ToString(), entry.Offset, sealedBytes, ct).ConfigureAwait(false);
+        BlobSealer.Open(Key, entry, sealedBytes.Span, destination.Span);
+    }
+
+    public async Task<Tree> LoadTreeAsync(MasterIndex index, BlobId id, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(index);
+        var entry = index.Get(id);
+        if (entry.Kind != BlobKind.Tree)
+        {
+            throw KintsugiException.Corrupt($"tree {id.Short}", "the blob is not a tree");
+        }
+        var json = await ReadBlobAsync(entry, ct).ConfigureAwait(false);
+        try
+        {
+            var tree = JsonSerializer.Deserialize(json, FormatJson.Default.Tree) ?? throw new JsonException("null");
+            return tree;
+        }
+        catch (JsonException e)
+        {
+            throw KintsugiException.Corrupt($"tree {id.Short}", e.Message);
+        }
+    }
+
+    internal static byte[] SerializeTree(Tree tree) => JsonSerializer.SerializeToUtf8Bytes(tree, FormatJson.Default.Tree);
+}

@@ -1,0 +1,182 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Storage;
+
+namespace Kintsugi.Backup;
+
+/// <summary>A lock file as found in the repository, with whether it is stale.</summary>
+public sealed record LockInfo(string Name, LockRecord Record, bool Stale, string Reason);
+
+/// <summary>
+/// Repository locks. Backups take shared locks and run side by side; prune takes an exclusive
+/// lock. A lock whose process is gone from this host is stale and ignored (and removed) at once;
+/// a lock from another host that has not been refreshed for <see cref="StaleAfter"/> is reported
+/// and can be removed with <c>kintsugi unlock</c>.
+/// </summary>
+public sealed class RepositoryLock : IAsyncDisposable
+{
+    public static readonly TimeSpan RefreshEvery = TimeSpan.FromMinutes(5);
+    public static readonly TimeSpan StaleAfter = TimeSpan.FromMinutes(30);
+
+    private readonly IBlobStore _store;
+    private readonly ITimer _timer;
+    private readonly TimeProvider _time;
+    private LockRecord _record;
+    private int _disposed;
+
+    private RepositoryLock(IBlobStore store, string name, LockRecord record, TimeProvider time)
+    {
+        _store = store;
+        Name = name;
+        _record = record;
+        _time = time;
+        _timer = time.CreateTimer(_ => _ = RefreshAsync(), null, RefreshEvery, RefreshEvery);
+    }
+
+    public string Name { get; }
+
+    public bool Exclusive => _record.Exclusive;
+
+    public static async Task<RepositoryLock> AcquireAsync(IBlobStore store, bool exclusive, string host, string command, TimeProvider time, CancellationToken ct)
+    {
+        int pid = Environment.ProcessId;
+        var record = new LockRecord
+        {
+            Time = time.GetUtcNow(),
+            Exclusive = exclusive,
+            Host = host,
+            Pid = pid,
+            ProcessStart = Platform.Posix.ProcessStartTicks(pid),
+            Command = command,
+        };
+        string name = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        // Check before and after writing our own lock: two processes that race both see each other.
+        ThrowOnConflict(await ListAsync(store, host, time, ct).ConfigureAwait(false), exclusive, name);
+        await store.PutAsync(FileKind.Lock, name, JsonSerializer.SerializeToUtf8Bytes(record, FormatJson.Default.LockRecord), cancellationToken: ct).ConfigureAwait(false);
+        try
+        {
+            ThrowOnConflict(await ListAsync(store, host, time, ct).ConfigureAwait(false), exclusive, name);
+        }
+        catch
+        {
+            await store.DeleteAsync(FileKind.Lock, name, ct).ConfigureAwait(false);
+            throw;
+        }
+        return new RepositoryLock(store, name, record, time);
+    }
+
+    private static void ThrowOnConflict(IReadOnlyList<LockInfo> locks, bool exclusive, string ownName)
+    {
+        foreach (var other in locks)
+        {
+            if (other.Name == ownName || other.Stale)
+            {
+                continue;
+            }
+            if (exclusive || other.Record.Exclusive)
+            {
+                var r = other.Record;
+                throw new KintsugiException(ErrorKind.Locked,
+                    $"repository is locked {(r.Exclusive ? "exclusively" : "")} by {r.Command ?? "a command"} (pid {r.Pid} on {r.Host}, since {r.Time:u}); wait for it, or if that process is gone run `kintsugi unlock`".Replace("locked  by", "locked by", StringComparison.Ordinal));
+            }
+        }
+    }
+
+    /// <summary>Lists locks, removing those of dead processes on this host as it goes.</summary>
+    public static async Task<IReadOnlyList<LockInfo>> ListAsync(IBlobStore store, string host, TimeProvider time, CancellationToken ct)
+    {
+        var result = new List<LockInfo>();
+        foreach (var file in store.List(FileKind.Lock))
+        {
+            LockRecord? record;
+            try
+            {
+                record = JsonSerializer.Deserialize(await store.GetAsync(FileKind.Lock, file.Name, ct).ConfigureAwait(false), FormatJson.Default.LockRecord);
+            }
+            catch (Exception e) when (e is JsonException or KintsugiException)
+            {
+                // A lock being written or removed right now, or garbage: neither blocks anyone.
+                continue;
+            }
+            if (record is null)
+            {
+                continue;
+            }
+            var (stale, reason) = Judge(record, host, time.GetUtcNow());
+            if (stale && record.Host == host)
+            {
+                await store.DeleteAsync(FileKind.Lock, file.Name, ct).ConfigureAwait(false);
+            }
+            result.Add(new LockInfo(file.Name, record, stale, reason));
+        }
+        return result;
+    }
+
+    private static (bool Stale, string Reason) Judge(LockRecord record, string host, DateTimeOffset now)
+    {
+        if (record.Host == host)
+        {
+            long start = Platform.Posix.ProcessStartTicks(record.Pid);
+            if (start < 0)
+            {
+                return (true, "its process is gone");
+            }
+            if (record.ProcessStart > 0 && start != record.ProcessStart)
+            {
+                return (true, "its pid now belongs to another process");
+            }
+            return (false, "its process is running");
+        }
+        if (now - record.Time > StaleAfter)
+        {
+            return (true, $"not refreshed for {(int)(now - record.Time).TotalMinutes} minutes");
+        }
+        return (false, "held by another host");
+    }
+
+    /// <summary>Removes stale locks (or all locks); returns how many were removed.</summary>
+    public static async Task<int> RemoveAsync(IBlobStore store, string host, bool all, TimeProvider time, CancellationToken ct)
+    {
+        int removed = 0;
+        foreach (var info in await ListAsync(store, host, time, ct).ConfigureAwait(false))
+        {
+            if (all || info.Stale)
+            {
+                await store.DeleteAsync(FileKind.Lock, info.Name, ct).ConfigureAwait(false);
+                removed++;
+            }
+        }
+        return removed;
+    }
+
+    private async Task RefreshAsync()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+        _record = _record with { Time = _time.GetUtcNow() };
+        try
+        {
+            await _store.PutAsync(FileKind.Lock, Name, JsonSerializer.SerializeToUtf8Bytes(_record, FormatJson.Default.LockRecord), overwrite: true).ConfigureAwait(false);
+        }
+        catch (IOException)
+        {
+            // A missed refresh only makes the lock look older to other hosts.
+        }
+        catch (KintsugiException)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        await _timer.DisposeAsync().ConfigureAwait(false);
+        await _store.DeleteAsync(FileKind.Lock, Name).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,220 @@
+using System.Security.Cryptography;
+
+namespace Kintsugi.Backup.Storage;
+
+/// <summary>
+/// A repository in a local folder. Files are written to <c>tmp/</c>, flushed to disk, then renamed
+/// into place, so a crash leaves either the whole file or none of it (and perhaps a leftover in
+/// <c>tmp/</c> that prune removes).
+/// </summary>
+public sealed class LocalBlobStore : IBlobStore
+{
+    private readonly string _root;
+
+    public LocalBlobStore(string root)
+    {
+        _root = Path.GetFullPath(root);
+    }
+
+    public string Location => _root;
+
+    internal string TempDirectory => Path.Combine(_root, "tmp");
+
+    public void Create()
+    {
+        Directory.CreateDirectory(_root);
+        foreach (var dir in new[] { "keys", "index", "snapshots", "locks", "tmp" })
+        {
+            Directory.CreateDirectory(Path.Combine(_root, dir));
+        }
+        string data = Path.Combine(_root, "data");
+        Directory.CreateDirectory(data);
+        for (int i = 0; i < 256; i++)
+        {
+            Directory.CreateDirectory(Path.Combine(data, i.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+        }
+    }
+
+    public string PathOf(FileKind kind, string name)
+    {
+        ValidateName(name);
+        return kind switch
+        {
+            FileKind.Config => Path.Combine(_root, "config"),
+            FileKind.Key => Path.Combine(_root, "keys", name),
+            FileKind.Pack => Path.Combine(_root, "data", name[..2], name),
+            FileKind.Index => Path.Combine(_root, "index", name),
+            FileKind.Snapshot => Path.Combine(_root, "snapshots", name),
+            FileKind.Lock => Path.Combine(_root, "locks", name),
+            _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+        };
+    }
+
+    private static void ValidateName(string name)
+    {
+        if (name.Length < 2 || name.Contains('/', StringComparison.Ordinal) || name.Contains('.', StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"invalid repository file name '{name}'", nameof(name));
+        }
+    }
+
+    public bool Exists(FileKind kind, string name) => File.Exists(PathOf(kind, name));
+
+    public async Task PutAsync(FileKind kind, string name, ReadOnlyMemory<byte> data, bool overwrite = false, CancellationToken cancellationToken = default)
+    {
+        string target = PathOf(kind, name);
+        if (!overwrite && File.Exists(target))
+        {
+            return;
+        }
+        string temp = Path.Combine(TempDirectory, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)));
+        try
+        {
+            using (var handle = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, data.Length))
+            {
+                await RandomAccess.WriteAsync(handle, data, 0, cancellationToken).ConfigureAwait(false);
+                RandomAccess.FlushToDisk(handle);
+            }
+            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+            File.Move(temp, target, overwrite);
+        }
+        catch (IOException e)
+        {
+            TryDelete(temp);
+            throw KintsugiException.FromIo(e, target);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+
+    public async Task<byte[]> GetAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
+    {
+        string path = PathOf(kind, name);
+        try
+        {
+            return await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new KintsugiException(ErrorKind.Corrupt, $"repository file {path} is missing; run `kintsugi check` to see what is affected", e);
+        }
+    }
+
+    public async ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        string path = PathOf(kind, name);
+        SafeFileHandleLease handle;
+        try
+        {
+            handle = new SafeFileHandleLease(File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete));
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new KintsugiException(ErrorKind.Corrupt, $"pack {name} is missing from the repository; run `kintsugi check` to see what is affected", e);
+        }
+        using (handle)
+        {
+            int done = 0;
+            while (done < buffer.Length)
+            {
+                int n = await RandomAccess.ReadAsync(handle.Handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    throw KintsugiException.Corrupt($"pack {name}", $"it ends before byte {offset + buffer.Length}");
+                }
+                done += n;
+            }
+        }
+    }
+
+    private readonly struct SafeFileHandleLease(Microsoft.Win32.SafeHandles.SafeFileHandle handle) : IDisposable
+    {
+        public Microsoft.Win32.SafeHandles.SafeFileHandle Handle { get; } = handle;
+
+        public void Dispose() => Handle.Dispose();
+    }
+
+    public IReadOnlyList<StoredFile> List(FileKind kind)
+    {
+        var result = new List<StoredFile>();
+        switch (kind)
+        {
+            case FileKind.Config:
+                var config = new FileInfo(Path.Combine(_root, "config"));
+                if (config.Exists)
+                {
+                    result.Add(new StoredFile("config", config.Length));
+                }
+                break;
+            case FileKind.Pack:
+                string data = Path.Combine(_root, "data");
+                if (Directory.Exists(data))
+                {
+                    foreach (var dir in Directory.EnumerateDirectories(data))
+                    {
+                        AddFiles(dir, result);
+                    }
+                }
+                break;
+            default:
+                AddFiles(Path.GetDirectoryName(PathOf(kind, "xx"))!, result);
+                break;
+        }
+        result.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        return result;
+    }
+
+    private static void AddFiles(string dir, List<StoredFile> into)
+    {
+        if (!Directory.Exists(dir))
+        {
+            return;
+        }
+        foreach (var file in new DirectoryInfo(dir).EnumerateFiles())
+        {
+            into.Add(new StoredFile(file.Name, file.Length));
+        }
+    }
+
+    public Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
+    {
+        File.Delete(PathOf(kind, name));
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Removes files left in <c>tmp/</c> by writers that died; returns how many.</summary>
+    public int CleanTemporaryFiles(TimeSpan olderThan, DateTimeOffset now)
+    {
+        int removed = 0;
+        if (!Directory.Exists(TempDirectory))
+        {
+            return 0;
+        }
+        foreach (var file in new DirectoryInfo(TempDirectory).EnumerateFiles())
+        {
+            if (now - file.LastWriteTimeUtc > olderThan)
+            {
+                TryDelete(file.FullName);
+                removed++;
+            }
+        }
+        return removed;
+    }
+}

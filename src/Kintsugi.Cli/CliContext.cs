@@ -1,0 +1,216 @@
+using System.CommandLine;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Kintsugi.Backup;
+using Kintsugi.Backup.Storage;
+using Spectre.Console;
+
+namespace Kintsugi.Cli;
+
+/// <summary>Options every command takes.</summary>
+internal static class GlobalOptions
+{
+    public static readonly Option<string?> Repository = new("--repo", "-r")
+    {
+        Description = "Repository folder [env: KINTSUGI_REPOSITORY]",
+        Recursive = true,
+    };
+
+    public static readonly Option<string?> PasswordFile = new("--password-file")
+    {
+        Description = "File whose first line is the repository password [env: KINTSUGI_PASSWORD_FILE; KINTSUGI_PASSWORD holds the password itself]",
+        Recursive = true,
+    };
+
+    public static readonly Option<bool> Json = new("--json")
+    {
+        Description = "Print machine-readable JSON on stdout instead of text",
+        Recursive = true,
+    };
+
+    public static readonly Option<bool> Quiet = new("--quiet", "-q")
+    {
+        Description = "Print no progress and only essential output",
+        Recursive = true,
+    };
+}
+
+/// <summary>
+/// What a command needs from its surroundings: the parsed options, the environment, the console.
+/// The libraries see none of this; they get values.
+/// </summary>
+internal sealed class CliContext
+{
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    public CliContext(ParseResult parse)
+    {
+        Parse = parse;
+        Json = parse.GetValue(GlobalOptions.Json);
+        Quiet = parse.GetValue(GlobalOptions.Quiet);
+        Out = Console.Out;
+        Error = Console.Error;
+    }
+
+    public ParseResult Parse { get; }
+
+    public bool Json { get; }
+
+    public bool Quiet { get; }
+
+    public TextWriter Out { get; }
+
+    public TextWriter Error { get; }
+
+    public TimeProvider Time { get; } = TimeProvider.System;
+
+    public static string Host => Environment.MachineName;
+
+    public static string User => Environment.UserName;
+
+    /// <summary>Progress bars go to stderr, and only when it is a terminal and output is for people.</summary>
+    public bool ShowProgress => !Json && !Quiet && !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("TERM") != "dumb";
+
+    public IAnsiConsole ErrorConsole { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+
+    /// <summary>Tables and text for people; plain (no colour) when stdout is not a terminal.</summary>
+    public IAnsiConsole OutConsole { get; } = AnsiConsole.Create(new AnsiConsoleSettings
+    {
+        Out = new AnsiConsoleOutput(Console.Out),
+        Ansi = Console.IsOutputRedirected ? AnsiSupport.No : AnsiSupport.Detect,
+        ColorSystem = Console.IsOutputRedirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+    });
+
+    public string RepositoryPath
+    {
+        get
+        {
+            string? path = Parse.GetValue(GlobalOptions.Repository);
+            if (string.IsNullOrWhiteSpace(path))
+            {
+                path = Environment.GetEnvironmentVariable("KINTSUGI_REPOSITORY");
+            }
+            if (string.IsNullOrWhiteSpace(path))
+            {
+                throw new UsageException("no repository given; pass --repo PATH or set KINTSUGI_REPOSITORY");
+            }
+            return Path.GetFullPath(path);
+        }
+    }
+
+    public IBlobStore OpenStore() => new LocalBlobStore(RepositoryPath);
+
+    /// <summary>The password from --password-file, KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD, or a prompt on a terminal.</summary>
+    public string ReadPassword(bool confirm = false, string prompt = "password", string? fileOverride = null)
+    {
+        string? file = fileOverride ?? Parse.GetValue(GlobalOptions.PasswordFile);
+        if (string.IsNullOrEmpty(file) && fileOverride is null)
+        {
+            file = Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE");
+        }
+        if (!string.IsNullOrEmpty(file))
+        {
+            return ReadPasswordFile(file);
+        }
+        string? env = fileOverride is null ? Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") : null;
+        if (!string.IsNullOrEmpty(env))
+        {
+            return env;
+        }
+        if (Console.IsInputRedirected)
+        {
+            throw new UsageException($"no {prompt} given and stdin is not a terminal; pass --password-file or set KINTSUGI_PASSWORD_FILE");
+        }
+        string first = Prompt($"enter {prompt}: ");
+        if (confirm && Prompt($"enter {prompt} again: ") != first)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, "the passwords do not match; nothing was changed");
+        }
+        return first;
+    }
+
+    public static string ReadPasswordFile(string file)
+    {
+        try
+        {
+            using var reader = new StreamReader(file, Encoding.UTF8);
+            string? line = reader.ReadLine();
+            if (string.IsNullOrEmpty(line))
+            {
+                throw new KintsugiException(ErrorKind.InvalidInput, $"password file {file} is empty; write the password on its first line");
+            }
+            return line;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"cannot read password file {file}: {e.Message}");
+        }
+    }
+
+    private static string Prompt(string text)
+    {
+        Console.Error.Write(text);
+        var sb = new StringBuilder();
+        while (true)
+        {
+            var key = Console.ReadKey(intercept: true);
+            if (key.Key == ConsoleKey.Enter)
+            {
+                break;
+            }
+            if (key.Key == ConsoleKey.Backspace)
+            {
+                if (sb.Length > 0)
+                {
+                    sb.Length--;
+                }
+                continue;
+            }
+            sb.Append(key.KeyChar);
+        }
+        Console.Error.WriteLine();
+        return sb.ToString();
+    }
+
+    public Task<Repository> OpenRepositoryAsync(CancellationToken ct)
+    {
+        var store = OpenStore();
+        if (!store.Exists(FileKind.Config, "config"))
+        {
+            throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
+        }
+        return Repository.OpenAsync(store, ReadPassword(), Time, ct);
+    }
+
+    public void WriteJson<T>(T value)
+    {
+        Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
+    }
+
+    /// <summary>A line for people on stdout; nothing in JSON mode.</summary>
+    public void Say(string line)
+    {
+        if (!Json)
+        {
+            Out.WriteLine(line);
+        }
+    }
+
+    public void Warn(string line) => Error.WriteLine(line);
+}
+
+/// <summary>A mistake in how the command was called: exit code 2.</summary>
+internal sealed class UsageException(string message) : Exception(message)
+{
+    public UsageException() : this("bad usage") { }
+
+    public UsageException(string message, Exception inner) : this(message + ": " + inner.Message) { }
+}

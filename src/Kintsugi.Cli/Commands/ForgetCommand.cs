@@ -1,0 +1,154 @@
+using System.CommandLine;
+using Kintsugi.Backup;
+using Kintsugi.Backup.Engine;
+using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Storage;
+using Kintsugi.Cli.Rendering;
+using Spectre.Console;
+
+namespace Kintsugi.Cli.Commands;
+
+internal static class ForgetCommand
+{
+    public static Command Create()
+    {
+        var last = new Option<int>("--keep-last") { Description = "Keep the N newest snapshots" };
+        var hourly = new Option<int>("--keep-hourly") { Description = "Keep the newest snapshot of each of the last N hours that have one" };
+        var daily = new Option<int>("--keep-daily") { Description = "… of each of the last N days" };
+        var weekly = new Option<int>("--keep-weekly") { Description = "… of each of the last N ISO weeks" };
+        var monthly = new Option<int>("--keep-monthly") { Description = "… of each of the last N months" };
+        var yearly = new Option<int>("--keep-yearly") { Description = "… of each of the last N years" };
+        var tag = new Option<string[]>("--keep-tag") { Description = "Keep every snapshot with this tag (repeatable)" };
+        var within = new Option<string?>("--keep-within") { Description = "Keep every snapshot taken within this span before the newest one (e.g. 7d, 12h, 2w, 3mo, 1y)" };
+        var prune = new Option<bool>("--prune") { Description = "Then delete the data no snapshot needs (takes an exclusive lock)" };
+        var dryRun = new Option<bool>("--dry-run", "-n") { Description = "Show what would be removed; change nothing" };
+        var command = new Command("forget", "Remove snapshots by a retention policy, per group of host and paths; with --prune, also delete the data they alone used.\n" + ExitCodes.Help)
+        {
+            last, hourly, daily, weekly, monthly, yearly, tag, within, prune, dryRun,
+        };
+        foreach (var option in new[] { last, hourly, daily, weekly, monthly, yearly })
+        {
+            option.Validators.Add(r =>
+            {
+                if (r.GetValueOrDefault<int>() < 0)
+                {
+                    r.AddError($"{option.Name} must not be negative");
+                }
+            });
+        }
+        command.SetHandler(async (ctx, ct) =>
+        {
+            var p = ctx.Parse;
+            var policy = new RetentionPolicy
+            {
+                Last = p.GetValue(last),
+                Hourly = p.GetValue(hourly),
+                Daily = p.GetValue(daily),
+                Weekly = p.GetValue(weekly),
+                Monthly = p.GetValue(monthly),
+                Yearly = p.GetValue(yearly),
+                Tags = p.GetValue(tag) ?? [],
+                Within = p.GetValue(within) is { } w ? Units.ParseDuration(w) : null,
+            };
+            if (policy.IsEmpty)
+            {
+                throw new UsageException("no retention rule given, so every snapshot would be removed; give at least one --keep-* option");
+            }
+            bool dry = p.GetValue(dryRun);
+            bool doPrune = p.GetValue(prune);
+            var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
+            await using var repoLock = await repo.LockAsync(doPrune && !dry, CliContext.Host, doPrune ? "forget --prune" : "forget", ct).ConfigureAwait(false);
+            var snapshots = await repo.LoadSnapshotsAsync(ct: ct).ConfigureAwait(false);
+            var groups = Retention.Apply(snapshots, policy, ctx.Time.LocalTimeZone);
+            var removed = new List<SnapshotRef>();
+            foreach (var group in groups)
+            {
+                foreach (var d in group.Decisions.Where(d => !d.Keep))
+                {
+                    removed.Add(d.Snapshot);
+                    if (!dry)
+                    {
+                        await repo.Store.DeleteAsync(FileKind.Snapshot, d.Snapshot.Id.ToString(), ct).ConfigureAwait(false);
+                    }
+                }
+            }
+            PruneResult? pruned = null;
+            if (doPrune)
+            {
+                pruned = await new PruneEngine(repo).RunAsync(new PruneRequest { DryRun = dry, Host = CliContext.Host }, repoLock, ct).ConfigureAwait(false);
+            }
+            if (ctx.Json)
+            {
+                ctx.WriteJson(new
+                {
+                    dry_run = dry,
+                    groups = groups.Select(g => new
+                    {
+                        g.Host,
+                        g.Paths,
+                        keep = g.Decisions.Where(d => d.Keep).Select(d => new { id = d.Snapshot.Id.ToString(), time = d.Snapshot.Snapshot.Time, reasons = d.Reasons }),
+                        remove = g.Decisions.Where(d => !d.Keep).Select(d => new { id = d.Snapshot.Id.ToString(), time = d.Snapshot.Snapshot.Time }),
+                    }),
+                    prune = pruned,
+                });
+            }
+            else
+            {
+                foreach (var g in groups)
+                {
+                    ctx.Say($"host {g.Host}, paths {string.Join(", ", g.Paths)}:");
+                    var table = new Table().Border(TableBorder.Simple).AddColumns("ID", "Time", "Decision", "Reasons");
+                    foreach (var d in g.Decisions)
+                    {
+                        table.AddRow(d.Snapshot.ShortId, Units.Time(d.Snapshot.Snapshot.Time), d.Keep ? "keep" : (dry ? "would remove" : "removed"), string.Join(", ", d.Reasons));
+                    }
+                    ctx.OutConsole.Write(table);
+                }
+                ctx.Say($"{(dry ? "would remove" : "removed")} {removed.Count} snapshots, kept {snapshots.Count - removed.Count}");
+                if (pruned is not null)
+                {
+                    SayPrune(ctx, pruned);
+                }
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    public static Command CreatePrune()
+    {
+        var dryRun = new Option<bool>("--dry-run", "-n") { Description = "Show what would be deleted; change nothing" };
+        var threshold = new Option<int>("--repack-unused")
+        {
+            Description = "Repack a pack when at least this percentage of it is unused",
+            DefaultValueFactory = _ => 50,
+        };
+        var command = new Command("prune", "Delete data that no snapshot needs and repack mostly-unused packs (takes an exclusive lock).\n" + ExitCodes.Help) { dryRun, threshold };
+        command.SetHandler(async (ctx, ct) =>
+        {
+            int pct = ctx.Parse.GetValue(threshold);
+            if (pct is < 1 or > 100)
+            {
+                throw new UsageException("--repack-unused must be between 1 and 100");
+            }
+            var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
+            var result = await new PruneEngine(repo).RunAsync(new PruneRequest { DryRun = ctx.Parse.GetValue(dryRun), RepackThreshold = pct / 100.0, Host = CliContext.Host }, ct).ConfigureAwait(false);
+            if (ctx.Json)
+            {
+                ctx.WriteJson(result);
+            }
+            else
+            {
+                SayPrune(ctx, result);
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static void SayPrune(CliContext ctx, PruneResult r)
+    {
+        string verb = r.DryRun ? "would delete" : "deleted";
+        ctx.Say($"prune: {verb} {r.PacksDeleted} packs, {(r.DryRun ? "would repack" : "repacked")} {r.PacksRepacked} into {r.PacksWritten}; {r.BlobsRemoved} blobs unused, {r.BlobsKept} kept; {Units.Bytes(r.BytesFreed)} {(r.DryRun ? "would be" : "")} freed".Replace("  ", " ", StringComparison.Ordinal));
+    }
+}

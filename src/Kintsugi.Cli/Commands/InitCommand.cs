@@ -1,0 +1,36 @@
+using System.CommandLine;
+using Kintsugi.Backup;
+
+namespace Kintsugi.Cli.Commands;
+
+internal static class InitCommand
+{
+    public static Command Create()
+    {
+        var kdf = new KdfOptions();
+        var command = new Command("init", "Create a new repository (refuses a folder that already holds one or is not empty).\n" + ExitCodes.Help);
+        kdf.AddTo(command);
+        command.SetHandler(async (ctx, ct) =>
+        {
+            var store = ctx.OpenStore();
+            var parameters = kdf.Read(ctx);
+            if (store.Exists(Backup.Storage.FileKind.Config, "config"))
+            {
+                throw new KintsugiException(ErrorKind.RepositoryExists, $"a repository already exists at {store.Location}; use it as it is, or choose another path");
+            }
+            string password = ctx.ReadPassword(confirm: true, prompt: "new password");
+            var repo = await Repository.InitAsync(store, password, parameters, null, CliContext.Host, CliContext.User, ctx.Time, ct).ConfigureAwait(false);
+            if (ctx.Json)
+            {
+                ctx.WriteJson(new { id = repo.Config.Id, repository = store.Location, key = repo.KeyId });
+            }
+            else
+            {
+                ctx.Say($"created repository {repo.Config.Id[..8]} at {store.Location}");
+                ctx.Say("keep the password safe: without it the data cannot be read");
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

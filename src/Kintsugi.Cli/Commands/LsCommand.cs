@@ -1,0 +1,61 @@
+using System.CommandLine;
+using System.Globalization;
+using Kintsugi.Backup.Engine;
+using Kintsugi.Backup.Format;
+using Kintsugi.Cli.Rendering;
+
+namespace Kintsugi.Cli.Commands;
+
+internal static class LsCommand
+{
+    public static Command Create()
+    {
+        var snapshot = new Argument<string>("snapshot") { Description = "Snapshot id, id prefix, or latest" };
+        var path = new Argument<string?>("path") { Description = "Only what is at or under this path inside the snapshot", Arity = ArgumentArity.ZeroOrOne };
+        var longFormat = new Option<bool>("--long", "-l") { Description = "Show type, mode, size and modification time" };
+        var command = new Command("ls", "List the files of a snapshot.\n" + ExitCodes.Help) { snapshot, path, longFormat };
+        command.SetHandler(async (ctx, ct) =>
+        {
+            var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
+            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, ct).ConfigureAwait(false);
+            var index = await repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
+            string? prefix = ctx.Parse.GetValue(path) is { } p ? "/" + p.Trim('/') : null;
+            bool found = prefix is null || prefix == "/";
+            var items = new List<object>();
+            bool longMode = ctx.Parse.GetValue(longFormat);
+            await foreach (var w in TreeWalker.WalkAsync(repo, index, BlobId.Parse(snap.Snapshot.Tree), ct).ConfigureAwait(false))
+            {
+                if (prefix is not null && prefix != "/" && w.Path != prefix && !w.Path.StartsWith(prefix + "/", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+                found = true;
+                var n = w.Node;
+                if (ctx.Json)
+                {
+                    items.Add(new { path = w.Path, type = n.Type, mode = Convert.ToString(n.Mode, 8), n.Size, mtime = DateTimeOffset.FromUnixTimeMilliseconds(n.MtimeNs / 1_000_000), n.Uid, n.Gid, n.LinkTarget });
+                }
+                else if (longMode)
+                {
+                    string type = n.Type switch { NodeType.Directory => "d", NodeType.Symlink => "l", NodeType.File => "-", NodeType.Fifo => "p", NodeType.Socket => "s", NodeType.CharDevice => "c", _ => "b" };
+                    string mtime = Units.Time(DateTimeOffset.FromUnixTimeMilliseconds(n.MtimeNs / 1_000_000));
+                    ctx.Say(string.Create(CultureInfo.InvariantCulture, $"{type}{Convert.ToString(n.Mode & 0x1FF, 8).PadLeft(4, '0')} {n.Uid,5} {n.Gid,5} {n.Size,14} {mtime} {w.Path}{(n.LinkTarget is { } t ? " -> " + t : "")}"));
+                }
+                else
+                {
+                    ctx.Say(w.Path);
+                }
+            }
+            if (!found)
+            {
+                throw new Backup.KintsugiException(Backup.ErrorKind.NotFound, $"{prefix} is not in snapshot {snap.ShortId}; `kintsugi ls {snap.ShortId}` lists what it holds");
+            }
+            if (ctx.Json)
+            {
+                ctx.WriteJson(items);
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

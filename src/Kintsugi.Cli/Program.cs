@@ -1,0 +1,90 @@
+using System.CommandLine;
+using Kintsugi.Backup;
+using Kintsugi.Cli.Commands;
+
+namespace Kintsugi.Cli;
+
+internal static class Program
+{
+    private static async Task<int> Main(string[] args)
+    {
+        var root = new RootCommand(
+            "Kintsugi: backup, monitoring and recovery for AI systems.\n" +
+            "Snapshots of models, checkpoints and datasets in a deduplicated, compressed, encrypted repository.\n\n" +
+            "The repository comes from --repo or KINTSUGI_REPOSITORY; the password from --password-file,\n" +
+            "KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD, or a prompt.\n\n" + ExitCodes.Help)
+        {
+            GlobalOptions.Repository,
+            GlobalOptions.PasswordFile,
+            GlobalOptions.Json,
+            GlobalOptions.Quiet,
+        };
+        root.Subcommands.Add(InitCommand.Create());
+        root.Subcommands.Add(BackupCommand.Create());
+        root.Subcommands.Add(SnapshotsCommand.Create());
+        root.Subcommands.Add(LsCommand.Create());
+        root.Subcommands.Add(DiffCommand.Create());
+        root.Subcommands.Add(RestoreCommand.Create());
+        root.Subcommands.Add(CheckCommand.Create());
+        root.Subcommands.Add(ForgetCommand.Create());
+        root.Subcommands.Add(ForgetCommand.CreatePrune());
+        root.Subcommands.Add(KeyCommand.Create());
+        root.Subcommands.Add(UnlockCommand.Create());
+        root.Subcommands.Add(DemoCommand.Create());
+
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            string command = parse.CommandResult.Command == root ? "kintsugi" : "kintsugi " + parse.CommandResult.Command.Name;
+            Console.Error.WriteLine($"kintsugi: {parse.Errors[0].Message} (see `{command} --help`)");
+            return ExitCodes.Usage;
+        }
+        return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs a command body and turns what it throws into a one-line message and an exit code:
+    /// user errors never show a stack trace.
+    /// </summary>
+    public static void SetHandler(this Command command, Func<CliContext, CancellationToken, Task<int>> body)
+    {
+        command.SetAction(async (parse, ct) =>
+        {
+            var ctx = new CliContext(parse);
+            try
+            {
+                return await body(ctx, ct).ConfigureAwait(false);
+            }
+            catch (UsageException e)
+            {
+                ctx.Error.WriteLine($"kintsugi: {e.Message}");
+                return ExitCodes.Usage;
+            }
+            catch (KintsugiException e)
+            {
+                ctx.Error.WriteLine($"kintsugi: error: {e.Message}");
+                return ExitCodes.Failed;
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                ctx.Error.WriteLine("kintsugi: interrupted; the repository is unchanged up to the last completed snapshot");
+                return ExitCodes.Interrupted;
+            }
+            catch (IOException e) when (KintsugiException.FromIo(e, "the repository") is KintsugiException { Kind: ErrorKind.NoSpace } full)
+            {
+                ctx.Error.WriteLine($"kintsugi: error: {full.Message}");
+                return ExitCodes.Failed;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                ctx.Error.WriteLine($"kintsugi: error: {e.Message}");
+                return ExitCodes.Failed;
+            }
+            catch (Exception e) when (Environment.GetEnvironmentVariable("KINTSUGI_DEBUG") != "1")
+            {
+                ctx.Error.WriteLine($"kintsugi: internal error: {e.GetType().Name}: {e.Message} (this is a bug; KINTSUGI_DEBUG=1 shows the stack trace)");
+                return ExitCodes.Failed;
+            }
+        });
+    }
+}
