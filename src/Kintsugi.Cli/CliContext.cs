@@ -82,12 +82,23 @@ internal sealed class CliContext
     public IAnsiConsole ErrorConsole { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
     /// <summary>Tables and text for people; plain (no colour) when stdout is not a terminal.</summary>
-    public IAnsiConsole OutConsole { get; } = AnsiConsole.Create(new AnsiConsoleSettings
+    public IAnsiConsole OutConsole { get; } = CreateOutConsole();
+
+    private static IAnsiConsole CreateOutConsole()
     {
-        Out = new AnsiConsoleOutput(Console.Out),
-        Ansi = Console.IsOutputRedirected ? AnsiSupport.No : AnsiSupport.Detect,
-        ColorSystem = Console.IsOutputRedirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
-    });
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(Console.Out),
+            Ansi = Console.IsOutputRedirected ? AnsiSupport.No : AnsiSupport.Detect,
+            ColorSystem = Console.IsOutputRedirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+        });
+        if (Console.IsOutputRedirected)
+        {
+            // A file or pipe has no width; wrapping tables at 80 columns would only hurt grep.
+            console.Profile.Width = 240;
+        }
+        return console;
+    }
 
     public string RepositoryPath
     {
