@@ -384,11 +384,12 @@ public sealed class BackupEngine
             try
             {
                 List<string>? content = null;
+                long length = 0;
                 for (int attempt = 0; ; attempt++)
                 {
                     try
                     {
-                        content = await Task.Run(() => ChunkFileAsync(path, ct), ct).ConfigureAwait(false);
+                        (content, length) = await Task.Run(() => ChunkFileAsync(path, ct), ct).ConfigureAwait(false);
                         var after = Posix.LStat(path);
                         if (after.Size == status.Size && after.MtimeNs == status.MtimeNs && after.CtimeNs == status.CtimeNs)
                         {
@@ -420,7 +421,7 @@ public sealed class BackupEngine
                 {
                     Interlocked.Increment(ref _filesChanged);
                 }
-                return MakeNode(name, NodeType.File, status) with { Content = content, Size = content!.Count == 0 ? 0 : status.Size, Sparse = IsSparse(status) };
+                return MakeNode(name, NodeType.File, status) with { Content = content, Size = length, Sparse = IsSparse(status) };
             }
             finally
             {
@@ -430,7 +431,8 @@ public sealed class BackupEngine
 
         private static bool IsSparse(in FileStatus s) => s.Size > 0 && s.Blocks * 512 < s.Size;
 
-        private async Task<List<string>> ChunkFileAsync(string path, CancellationToken ct)
+        /// <summary>Reads and chunks a file; returns the chunk ids and the number of bytes read.</summary>
+        private async Task<(List<string> Content, long Length)> ChunkFileAsync(string path, CancellationToken ct)
         {
             var content = new List<string>();
             if (!_readBuffers.TryTake(out var buffer))
@@ -483,7 +485,7 @@ public sealed class BackupEngine
             {
                 _readBuffers.Add(buffer);
             }
-            return content;
+            return (content, fileOffset);
         }
 
         /// <summary>True for the first caller that finds a blob neither stored nor on its way.</summary>

@@ -249,8 +249,17 @@ public sealed class RestoreEngine
         {
             foreach (var (path, node) in files)
             {
-                var content = node.Content ?? [];
-                var state = new FileState(path, node, content.Count);
+                IndexEntry[] entries;
+                try
+                {
+                    entries = (node.Content ?? []).Select(c => index.Get(BlobId.TryParse(c, out var id) ? id : throw KintsugiException.Corrupt($"file {path}", $"bad blob id '{c}'"))).ToArray();
+                }
+                catch (KintsugiException e)
+                {
+                    issues.Enqueue(new BackupIssue(path, $"not restored: {e.Message}"));
+                    continue;
+                }
+                var state = new FileState(path, node, entries.Length);
                 try
                 {
                     RemoveExisting(path);
@@ -261,15 +270,14 @@ public sealed class RestoreEngine
                     issues.Enqueue(new BackupIssue(path, $"cannot create: {e.Message}"));
                     continue;
                 }
-                if (content.Count == 0)
+                if (entries.Length == 0)
                 {
                     Finish(state, issues);
                     continue;
                 }
                 long offset = 0;
-                foreach (var idText in content)
+                foreach (var entry in entries)
                 {
-                    var entry = index.Get(BlobId.Parse(idText));
                     await jobs.Writer.WriteAsync(new BlobJob(state, offset, entry), ct).ConfigureAwait(false);
                     offset += entry.RawLength;
                 }
