@@ -46,8 +46,11 @@ public sealed class KintsugiException : Exception
     public static Exception FromIo(IOException e, string path)
     {
         const int ENOSPC = 28, EDQUOT = 122;
-        int errno = e.HResult & 0xFFFF;
-        if (errno is ENOSPC or EDQUOT || e.Message.Contains("No space left", StringComparison.Ordinal))
+        int code = e.HResult & 0xFFFF;
+        // .NET words a failed preallocation as "the disk was full", without the errno.
+        if (code is ENOSPC or EDQUOT
+            || e.Message.Contains("No space left", StringComparison.Ordinal)
+            || e.Message.Contains("disk was full", StringComparison.Ordinal))
         {
             return new KintsugiException(ErrorKind.NoSpace, $"no space left on the device while writing {path}; free some space and run the command again (the repository is still valid)", e);
         }
