@@ -9,10 +9,10 @@ namespace Kintsugi.Backup;
 /// <summary>Settings fixed when a repository is created.</summary>
 public sealed record RepositoryOptions
 {
-    /// <summary>Chunk sizes: 512 KiB minimum, 1 MiB average, 8 MiB maximum (see docs/FORMAT.md for why).</summary>
-    public int ChunkMin { get; init; } = 512 * 1024;
+    /// <summary>Chunk sizes: 256 KiB minimum, 1 MiB average, 4 MiB maximum (docs/BENCHMARKS.md, "Chunk sizes", has the measurements behind them).</summary>
+    public int ChunkMin { get; init; } = 256 * 1024;
     public int ChunkAverage { get; init; } = 1024 * 1024;
-    public int ChunkMax { get; init; } = 8 * 1024 * 1024;
+    public int ChunkMax { get; init; } = 4 * 1024 * 1024;
     /// <summary>Target pack size: 16 MiB.</summary>
     public int PackSize { get; init; } = 16 * 1024 * 1024;
 }
