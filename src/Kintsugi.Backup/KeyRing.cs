@@ -49,15 +49,22 @@ internal static class KeyRing
         foreach (var file in slots)
         {
             var slot = await ReadAsync(store, file.Name, ct).ConfigureAwait(false);
-            if (slot is null)
+            if (slot is null || slot.Version != 1)
             {
                 continue;
             }
-            var wrappingKey = Derive(password, Convert.FromBase64String(slot.Salt), new KdfParameters(slot.MemoryKib, slot.Iterations, slot.Parallelism));
-            var material = Aead.TryOpen(wrappingKey, Convert.FromBase64String(slot.Wrapped), AssociatedData);
-            if (material is { Length: MasterKey.Size })
+            try
             {
-                return (MasterKey.FromBytes(material), file.Name);
+                var wrappingKey = Derive(password, Convert.FromBase64String(slot.Salt), new KdfParameters(slot.MemoryKib, slot.Iterations, slot.Parallelism));
+                var material = Aead.TryOpen(wrappingKey, Convert.FromBase64String(slot.Wrapped), AssociatedData);
+                if (material is { Length: MasterKey.Size })
+                {
+                    return (MasterKey.FromBytes(material), file.Name);
+                }
+            }
+            catch (Exception e) when (e is FormatException or KintsugiException)
+            {
+                // A damaged or hostile slot must not stop the others from opening the repository.
             }
         }
         throw new KintsugiException(ErrorKind.WrongPassword, $"wrong password: no key of the repository at {store.Location} opens with it; check the password file or KINTSUGI_PASSWORD_FILE");

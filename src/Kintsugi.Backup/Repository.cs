@@ -99,6 +99,10 @@ public sealed class Repository
         {
             throw KintsugiException.Corrupt("repository config", e.Message);
         }
+        if (config.ChunkMax > 64 * 1024 * 1024 || config.PackSize is < 1024 or > 1024 * 1024 * 1024)
+        {
+            throw KintsugiException.Corrupt("repository config", "chunk or pack size out of range");
+        }
         if (config.Version != RepositoryConfig.CurrentVersion)
         {
             throw new KintsugiException(ErrorKind.Failed, $"repository at {store.Location} has format version {config.Version}; this kintsugi reads version {RepositoryConfig.CurrentVersion}; use a matching kintsugi");
@@ -195,7 +199,7 @@ public sealed class Repository
 
     public async Task<List<IndexEntry>> LoadIndexFileAsync(string name, CancellationToken ct = default)
     {
-        string what = $"index file {name[..8]}";
+        string what = $"index file {name[..Math.Min(8, name.Length)]}";
         var data = await Store.GetAsync(FileKind.Index, name, ct).ConfigureAwait(false);
         if (BlobId.HashOf(data).ToString() != name)
         {
@@ -204,11 +208,34 @@ public sealed class Repository
         return IndexFile.Parse(SealedFile.Open(Key, SealedFileType.Index, data, what), what);
     }
 
-    /// <summary>Writes an index file holding <paramref name="entries"/>; returns its name.</summary>
-    public async Task<string> SaveIndexAsync(IEnumerable<IndexEntry> entries, CancellationToken ct = default)
+    /// <summary>Writes index files holding <paramref name="entries"/> (more than one when there are very many); returns their names.</summary>
+    public async Task<IReadOnlyList<string>> SaveIndexAsync(IEnumerable<IndexEntry> entries, CancellationToken ct = default)
     {
-        var groups = entries.GroupBy(e => e.Pack).ToList();
-        var data = SealedFile.Seal(Key, SealedFileType.Index, IndexFile.Serialize(groups));
+        var names = new List<string>();
+        var batch = new List<IGrouping<BlobId, IndexEntry>>();
+        int count = 0;
+        foreach (var pack in entries.GroupBy(e => e.Pack))
+        {
+            int n = pack.Count();
+            if (count + n > IndexFile.MaxEntriesPerFile && batch.Count > 0)
+            {
+                names.Add(await WriteIndexFileAsync(batch, ct).ConfigureAwait(false));
+                batch.Clear();
+                count = 0;
+            }
+            batch.Add(pack);
+            count += n;
+        }
+        if (batch.Count > 0)
+        {
+            names.Add(await WriteIndexFileAsync(batch, ct).ConfigureAwait(false));
+        }
+        return names;
+    }
+
+    private async Task<string> WriteIndexFileAsync(IReadOnlyCollection<IGrouping<BlobId, IndexEntry>> packs, CancellationToken ct)
+    {
+        var data = SealedFile.Seal(Key, SealedFileType.Index, IndexFile.Serialize(packs));
         string name = BlobId.HashOf(data).ToString();
         await Store.PutAsync(FileKind.Index, name, data, cancellationToken: ct).ConfigureAwait(false);
         return name;
@@ -247,6 +274,10 @@ public sealed class Repository
         try
         {
             var snapshot = JsonSerializer.Deserialize(json, FormatJson.Default.Snapshot) ?? throw new JsonException("null");
+            if (snapshot.Version != 1)
+            {
+                throw new KintsugiException(ErrorKind.Failed, $"{what} has format version {snapshot.Version}; this kintsugi reads version 1");
+            }
             return new SnapshotRef(id, snapshot);
         }
         catch (JsonException e)
@@ -285,6 +316,10 @@ public sealed class Repository
     /// <summary>Reads, authenticates, decodes and verifies one blob.</summary>
     public async Task<byte[]> ReadBlobAsync(IndexEntry entry, CancellationToken ct = default)
     {
+        if (entry.StoredLength > PackFormat.MaxBlobStoredLength || entry.RawLength > PackFormat.MaxBlobRawLength)
+        {
+            throw KintsugiException.Corrupt($"blob {entry.Id.Short}", "lengths out of range");
+        }
         var sealedBytes = new byte[entry.StoredLength];
         await Store.ReadAtAsync(FileKind.Pack, entry.Pack.ToString(), entry.Offset, sealedBytes, ct).ConfigureAwait(false);
         return BlobSealer.Open(Key, entry, sealedBytes);

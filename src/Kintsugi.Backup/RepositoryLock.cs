@@ -49,6 +49,7 @@ public sealed class RepositoryLock : IAsyncDisposable
             Pid = pid,
             ProcessStart = Platform.Posix.ProcessStartTicks(pid),
             Command = command,
+            PidNamespace = Platform.Posix.PidNamespace,
         };
         string name = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         // Check before and after writing our own lock: two processes that race both see each other.
@@ -104,7 +105,7 @@ public sealed class RepositoryLock : IAsyncDisposable
                 continue;
             }
             var (stale, reason) = Judge(record, host, time.GetUtcNow());
-            if (stale && record.Host == host)
+            if (stale && IsLocal(record, host))
             {
                 await store.DeleteAsync(FileKind.Lock, file.Name, ct).ConfigureAwait(false);
             }
@@ -113,9 +114,13 @@ public sealed class RepositoryLock : IAsyncDisposable
         return result;
     }
 
+    /// <summary>Whether the lock's process can be looked up here: same host name and same pid namespace.</summary>
+    private static bool IsLocal(LockRecord record, string host) =>
+        record.Host == host && (record.PidNamespace is null || record.PidNamespace == Platform.Posix.PidNamespace);
+
     private static (bool Stale, string Reason) Judge(LockRecord record, string host, DateTimeOffset now)
     {
-        if (record.Host == host)
+        if (IsLocal(record, host))
         {
             long start = Platform.Posix.ProcessStartTicks(record.Pid);
             if (start < 0)

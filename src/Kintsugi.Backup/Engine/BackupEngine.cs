@@ -130,7 +130,9 @@ public sealed class BackupEngine
             try
             {
                 var parentRoot = parent is null ? null : await TryLoadTreeAsync(BlobId.Parse(parent.Snapshot.Tree), ct).ConfigureAwait(false);
-                root = await SaveVirtualDirectoryAsync("/", "/", BuildVirtualTree(paths), parentRoot, ct).ConfigureAwait(false);
+                root = paths is ["/"]
+                    ? (await SaveDirectoryAsync("/", "/", Posix.LStat("/"), new Node { Name = "/", Type = NodeType.Directory, Subtree = parent?.Snapshot.Tree }, ct).ConfigureAwait(false))!
+                    : await SaveVirtualDirectoryAsync("/", "/", BuildVirtualTree(paths), parentRoot, ct).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -158,7 +160,7 @@ public sealed class BackupEngine
                 Paths = paths,
                 Tags = _request.Tags.Count > 0 ? _request.Tags : null,
                 Tree = root.Subtree!,
-                Kind = _request.Full ? "full" : "incremental",
+                Kind = _request.Full || parent is null ? "full" : "incremental",
                 Parent = parent?.Id.ToString(),
                 Program = _request.Program,
                 Summary = new BackupSummary
@@ -209,7 +211,24 @@ public sealed class BackupEngine
             }
         }
 
+        /// <summary>Counts files and bytes for the progress display; it may meet files that vanish, so it never fails the backup.</summary>
         private void Scan(List<string> paths, CancellationToken ct)
+        {
+            try
+            {
+                ScanUnguarded(paths, ct);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The totals are an estimate; the backup itself reports what it could not read.
+            }
+            finally
+            {
+                _progress.ScanDoneField = true;
+            }
+        }
+
+        private void ScanUnguarded(List<string> paths, CancellationToken ct)
         {
             var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, AttributesToSkip = 0, ReturnSpecialDirectories = false };
             foreach (var path in paths)
@@ -227,14 +246,20 @@ public sealed class BackupEngine
                 foreach (var file in new DirectoryInfo(path).EnumerateFiles("*", options))
                 {
                     ct.ThrowIfCancellationRequested();
-                    if (file.LinkTarget is null)
+                    try
                     {
-                        Interlocked.Increment(ref _progress.TotalFilesField);
-                        Interlocked.Add(ref _progress.TotalBytesField, file.Length);
+                        if (file.LinkTarget is null)
+                        {
+                            Interlocked.Add(ref _progress.TotalBytesField, file.Length);
+                            Interlocked.Increment(ref _progress.TotalFilesField);
+                        }
+                    }
+                    catch (IOException)
+                    {
+                        // Vanished since it was listed.
                     }
                 }
             }
-            _progress.ScanDoneField = true;
         }
 
         /// <summary>The folders above the backup paths, down to the paths themselves.</summary>
@@ -362,6 +387,12 @@ public sealed class BackupEngine
                 _issues.Enqueue(new BackupIssue(path, $"cannot list the folder: {e.Message}"));
                 names = [];
             }
+            // .NET decodes file names as UTF-8; a name that is not valid UTF-8 comes back with U+FFFD and cannot be opened again by that name.
+            foreach (var bad in names.Where(n => n.Contains('\uFFFD', StringComparison.Ordinal)))
+            {
+                _issues.Enqueue(new BackupIssue(path + "/" + bad, "the name is not valid UTF-8, which Kintsugi cannot store yet; rename it to back it up"));
+            }
+            names.RemoveAll(n => n.Contains('\uFFFD', StringComparison.Ordinal));
             var tasks = names.Select(n => SaveEntryAsync(path + "/" + n, n, parentTree?.GetValueOrDefault(n), ct)).ToList();
             var nodes = (await Task.WhenAll(tasks).ConfigureAwait(false)).OfType<Node>().ToList();
             var treeId = await SaveTreeAsync(nodes, ct).ConfigureAwait(false);

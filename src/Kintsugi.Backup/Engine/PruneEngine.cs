@@ -142,9 +142,9 @@ public sealed class PruneEngine
             .Where(e => keepSet.Contains(e.Pack) && index.TryGet(e.Id, out var chosen) && chosen.Pack == e.Pack)
             .Concat(newEntries)
             .ToList();
-        string? newIndex = finalEntries.Count > 0 ? await _repo.SaveIndexAsync(finalEntries, ct).ConfigureAwait(false) : null;
+        var newIndex = await _repo.SaveIndexAsync(finalEntries, ct).ConfigureAwait(false);
         int replaced = 0;
-        foreach (var name in indexFiles.Where(n => n != newIndex))
+        foreach (var name in indexFiles.Where(n => !newIndex.Contains(n)))
         {
             await _repo.Store.DeleteAsync(FileKind.Index, name, ct).ConfigureAwait(false);
             replaced++;

@@ -253,6 +253,11 @@ public sealed class RestoreEngine
                 try
                 {
                     entries = (node.Content ?? []).Select(c => index.Get(BlobId.TryParse(c, out var id) ? id : throw KintsugiException.Corrupt($"file {path}", $"bad blob id '{c}'"))).ToArray();
+                    int wrong = Array.FindIndex(entries, e => e.Kind != BlobKind.Data);
+                    if (wrong >= 0)
+                    {
+                        throw KintsugiException.Corrupt($"file {path}", $"content blob {entries[wrong].Id.Short} is not a data blob");
+                    }
                 }
                 catch (KintsugiException e)
                 {

@@ -32,6 +32,10 @@ public static class TreeWalker
             foreach (var node in tree.Nodes)
             {
                 ValidateName(node.Name, treeId);
+                if (!Enum.IsDefined(node.Type))
+                {
+                    throw KintsugiException.Corrupt($"tree {treeId.Short}", $"'{node.Name}' has an unknown type {(int)node.Type}");
+                }
                 if (!seen.Add(node.Name))
                 {
                     throw KintsugiException.Corrupt($"tree {treeId.Short}", $"the name '{node.Name}' appears twice");

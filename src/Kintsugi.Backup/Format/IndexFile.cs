@@ -10,9 +10,18 @@ internal static class IndexFile
 {
     public const uint Version = 1;
 
+    /// <summary>Writers split index files well below the 1 GiB readers accept.</summary>
+    public const int MaxEntriesPerFile = 500_000;
+
+    private const long MaxPayload = 1L << 30;
+
     public static byte[] Serialize(IReadOnlyCollection<IGrouping<BlobId, IndexEntry>> packs)
     {
-        int size = 8 + packs.Sum(p => BlobId.Size + 4 + p.Count() * PackFormat.EntrySize);
+        long size = 8 + packs.Sum(p => BlobId.Size + 4 + (long)p.Count() * PackFormat.EntrySize);
+        if (size > MaxPayload)
+        {
+            throw new ArgumentException("too many entries for one index file; split them", nameof(packs));
+        }
         var data = new byte[size];
         var span = data.AsSpan();
         BinaryPrimitives.WriteUInt32LittleEndian(span, Version);
@@ -64,6 +73,10 @@ internal static class IndexFile
             }
             for (uint i = 0; i < count; i++)
             {
+                if (PackFormat.Validate(span) is { } problem)
+                {
+                    throw KintsugiException.Corrupt(what, $"pack {pack.Short}, entry {i}: {problem}");
+                }
                 result.Add(new IndexEntry(
                     BlobId.Read(span[16..]),
                     (BlobKind)span[0],

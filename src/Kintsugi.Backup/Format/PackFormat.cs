@@ -12,7 +12,31 @@ public static class PackFormat
 {
     public const int EntrySize = 4 + 12 + BlobId.Size;
     public const int TrailerSize = 8;
-    public const int MaxBlobRawLength = 64 * 1024 * 1024;
+    /// <summary>The largest blob a reader accepts: a tree of ~250k entries, or of a ~4 TiB file's content list, fits.</summary>
+    public const int MaxBlobRawLength = 256 * 1024 * 1024;
+
+    /// <summary>The largest stored length a reader accepts: raw length plus zstd's worst-case growth and the AEAD envelope.</summary>
+    public const long MaxBlobStoredLength = MaxBlobRawLength + MaxBlobRawLength / 128 + 64 * 1024;
+
+    /// <summary>Checks an entry read from a header or index: known kind, zero reserved bytes, lengths in range.</summary>
+    internal static string? Validate(ReadOnlySpan<byte> entry)
+    {
+        if (entry[0] > (byte)BlobKind.Parity)
+        {
+            return $"unknown blob kind {entry[0]}; a newer kintsugi may be needed";
+        }
+        if (entry[2] != 0 || entry[3] != 0)
+        {
+            return "reserved bytes are not zero";
+        }
+        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(entry[8..]);
+        uint raw = BinaryPrimitives.ReadUInt32LittleEndian(entry[12..]);
+        if (raw > MaxBlobRawLength || stored > MaxBlobStoredLength || stored < Aead.Overhead)
+        {
+            return $"blob lengths out of range (raw {raw}, stored {stored})";
+        }
+        return null;
+    }
     public static ReadOnlySpan<byte> Magic => "KSGP"u8;
 
     /// <summary>Associated data of the pack header: the magic and a format version byte.</summary>
@@ -67,6 +91,10 @@ public static class PackFormat
         var span = plain.AsSpan(4);
         for (int i = 0; i < count; i++)
         {
+            if (Validate(span) is { } problem)
+            {
+                throw KintsugiException.Corrupt(what, $"entry {i}: {problem}");
+            }
             var e = new PackEntry(
                 BlobId.Read(span[16..]),
                 (BlobKind)span[0],
@@ -74,7 +102,7 @@ public static class PackFormat
                 BinaryPrimitives.ReadUInt32LittleEndian(span[4..]),
                 BinaryPrimitives.ReadUInt32LittleEndian(span[8..]),
                 BinaryPrimitives.ReadUInt32LittleEndian(span[12..]));
-            if ((ulong)e.Offset + e.StoredLength > (ulong)headerStart || e.RawLength > MaxBlobRawLength || e.StoredLength < Aead.Overhead)
+            if ((ulong)e.Offset + e.StoredLength > (ulong)headerStart)
             {
                 throw KintsugiException.Corrupt(what, $"entry {i} lies outside the pack");
             }

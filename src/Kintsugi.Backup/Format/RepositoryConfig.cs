@@ -44,6 +44,8 @@ public sealed record LockRecord
     /// <summary>The process's start time in clock ticks since boot (from /proc), so a reused pid is not mistaken for the holder.</summary>
     [JsonPropertyName("process_start")] public long ProcessStart { get; init; }
     [JsonPropertyName("command")] public string? Command { get; init; }
+    /// <summary>The holder's pid namespace: same host name and namespace means the pid can be checked here.</summary>
+    [JsonPropertyName("pid_namespace")] public string? PidNamespace { get; init; }
 }
 
 [JsonSourceGenerationOptions(WriteIndented = false, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]

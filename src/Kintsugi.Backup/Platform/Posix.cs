@@ -56,6 +56,56 @@ internal static partial class Posix
     [LibraryImport("libc")]
     private static partial uint geteuid();
 
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fsync(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int close(int fd);
+
+    /// <summary>Flushes a folder's entries to disk, so a rename into it survives a power loss.</summary>
+    public static void FsyncDirectory(string path)
+    {
+        int fd = open(path, 0);
+        if (fd < 0)
+        {
+            throw Error(path);
+        }
+        try
+        {
+            if (fsync(fd) != 0)
+            {
+                throw Error(path);
+            }
+        }
+        finally
+        {
+            _ = close(fd);
+        }
+    }
+
+    /// <summary>The pid namespace of this process ("pid:[4026531836]"), so two containers with one host name are told apart.</summary>
+    public static string PidNamespace
+    {
+        get
+        {
+            try
+            {
+                return new FileInfo("/proc/self/ns/pid").LinkTarget ?? "";
+            }
+            catch (IOException)
+            {
+                return "";
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return "";
+            }
+        }
+    }
+
     public static bool IsRoot => geteuid() == 0;
 
     /// <summary>lstat via statx; throws an IOException-derived error with the errno message.</summary>

@@ -76,7 +76,17 @@ public sealed class LocalBlobStore : IBlobStore
                 RandomAccess.FlushToDisk(handle);
             }
             File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
-            File.Move(temp, target, overwrite);
+            try
+            {
+                File.Move(temp, target, overwrite);
+            }
+            catch (IOException) when (!overwrite && File.Exists(target))
+            {
+                // Another writer stored the same content-addressed file first: it is the same file.
+                TryDelete(temp);
+                return;
+            }
+            Platform.Posix.FsyncDirectory(Path.GetDirectoryName(target)!);
         }
         catch (IOException e)
         {
@@ -187,11 +197,19 @@ public sealed class LocalBlobStore : IBlobStore
         {
             return;
         }
+        bool sharded = Path.GetFileName(Path.GetDirectoryName(dir)) == "data";
         foreach (var file in new DirectoryInfo(dir).EnumerateFiles())
         {
-            into.Add(new StoredFile(file.Name, file.Length));
+            // Only names the repository writes: 64 lowercase hex digits, packs in the folder of their first two.
+            if (IsHexName(file.Name) && (!sharded || file.Name.StartsWith(Path.GetFileName(dir), StringComparison.Ordinal)))
+            {
+                into.Add(new StoredFile(file.Name, file.Length));
+            }
         }
     }
+
+    private static bool IsHexName(string name) =>
+        name.Length == 64 && name.All(c => char.IsAsciiDigit(c) || c is >= 'a' and <= 'f');
 
     public Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
     {
