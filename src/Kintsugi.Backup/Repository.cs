@@ -289,7 +289,8 @@ public sealed class Repository
     /// <summary>Finds a snapshot by id, unique id prefix, or "latest" (the newest, optionally of a host and paths).</summary>
     public async Task<SnapshotRef> FindSnapshotAsync(string idOrPrefix, CancellationToken ct = default)
     {
-        var all = await LoadSnapshotsAsync(ct: ct).ConfigureAwait(false);
+        // A damaged snapshot file must not make the intact ones unreachable; check reports it.
+        var all = await LoadSnapshotsAsync(onError: (_, _) => { }, ct: ct).ConfigureAwait(false);
         if (idOrPrefix == "latest")
         {
             return all.Count > 0 ? all[^1] : throw new KintsugiException(ErrorKind.NotFound, $"the repository at {Store.Location} has no snapshots yet; run `kintsugi backup` first");

@@ -39,6 +39,10 @@ public sealed class BackupEngine
         var full = new List<string>();
         foreach (var p in paths)
         {
+            if (string.IsNullOrWhiteSpace(p))
+            {
+                throw new KintsugiException(ErrorKind.InvalidInput, "an empty path was given; name a file or folder to back up");
+            }
             string abs = Path.GetFullPath(p);
             if (abs.Length > 1)
             {

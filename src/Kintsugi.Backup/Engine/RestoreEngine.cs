@@ -93,6 +93,10 @@ public sealed class RestoreEngine
         }
         var index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
         string target = Path.GetFullPath(request.Target);
+        if (File.Exists(target))
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"restore target {target} is a file; give a folder (it is created if missing)");
+        }
         Directory.CreateDirectory(target);
         var issues = new ConcurrentQueue<BackupIssue>();
         var directories = new List<(string Path, Node Node)>();

@@ -20,6 +20,10 @@ internal static class BackupCommand
         command.SetHandler(async (ctx, ct) =>
         {
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
+            if ((ctx.Parse.GetValue(tags) ?? []).Any(string.IsNullOrWhiteSpace))
+            {
+                throw new UsageException("--tag needs a non-empty value");
+            }
             var request = new BackupRequest
             {
                 Paths = ctx.Parse.GetValue(paths)!,

@@ -26,19 +26,16 @@ internal static class ForgetCommand
         {
             last, hourly, daily, weekly, monthly, yearly, tag, within, prune, dryRun,
         };
-        foreach (var option in new[] { last, hourly, daily, weekly, monthly, yearly })
-        {
-            option.Validators.Add(r =>
-            {
-                if (r.GetValueOrDefault<int>() < 0)
-                {
-                    r.AddError($"{option.Name} must not be negative");
-                }
-            });
-        }
         command.SetHandler(async (ctx, ct) =>
         {
             var p = ctx.Parse;
+            foreach (var option in new[] { last, hourly, daily, weekly, monthly, yearly })
+            {
+                if (p.GetValue(option) < 0)
+                {
+                    throw new UsageException($"{option.Name} must not be negative");
+                }
+            }
             var policy = new RetentionPolicy
             {
                 Last = p.GetValue(last),
@@ -58,7 +55,7 @@ internal static class ForgetCommand
             bool doPrune = p.GetValue(prune);
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
             await using var repoLock = await repo.LockAsync(doPrune && !dry, CliContext.Host, doPrune ? "forget --prune" : "forget", ct).ConfigureAwait(false);
-            var snapshots = await repo.LoadSnapshotsAsync(ct: ct).ConfigureAwait(false);
+            var snapshots = await repo.LoadSnapshotsAsync(onError: (name, e) => ctx.Warn($"kintsugi: warning: {e.Message}; it is left as it is"), ct: ct).ConfigureAwait(false);
             var groups = Retention.Apply(snapshots, policy, ctx.Time.LocalTimeZone);
             var removed = new List<SnapshotRef>();
             foreach (var group in groups)

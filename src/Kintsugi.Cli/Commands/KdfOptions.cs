@@ -26,7 +26,12 @@ internal sealed class KdfOptions
 
     public KdfParameters Read(CliContext ctx)
     {
-        var kdf = new KdfParameters(ctx.Parse.GetValue(MemoryMib) * 1024, ctx.Parse.GetValue(Iterations), KdfParameters.Default.Parallelism);
+        int mib = ctx.Parse.GetValue(MemoryMib);
+        if (mib is < 1 or > 4096)
+        {
+            throw new UsageException($"--kdf-memory {mib} is out of range; give 1 to 4096 MiB");
+        }
+        var kdf = new KdfParameters(mib * 1024, ctx.Parse.GetValue(Iterations), KdfParameters.Default.Parallelism);
         kdf.Validate();
         return kdf;
     }

@@ -75,7 +75,10 @@ internal static class Units
             {
                 throw new UsageException($"'{text}' is not a duration; write it like 7d, 12h, 30m, 2w or 1y");
             }
-            int n = int.Parse(text[start..unitStart], CultureInfo.InvariantCulture);
+            if (!int.TryParse(text[start..unitStart], NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n > 100_000)
+            {
+                throw new UsageException($"'{text}' is too long a duration; write at most 100000 of a unit, like 7d or 2w");
+            }
             total += text[unitStart..i] switch
             {
                 "s" => TimeSpan.FromSeconds(n),

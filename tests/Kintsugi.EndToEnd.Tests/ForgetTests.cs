@@ -1,0 +1,69 @@
+using Kintsugi.EndToEnd.Tests.Harness;
+
+namespace Kintsugi.EndToEnd.Tests;
+
+/// <summary>forget and prune by a retention policy.</summary>
+public sealed class ForgetTests
+{
+    [Fact]
+    public async Task Forget_keep_last_with_prune_keeps_exactly_the_newest_snapshots_which_still_restore_bit_exact()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        string checkpoint = Path.Combine(src, "checkpoint.bin");
+        FileTree.WriteRandom(Path.Combine(src, "vocab.bin"), 30_000);
+        await ws.InitAsync();
+
+        var ids = new List<string>();
+        var versions = new List<byte[]>();
+        for (int i = 0; i < 5; i++)
+        {
+            versions.Add(FileTree.WriteRandom(checkpoint, 60_000 + i));
+            ids.Add((await ws.BackupAsync(src)).GetProperty("snapshot").GetString()!);
+        }
+        Assert.Equal(5, (await ws.SnapshotsAsync()).Count);
+        var before = FileTree.Listing(ws.Repo);
+        long dataBefore = FileTree.TotalFileBytes(Path.Combine(ws.Repo, "data"));
+
+        var dry = (await ws.RepoAsync("forget", "--keep-last", "2", "--dry-run", "--json")).ShouldSucceed().Json();
+        Assert.True(dry.GetProperty("dry_run").GetBoolean());
+        var group = Assert.Single(dry.GetProperty("groups").EnumerateArray());
+        Assert.Equal(ids[3..].Order(StringComparer.Ordinal), group.GetProperty("keep").EnumerateArray().Select(k => k.GetProperty("id").GetString()).Order(StringComparer.Ordinal));
+        Assert.Equal(ids[..3].Order(StringComparer.Ordinal), group.GetProperty("remove").EnumerateArray().Select(k => k.GetProperty("id").GetString()).Order(StringComparer.Ordinal));
+        (await ws.RepoAsync("forget", "--keep-last", "2", "--dry-run", "--prune")).ShouldSucceed();
+        FileTree.AssertSameListing(before, FileTree.Listing(ws.Repo), "the repository after forget --dry-run");
+
+        (await ws.RepoAsync("forget", "--keep-last", "2", "--prune")).ShouldSucceed();
+
+        var left = await ws.SnapshotsAsync();
+        Assert.Equal(ids[3..].Order(StringComparer.Ordinal), left.Select(s => s.GetProperty("id").GetString()).Order(StringComparer.Ordinal));
+        long dataAfter = FileTree.TotalFileBytes(Path.Combine(ws.Repo, "data"));
+        Assert.True(dataAfter < dataBefore, $"prune should delete the data only the forgotten snapshots used: {dataBefore} bytes before, {dataAfter} after");
+
+        for (int i = 3; i < 5; i++)
+        {
+            string target = ws.PathOf($"restored-{i}");
+            (await ws.RepoAsync("restore", ids[i], "--target", target)).ShouldSucceed();
+            Assert.Equal(versions[i], File.ReadAllBytes(target + checkpoint));
+            Assert.Equal(File.ReadAllBytes(Path.Combine(src, "vocab.bin")), File.ReadAllBytes(target + Path.Combine(src, "vocab.bin")));
+        }
+
+        (await ws.RepoAsync("check", "--read-data")).ShouldSucceed().StdOutShouldContain("no errors found");
+    }
+
+    [Fact]
+    public async Task Forget_without_a_keep_option_is_a_usage_error_and_removes_nothing()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "a.bin"), 1_000);
+        await ws.InitAsync();
+        await ws.BackupAsync(src);
+
+        (await ws.RepoAsync("forget")).ShouldFailCleanly(2);
+        (await ws.RepoAsync("forget", "--prune")).ShouldFailCleanly(2);
+        (await ws.RepoAsync("forget", "--keep-last", "-1")).ShouldFailCleanly(2);
+
+        Assert.Single(await ws.SnapshotsAsync());
+    }
+}

@@ -1,0 +1,82 @@
+using Kintsugi.EndToEnd.Tests.Harness;
+
+namespace Kintsugi.EndToEnd.Tests;
+
+/// <summary>Help, output for scripts and pipes, and the demo.</summary>
+public sealed class OutputTests
+{
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("backup --help")]
+    [InlineData("restore --help")]
+    [InlineData("key add --help")]
+    public async Task Help_exits_0_and_documents_the_exit_codes(string args)
+    {
+        using var ws = new Workspace();
+
+        var help = (await ws.RunAsync(args.Split(' '))).ShouldSucceed();
+
+        help.StdOutShouldContain("Exit codes");
+        Assert.Empty(help.StdErr);
+    }
+
+    [Fact]
+    public async Task Redirected_output_holds_no_progress_bars_or_terminal_escape_sequences()
+    {
+        using var ws = new Workspace();
+        ws.Environment["TERM"] = "xterm-256color";
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "big.bin"), 3_000_000);
+        FileTree.WriteRandom(Path.Combine(src, "small.bin"), 1_000);
+        await ws.InitAsync();
+
+        var runs = new List<CliResult>
+        {
+            (await ws.RepoAsync("backup", src)).ShouldSucceed(),
+            (await ws.RepoAsync("backup", "--full", src)).ShouldSucceed(),
+            (await ws.RepoAsync("snapshots")).ShouldSucceed(),
+            (await ws.RepoAsync("restore", "latest", "--target", ws.PathOf("restored"))).ShouldSucceed(),
+            (await ws.RepoAsync("check", "--read-data")).ShouldSucceed(),
+            (await ws.RepoAsync("forget", "--keep-last", "1", "--prune")).ShouldSucceed(),
+            (await ws.RepoAsync("key", "list")).ShouldSucceed(),
+        };
+
+        foreach (var run in runs)
+        {
+            Assert.False(run.StdErr.Contains('\u001b', StringComparison.Ordinal), $"stderr holds an escape sequence\n{run}");
+            Assert.False(run.StdOut.Contains('\u001b', StringComparison.Ordinal), $"stdout holds an escape sequence\n{run}");
+            Assert.Empty(run.StdErr);
+        }
+    }
+
+    [Fact]
+    public async Task Json_output_is_only_json_on_stdout()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "a.bin"), 10_000);
+        var init = (await ws.RepoAsync(["init", "--json", .. Workspace.CheapKdf])).ShouldSucceed().Json();
+        Assert.Equal(ws.Repo, init.GetProperty("repository").GetString());
+        await ws.BackupAsync(src);
+
+        foreach (var args in new[] { new[] { "snapshots" }, ["ls", "latest"], ["check"], ["key", "list"], ["restore", "latest", "--target", ws.PathOf("restored")], ["unlock"] })
+        {
+            (await ws.RepoAsync([.. args, "--json"])).ShouldSucceed().Json();
+        }
+    }
+
+    [Fact]
+    public async Task Demo_backs_up_restores_and_verifies_a_checkpoint_series_bit_identical()
+    {
+        using var ws = new Workspace();
+        string dir = ws.PathOf("demo");
+
+        var demo = (await ws.RunAsync("demo", "--dir", dir, "--checkpoints", "2", "--size", "4")).ShouldSucceed();
+
+        demo.StdOutShouldContain("bit-identical");
+        Assert.DoesNotContain("DIFFERENT", demo.StdOut, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(dir, "repository", "config")), $"the demo repository should be in {dir}/repository\n{demo}");
+        var snapshots = (await ws.RunAsync("--repo", Path.Combine(dir, "repository"), "--password-file", Path.Combine(dir, "password"), "snapshots", "--json")).ShouldSucceed().Json();
+        Assert.Equal(2, snapshots.GetArrayLength());
+    }
+}

@@ -1,0 +1,109 @@
+using System.Text.RegularExpressions;
+using Kintsugi.EndToEnd.Tests.Harness;
+
+namespace Kintsugi.EndToEnd.Tests;
+
+/// <summary>A repository with one snapshot, shared by the cases of <see cref="UsageErrorTests"/>, which must not change it.</summary>
+public sealed class SharedRepository : IAsyncLifetime
+{
+    public Workspace Workspace { get; } = new();
+
+    public string Source => Workspace.PathOf("src");
+
+    public async Task InitializeAsync()
+    {
+        FileTree.WriteRandom(Path.Combine(Source, "a.bin"), 2_000);
+        await Workspace.InitAsync();
+        await Workspace.BackupAsync(Source);
+    }
+
+    public Task DisposeAsync()
+    {
+        Workspace.Dispose();
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Bad command lines and bad values: each exits with its documented code and one clean line on stderr
+/// (no stack trace, no "internal error"), and leaves the repository as it was.
+/// </summary>
+public sealed partial class UsageErrorTests(SharedRepository shared) : IClassFixture<SharedRepository>
+{
+    [GeneratedRegex(@"(?:^|\s)-\d")]
+    private static partial Regex NegativeNumber();
+
+    /// <summary>
+    /// Runs <paramref name="args"/> (split at spaces; '' is an empty argument, {src} the backed-up folder,
+    /// {missing} a path that does not exist, {password} the password file) against the shared repository.
+    /// </summary>
+    private async Task<CliResult> RunAsync(string args)
+    {
+        var ws = shared.Workspace;
+        var tokens = args.Split(' ').Select(t => t switch
+        {
+            "''" => "",
+            "{src}" => shared.Source,
+            "{missing}" => ws.PathOf("missing"),
+            "{password}" => ws.PasswordFile,
+            "{target}" => ws.PathOf("restored"),
+            _ => t,
+        }).ToList();
+        var before = FileTree.Listing(ws.Repo);
+        var result = tokens.Contains("--password-file")
+            ? await ws.RunAsync(["--repo", ws.Repo, .. tokens])
+            : await ws.RepoAsync([.. tokens]);
+        FileTree.AssertSameListing(before, FileTree.Listing(ws.Repo), $"the repository after `kintsugi {args}`");
+        return result;
+    }
+
+    [Theory]
+    [InlineData("frobnicate")]
+    [InlineData("snapshots --frobnicate")]
+    [InlineData("--frobnicate snapshots")]
+    [InlineData("backup")]
+    [InlineData("restore latest")]
+    [InlineData("ls")]
+    [InlineData("key")]
+    [InlineData("key frobnicate")]
+    [InlineData("forget --keep-last many")]
+    [InlineData("forget --keep-last 99999999999")]
+    [InlineData("forget --keep-daily -1")]
+    [InlineData("forget --keep-within bogus")]
+    [InlineData("forget --keep-within 99999999999d")]
+    [InlineData("check --read-data-subset abc")]
+    [InlineData("check --read-data-subset 150%")]
+    [InlineData("prune --repack-unused 0")]
+    [InlineData("demo --checkpoints 0")]
+    public async Task Bad_usage_exits_2_with_one_line(string args)
+    {
+        (await RunAsync(args)).ShouldFailCleanly(2);
+    }
+
+    [Theory]
+    [InlineData("ls zzzz")]
+    [InlineData("ls latest /no/such/path")]
+    [InlineData("diff zzzz latest")]
+    [InlineData("restore zzzz --target {target}")]
+    [InlineData("restore latest --target {target} --include /no/such/path")]
+    [InlineData("key remove zzzz")]
+    [InlineData("backup --parent zzzz {src}")]
+    [InlineData("--password-file {missing} snapshots")]
+    [InlineData("key add --new-password-file {missing} --kdf-memory 8 --kdf-iterations 1")]
+    public async Task Failures_exit_1_with_one_line(string args)
+    {
+        (await RunAsync(args)).ShouldFailCleanly(1);
+    }
+
+    [Theory]
+    [InlineData("backup ''")]
+    [InlineData("key add --new-password-file {password} --kdf-memory 99999999 --kdf-iterations 1")]
+    [InlineData("key add --new-password-file {password} --kdf-memory 8 --kdf-iterations 0")]
+    public async Task Bad_values_fail_with_one_line_that_does_not_show_an_overflowed_number(string args)
+    {
+        var result = await RunAsync(args);
+        Assert.True(result.ExitCode is 1 or 2, $"expected exit code 1 or 2\n{result}");
+        string line = result.ShouldFailCleanly(result.ExitCode);
+        Assert.False(NegativeNumber().IsMatch(line), $"the message shows a negative number the user never gave\n{result}");
+    }
+}
