@@ -40,6 +40,10 @@ internal static class KeyRing
     /// <summary>Tries every slot; returns the master key and the slot that opened it.</summary>
     public static async Task<(MasterKey Key, string SlotId)> OpenAsync(IBlobStore store, string password, CancellationToken ct)
     {
+        if (string.IsNullOrEmpty(password))
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, "the password is empty; give the repository's password");
+        }
         var slots = store.List(FileKind.Key);
         if (slots.Count == 0)
         {

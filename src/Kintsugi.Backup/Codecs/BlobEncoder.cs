@@ -79,7 +79,15 @@ internal static class BlobEncoder
                 }
                 return encoded.ToArray();
             case BlobCodec.Zstd:
-                ulong size = Decompressor.GetDecompressedSize(encoded);
+                ulong size;
+                try
+                {
+                    size = Decompressor.GetDecompressedSize(encoded);
+                }
+                catch (ZstdException e)
+                {
+                    throw KintsugiException.Corrupt(what, "zstd: " + e.Message);
+                }
                 if (size == 0 || size > (ulong)maxLength)
                 {
                     throw KintsugiException.Corrupt(what, $"compressed content declares {size} bytes, more than the {maxLength} allowed");

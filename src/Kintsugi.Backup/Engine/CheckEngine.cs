@@ -227,7 +227,7 @@ public sealed class CheckEngine
             catch (KintsugiException e)
             {
                 error(subject, $"folder {(path.Length == 0 ? "/" : path)} cannot be read: {e.Message}");
-                affected.Add(new AffectedFile(snap.ShortId, (path.Length == 0 ? "/" : path) + "/ (whole folder)"));
+                affected.Add(new AffectedFile(snap.ShortId, path + "/ (whole folder)"));
                 continue;
             }
             foreach (var node in tree.Nodes)

@@ -76,8 +76,9 @@ public sealed class PruneEngine
             await MarkUsedAsync(BlobId.Parse(snap.Snapshot.Tree), index, used, ct).ConfigureAwait(false);
         }
 
-        // One copy of each used blob is kept: the one the master index chose.
         var packs = allEntries.GroupBy(e => e.Pack).ToDictionary(g => g.Key, g => g.ToList());
+        var home = ChooseCopies(packs, used);
+        bool IsLive(IndexEntry e) => home.TryGetValue(e.Id, out var pack) && pack == e.Pack;
         var onDisk = _repo.Store.List(FileKind.Pack).ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
         var delete = new List<BlobId>();
         var repack = new List<BlobId>();
@@ -89,7 +90,6 @@ public sealed class PruneEngine
             {
                 throw new KintsugiException(ErrorKind.Corrupt, $"prune stopped before changing anything: pack {pack.Short} named by the index is missing; run `kintsugi check`");
             }
-            bool IsLive(IndexEntry e) => used.Contains(e.Id) && index.TryGet(e.Id, out var chosen) && chosen.Pack == pack;
             long total = entries.Sum(e => (long)e.StoredLength);
             long live = entries.Where(IsLive).Sum(e => (long)e.StoredLength);
             int liveCount = entries.Count(IsLive);
@@ -126,7 +126,7 @@ public sealed class PruneEngine
         });
         foreach (var pack in repack)
         {
-            foreach (var entry in packs[pack].Where(e => used.Contains(e.Id) && index.TryGet(e.Id, out var chosen) && chosen.Pack == pack))
+            foreach (var entry in packs[pack].Where(IsLive))
             {
                 var sealedBytes = new byte[entry.StoredLength];
                 await _repo.Store.ReadAtAsync(FileKind.Pack, pack.ToString(), entry.Offset, sealedBytes, ct).ConfigureAwait(false);
@@ -138,8 +138,10 @@ public sealed class PruneEngine
         await writer.FlushAsync(ct).ConfigureAwait(false);
 
         var keepSet = keep.ToHashSet();
+        // Kept packs keep their live entries; unused blobs in them stay listed once, so the index matches the pack headers.
+        var listed = new HashSet<BlobId>();
         var finalEntries = allEntries
-            .Where(e => keepSet.Contains(e.Pack) && index.TryGet(e.Id, out var chosen) && chosen.Pack == e.Pack)
+            .Where(e => keepSet.Contains(e.Pack) && (IsLive(e) || (!used.Contains(e.Id) && listed.Add(e.Id))))
             .Concat(newEntries)
             .ToList();
         var newIndex = await _repo.SaveIndexAsync(finalEntries, ct).ConfigureAwait(false);
@@ -159,6 +161,49 @@ public sealed class PruneEngine
         }
         int temps = _repo.Store is LocalBlobStore local ? local.CleanTemporaryFiles(TimeSpan.Zero, _repo.Time.GetUtcNow()) : 0;
         return new PruneResult(delete.Count + unindexed.Count, repack.Count, (int)writer.PacksWritten, bytesFreed, blobsRemoved, blobsKept, replaced, temps, false);
+    }
+
+    /// <summary>
+    /// Picks the one copy of each used blob that stays. Most blobs have one copy. Where concurrent
+    /// backups stored a blob twice, packs are taken greedily by how many bytes of not-yet-placed used
+    /// blobs they hold, so the duplicates gather in packs that end up deleted or repacked.
+    /// </summary>
+    private static Dictionary<BlobId, BlobId> ChooseCopies(Dictionary<BlobId, List<IndexEntry>> packs, HashSet<BlobId> used)
+    {
+        var copies = new Dictionary<BlobId, int>();
+        foreach (var e in packs.Values.SelectMany(p => p).Where(e => used.Contains(e.Id)))
+        {
+            copies[e.Id] = copies.GetValueOrDefault(e.Id) + 1;
+        }
+        var home = new Dictionary<BlobId, BlobId>();
+        var contested = new List<BlobId>();
+        foreach (var (pack, entries) in packs)
+        {
+            if (entries.Any(e => copies.GetValueOrDefault(e.Id) > 1))
+            {
+                contested.Add(pack);
+                continue;
+            }
+            foreach (var e in entries.Where(e => used.Contains(e.Id)))
+            {
+                home[e.Id] = pack;
+            }
+        }
+        long Unplaced(BlobId pack) => packs[pack].Where(e => used.Contains(e.Id) && !home.ContainsKey(e.Id)).Sum(e => (long)e.StoredLength);
+        while (contested.Count > 0)
+        {
+            var best = contested.MaxBy(Unplaced);
+            if (Unplaced(best) == 0)
+            {
+                break;
+            }
+            foreach (var e in packs[best].Where(e => used.Contains(e.Id)))
+            {
+                home.TryAdd(e.Id, best);
+            }
+            contested.Remove(best);
+        }
+        return home;
     }
 
     private async Task MarkUsedAsync(BlobId root, MasterIndex index, HashSet<BlobId> used, CancellationToken ct)

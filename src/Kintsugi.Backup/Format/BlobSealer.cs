@@ -18,6 +18,10 @@ internal static class BlobSealer
     /// <summary>Opens a sealed blob, decodes it and checks that its keyed hash is its id.</summary>
     public static byte[] Open(MasterKey key, in IndexEntry entry, ReadOnlySpan<byte> sealedBytes)
     {
+        if (entry.RawLength > PackFormat.MaxBlobRawLength)
+        {
+            throw KintsugiException.Corrupt($"blob {entry.Id.Short} in pack {entry.Pack.Short}", "raw length out of range");
+        }
         var plain = new byte[entry.RawLength];
         Open(key, entry, sealedBytes, plain);
         return plain;

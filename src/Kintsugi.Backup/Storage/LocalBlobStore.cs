@@ -213,7 +213,13 @@ public sealed class LocalBlobStore : IBlobStore
 
     public Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
     {
-        File.Delete(PathOf(kind, name));
+        string path = PathOf(kind, name);
+        File.Delete(path);
+        if (kind != FileKind.Lock)
+        {
+            // Prune's order (old index files gone before their packs) must survive a power loss too.
+            Platform.Posix.FsyncDirectory(Path.GetDirectoryName(path)!);
+        }
         return Task.CompletedTask;
     }
 
