@@ -152,9 +152,10 @@ public static class Cli
     /// variables are removed and <paramref name="environment"/> is set on top (a null value removes a variable).
     /// stdin is redirected and closed at once, so a password prompt cannot wait for input.
     /// </summary>
-    public static async Task<CliResult> RunAsync(string workingDirectory, IReadOnlyDictionary<string, string?> environment, IReadOnlyList<string> args)
+    public static async Task<CliResult> RunAsync(string workingDirectory, IReadOnlyDictionary<string, string?> environment, IReadOnlyList<string> args, string? asUser = null)
     {
-        var psi = new ProcessStartInfo(DotnetHost)
+        // As another user (for tests of permissions, which root ignores): setpriv drops to that user's ids first.
+        var psi = new ProcessStartInfo(asUser is null ? DotnetHost : "setpriv")
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardInput = true,
@@ -164,6 +165,13 @@ public static class Cli
             StandardOutputEncoding = new UTF8Encoding(false),
             StandardErrorEncoding = new UTF8Encoding(false),
         };
+        if (asUser is not null)
+        {
+            foreach (var arg in new[] { $"--reuid={asUser}", $"--regid={asUser}", "--clear-groups", DotnetHost })
+            {
+                psi.ArgumentList.Add(arg);
+            }
+        }
         psi.ArgumentList.Add(Dll);
         foreach (var arg in args)
         {
