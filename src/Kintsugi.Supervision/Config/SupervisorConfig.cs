@@ -1,0 +1,96 @@
+namespace Kintsugi.Supervision.Config;
+
+/// <summary>How a failure of one workload affects the others.</summary>
+public enum Strategy
+{
+    /// <summary>Each workload (and replica) is restarted on its own.</summary>
+    OneForOne,
+    /// <summary>The workloads form a gang: when one fails, all are stopped and restarted together.</summary>
+    OneForAll,
+}
+
+/// <summary>The whole supervisor configuration (kintsugi.yaml), validated at load. See docs/CONFIG.md.</summary>
+public sealed record SupervisorConfig
+{
+    /// <summary>The file it was loaded from; relative paths in it are relative to its folder.</summary>
+    public required string SourcePath { get; init; }
+    /// <summary>Repository for checkpoint backups (absolute).</summary>
+    public required string Repository { get; init; }
+    /// <summary>Password file of the repository (absolute), or null to take it from the environment.</summary>
+    public string? PasswordFile { get; init; }
+    /// <summary>The SQLite journal (absolute).</summary>
+    public required string Journal { get; init; }
+    public Strategy Strategy { get; init; } = Strategy.OneForOne;
+    public required IReadOnlyList<WorkloadSpec> Workloads { get; init; }
+}
+
+/// <summary>One supervised program, run as <see cref="Replicas"/> copies.</summary>
+public sealed record WorkloadSpec
+{
+    public required string Name { get; init; }
+    public required IReadOnlyList<string> Command { get; init; }
+    /// <summary>Working folder (absolute).</summary>
+    public required string WorkingDirectory { get; init; }
+    public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
+    public int Replicas { get; init; } = 1;
+    /// <summary>First port; replica i gets <c>Port + i</c> as KINTSUGI_PORT and in "{port}" of probe URLs.</summary>
+    public int? Port { get; init; }
+    public CheckpointSpec? Checkpoints { get; init; }
+    public RestartSpec Restart { get; init; } = new();
+    public StopSpec Stop { get; init; } = new();
+    public IReadOnlyList<ProbeSpec> Probes { get; init; } = [];
+    public IReadOnlyList<MonitorSpec> Monitors { get; init; } = [];
+}
+
+/// <summary>Where a workload writes checkpoints and how they are protected.</summary>
+public sealed record CheckpointSpec
+{
+    /// <summary>Checkpoint folder (absolute). Each checkpoint is a file or folder directly inside it.</summary>
+    public required string Directory { get; init; }
+    /// <summary>Back up each new complete checkpoint as it appears.</summary>
+    public bool BackupOnChange { get; init; } = true;
+    /// <summary>Protected checkpoints kept in the repository (older snapshots are forgotten).</summary>
+    public int KeepLast { get; init; } = 5;
+    /// <summary>A checkpoint counts as complete when its size and mtime have not changed for this long.</summary>
+    public TimeSpan SettleTime { get; init; } = TimeSpan.FromSeconds(1);
+}
+
+public enum RestartWhen
+{
+    OnFailure,
+    Always,
+    Never,
+}
+
+public sealed record RestartSpec
+{
+    public RestartWhen When { get; init; } = RestartWhen.OnFailure;
+    public BackoffSpec Backoff { get; init; } = new();
+    public BudgetSpec Budget { get; init; } = new();
+}
+
+/// <summary>Exponential backoff: initial × factor^n, capped at max, ± jitter; reset after stable uptime.</summary>
+public sealed record BackoffSpec
+{
+    public TimeSpan Initial { get; init; } = TimeSpan.FromSeconds(1);
+    public TimeSpan Max { get; init; } = TimeSpan.FromMinutes(5);
+    public double Factor { get; init; } = 2;
+    /// <summary>Fraction of the delay added or removed at random (0.2 = ±20%).</summary>
+    public double Jitter { get; init; } = 0.2;
+    /// <summary>After running this long without failing, the next failure starts again from <see cref="Initial"/>.</summary>
+    public TimeSpan ResetAfter { get; init; } = TimeSpan.FromMinutes(10);
+}
+
+/// <summary>At most <see cref="Restarts"/> restarts within <see cref="Within"/>; beyond that the workload is failed.</summary>
+public sealed record BudgetSpec
+{
+    public int Restarts { get; init; } = 10;
+    public TimeSpan Within { get; init; } = TimeSpan.FromHours(1);
+}
+
+/// <summary>Graceful stop: this signal to the process group, then SIGKILL after the grace period.</summary>
+public sealed record StopSpec
+{
+    public int Signal { get; init; } = 15;
+    public TimeSpan Grace { get; init; } = TimeSpan.FromSeconds(30);
+}

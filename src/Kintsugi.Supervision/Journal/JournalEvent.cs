@@ -1,0 +1,15 @@
+using System.Text.Json;
+
+namespace Kintsugi.Supervision.Journal;
+
+/// <summary>One event of the journal.</summary>
+public sealed record JournalEvent(long Id, DateTimeOffset Time, string Type, string? Workload, int? Replica, JsonElement Data)
+{
+    public string? GetString(string name) => Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+    public double? GetDouble(string name) => Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+
+    public long? GetInt64(string name) => Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : null;
+
+    public bool? GetBool(string name) => Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty(name, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : null;
+}
