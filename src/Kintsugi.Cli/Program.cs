@@ -10,7 +10,8 @@ internal static class Program
     {
         var root = new RootCommand(
             "Kintsugi: backup, monitoring and recovery for AI systems.\n" +
-            "Snapshots of models, checkpoints and datasets in a deduplicated, compressed, encrypted repository.\n\n" +
+            "Snapshots of models, checkpoints and datasets in a deduplicated, compressed, encrypted repository;\n" +
+            "a supervisor (`kintsugi run`) that keeps training jobs and servers running and rolls them back.\n\n" +
             "The repository comes from --repo or KINTSUGI_REPOSITORY; the password from --password-file,\n" +
             "KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD, or a prompt.\n\n" + ExitCodes.Help)
         {
@@ -31,6 +32,9 @@ internal static class Program
         root.Subcommands.Add(KeyCommand.Create());
         root.Subcommands.Add(UnlockCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
+        root.Subcommands.Add(RunCommand.Create());
+        root.Subcommands.Add(StatusCommand.Create());
+        root.Subcommands.Add(EventsCommand.Create());
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

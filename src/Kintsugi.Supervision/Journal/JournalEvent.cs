@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 
 namespace Kintsugi.Supervision.Journal;
@@ -12,4 +13,8 @@ public sealed record JournalEvent(long Id, DateTimeOffset Time, string Type, str
     public long? GetInt64(string name) => Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : null;
 
     public bool? GetBool(string name) => Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty(name, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : null;
+
+    /// <summary>A field holding an ISO 8601 time (such as checkpoint_time); null when absent or not a time.</summary>
+    public DateTimeOffset? GetTime(string name) =>
+        GetString(name) is { } text && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time) ? time : null;
 }

@@ -1,0 +1,187 @@
+using System.Collections;
+using System.CommandLine;
+using System.Security.Cryptography;
+using Kintsugi.Backup;
+using Kintsugi.Backup.Storage;
+using Kintsugi.Supervision;
+using Kintsugi.Supervision.Config;
+using Kintsugi.Supervision.Journal;
+using Kintsugi.Supervision.Metrics;
+
+namespace Kintsugi.Cli.Commands;
+
+/// <summary><c>kintsugi run</c>: supervise the workloads of a kintsugi.yaml until they finish, fail, or Ctrl-C.</summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<string>("--config", "-c") { Description = "The supervisor configuration (docs/CONFIG.md)", DefaultValueFactory = _ => "kintsugi.yaml" };
+        var metrics = new Option<string?>("--metrics") { Description = "Serve Prometheus metrics at HOST:PORT/metrics (loopback only), e.g. 127.0.0.1:9464" };
+        var command = new Command("run",
+            "Run and supervise the workloads of a kintsugi.yaml: probes and monitors watch them; restarts with backoff, adjustments, rollbacks to the last good checkpoint, failover and giving up keep them going; checkpoints are backed up as they appear. Every event goes to the journal (`kintsugi status`, `kintsugi events`). Exit 0 when all workloads finish (or on Ctrl-C), 1 when one fails.\n" + ExitCodes.Help)
+        {
+            config, metrics,
+        };
+        command.SetHandler(async (ctx, ct) =>
+        {
+            string path = ctx.Parse.GetValue(config)!;
+            SupervisorConfig cfg;
+            try
+            {
+                cfg = ConfigLoader.Load(path);
+            }
+            catch (ConfigException e)
+            {
+                RecordConfigError(path, e.Message, ctx.Time);
+                throw new UsageException(e.Message);
+            }
+            using var journal = EventJournal.Open(cfg.Journal, ctx.Time);
+            try
+            {
+                Preflight(cfg);
+            }
+            catch (KintsugiException e)
+            {
+                journal.Append(EventTypes.Error, null, null, new { message = e.Message });
+                throw;
+            }
+            var repository = new RepositoryAccess(cfg, ctx);
+            var options = new SupervisorOptions
+            {
+                OpenRepository = repository.OpenAsync,
+                Host = CliContext.Host,
+                BaseEnvironment = Environment.GetEnvironmentVariables().Cast<DictionaryEntry>()
+                    .Where(e => !((string)e.Key).StartsWith("KINTSUGI_", StringComparison.Ordinal))
+                    .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? ""),
+                OnOutput = ctx.Quiet ? null : (workload, replica, line, stderr) =>
+                {
+                    var writer = stderr ? ctx.Error : ctx.Out;
+                    lock (writer)
+                    {
+                        writer.WriteLine($"[{workload}/{replica}] {line}");
+                    }
+                },
+            };
+            await using var endpoint = ctx.Parse.GetValue(metrics) is { } hostPort
+                ? StartMetrics(hostPort, journal, ctx.Time)
+                : null;
+            if (!ctx.Quiet)
+            {
+                ctx.Error.WriteLine($"kintsugi: supervising {string.Join(", ", cfg.Workloads.Select(w => w.Replicas > 1 ? $"{w.Name} ×{w.Replicas}" : w.Name))}; journal {cfg.Journal}; Ctrl-C stops");
+            }
+            var outcome = await new Supervisor(cfg, journal, options, ctx.Time).RunAsync(ct).ConfigureAwait(false);
+            if (!ctx.Quiet)
+            {
+                ctx.Error.WriteLine($"kintsugi: {outcome.ToString().ToLowerInvariant()}; `kintsugi status` and `kintsugi events` show what happened");
+            }
+            return outcome == SupervisorOutcome.Failed ? ExitCodes.Failed : ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static PrometheusEndpoint StartMetrics(string hostPort, EventJournal journal, TimeProvider time)
+    {
+        var since = time.GetUtcNow();
+        try
+        {
+            return PrometheusEndpoint.Start(hostPort, () => PrometheusEndpoint.Render(Figures.Compute(journal.Read(since: since), since, time.GetUtcNow())));
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--metrics {hostPort}: {e.Message}");
+        }
+    }
+
+    /// <summary>A config that cannot be loaded is still recorded, in the journal where its folder keeps one by default.</summary>
+    private static void RecordConfigError(string path, string message, TimeProvider time)
+    {
+        try
+        {
+            string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+            if (!Directory.Exists(dir))
+            {
+                return;
+            }
+            using var journal = EventJournal.Open(Path.Combine(dir, ".kintsugi", "journal.db"), time);
+            journal.Append(EventTypes.Error, null, null, new { message });
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException)
+        {
+            // The message reaches the user on stderr either way.
+        }
+    }
+
+    /// <summary>Checks what can be checked before anything starts: checkpoint folders can be written, commands exist.</summary>
+    private static void Preflight(SupervisorConfig cfg)
+    {
+        foreach (var w in cfg.Workloads)
+        {
+            if (!Directory.Exists(w.WorkingDirectory))
+            {
+                throw new KintsugiException(ErrorKind.InvalidInput, $"workload {w.Name}: working folder {w.WorkingDirectory} does not exist");
+            }
+            if (w.Checkpoints is { } c)
+            {
+                string probe = Path.Combine(c.Directory, $".kintsugi-write-test-{Environment.ProcessId}");
+                try
+                {
+                    Directory.CreateDirectory(c.Directory);
+                    File.WriteAllText(probe, "");
+                    File.Delete(probe);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new KintsugiException(ErrorKind.InvalidInput, $"workload {w.Name}: checkpoint folder {c.Directory} cannot be written ({e.Message}); fix its permissions or choose another 'dir'");
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Opens the checkpoint repository once, on first use. The embedded default (.kintsugi/repository
+    /// beside the config, no password given) is created on first use with a generated password in
+    /// .kintsugi/password.
+    /// </summary>
+    private sealed class RepositoryAccess(SupervisorConfig cfg, CliContext ctx)
+    {
+        private readonly SemaphoreSlim _gate = new(1, 1);
+        private Repository? _repo;
+
+        public async Task<Repository> OpenAsync(CancellationToken ct)
+        {
+            await _gate.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                return _repo ??= await OpenOrCreateAsync(ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+
+        private async Task<Repository> OpenOrCreateAsync(CancellationToken ct)
+        {
+            var store = new LocalBlobStore(cfg.Repository);
+            string? passwordFile = cfg.PasswordFile;
+            string defaultPassword = Path.Combine(Path.GetDirectoryName(cfg.Repository)!, "password");
+            string? password = passwordFile is not null ? CliContext.ReadPasswordFile(passwordFile)
+                : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE") is { Length: > 0 } envFile ? CliContext.ReadPasswordFile(envFile)
+                : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") is { Length: > 0 } envPassword ? envPassword
+                : File.Exists(defaultPassword) ? CliContext.ReadPasswordFile(defaultPassword)
+                : null;
+            if (store.Exists(FileKind.Config, "config"))
+            {
+                return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' in the config or KINTSUGI_PASSWORD_FILE"), ctx.Time, ct).ConfigureAwait(false);
+            }
+            if (password is null)
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(defaultPassword)!);
+                password = Convert.ToBase64String(RandomNumberGenerator.GetBytes(24));
+                await File.WriteAllTextAsync(defaultPassword, password + "\n", ct).ConfigureAwait(false);
+                File.SetUnixFileMode(defaultPassword, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+            return await Repository.InitAsync(store, password, KdfParameters.Default, null, CliContext.Host, CliContext.User, ctx.Time, ct).ConfigureAwait(false);
+        }
+    }
+}

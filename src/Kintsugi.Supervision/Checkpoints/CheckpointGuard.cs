@@ -1,0 +1,408 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Kintsugi.Backup;
+using Kintsugi.Backup.Engine;
+using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Storage;
+using Kintsugi.Supervision.Config;
+using Kintsugi.Supervision.Journal;
+
+namespace Kintsugi.Supervision.Checkpoints;
+
+/// <summary>A checkpoint the guard knows: where, how big, which step, when written, and its snapshot once protected.</summary>
+public sealed record CheckpointInfo(string Path, long Bytes, long? Step, DateTimeOffset WrittenAt, string? Snapshot);
+
+/// <summary>
+/// Watches a workload's checkpoint folder. A checkpoint is a file or folder directly inside it whose
+/// name does not start with '.' or end with .tmp, .partial or .bad; it is complete once its size and
+/// mtime have not changed for the settle time, so one being written is never taken half-written.
+/// Each new complete checkpoint is journaled and, when configured, backed up into the repository (one
+/// at a time, in the background), tagged with the workload and step; snapshots beyond keep-last are
+/// forgotten. A rollback restores the newest good checkpoint from the repository, verified, and
+/// moves newer ones aside into .bad/.
+/// </summary>
+public sealed partial class CheckpointGuard : IAsyncDisposable
+{
+    private readonly WorkloadSpec _workload;
+    private readonly CheckpointSpec _spec;
+    private readonly EventJournal _journal;
+    private readonly Func<CancellationToken, Task<Repository>> _openRepository;
+    private readonly TimeProvider _time;
+    private readonly string _host;
+    private readonly Action<CheckpointInfo> _onComplete;
+    private readonly Dictionary<string, (long Size, long Mtime, DateTimeOffset Since)> _pending = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, CheckpointInfo> _complete = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _bad = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+    private readonly SemaphoreSlim _backupSlot = new(1, 1);
+    private readonly List<Task> _backups = [];
+    private readonly CancellationTokenSource _stop = new();
+    private ITimer? _timer;
+    private int _polling;
+
+    public CheckpointGuard(WorkloadSpec workload, EventJournal journal, Func<CancellationToken, Task<Repository>> openRepository, TimeProvider time, string host, Action<CheckpointInfo> onComplete)
+    {
+        ArgumentNullException.ThrowIfNull(workload);
+        _workload = workload;
+        _spec = workload.Checkpoints ?? throw new ArgumentException("the workload has no checkpoints", nameof(workload));
+        _journal = journal;
+        _openRepository = openRepository;
+        _time = time;
+        _host = host;
+        _onComplete = onComplete;
+    }
+
+    public static TimeSpan PollInterval { get; } = TimeSpan.FromMilliseconds(200);
+
+    [GeneratedRegex(@"(\d+)(?!.*\d)")]
+    private static partial Regex LastNumber();
+
+    public static long? StepOf(string path)
+    {
+        var m = LastNumber().Match(System.IO.Path.GetFileName(path));
+        return m.Success && long.TryParse(m.Value, NumberStyles.None, CultureInfo.InvariantCulture, out long step) ? step : null;
+    }
+
+    /// <summary>Reads what earlier runs protected and marked bad, creates the folder, and starts polling.</summary>
+    public void Start()
+    {
+        Directory.CreateDirectory(_spec.Directory);
+        foreach (var e in _journal.Read(workload: _workload.Name, type: EventTypes.CheckpointProtected))
+        {
+            if (e.GetString("path") is { } path && File.Exists(path) && !_complete.ContainsKey(path))
+            {
+                var written = DateTimeOffset.TryParse(e.GetString("checkpoint_time"), CultureInfo.InvariantCulture, DateTimeStyles.None, out var t) ? t : e.Time;
+                _complete[path] = new CheckpointInfo(path, e.GetInt64("bytes") ?? 0, StepOf(path), written, e.GetString("snapshot"));
+            }
+        }
+        foreach (var e in _journal.Read(workload: _workload.Name, type: EventTypes.CheckpointBad))
+        {
+            if (e.GetString("path") is { } path)
+            {
+                _bad.Add(path);
+            }
+        }
+        Poll();
+        _timer = _time.CreateTimer(_ => Poll(), null, PollInterval, PollInterval);
+    }
+
+    private static bool IsCandidate(string name) =>
+        !name.StartsWith('.') && !name.EndsWith(".tmp", StringComparison.Ordinal) && !name.EndsWith(".partial", StringComparison.Ordinal) && !name.EndsWith(".bad", StringComparison.Ordinal);
+
+    private static (long Size, long Mtime) Measure(string path)
+    {
+        if (File.Exists(path))
+        {
+            var f = new FileInfo(path);
+            return (f.Length, f.LastWriteTimeUtc.Ticks);
+        }
+        long size = 0, mtime = new DirectoryInfo(path).LastWriteTimeUtc.Ticks;
+        foreach (var f in new DirectoryInfo(path).EnumerateFiles("*", SearchOption.AllDirectories))
+        {
+            size += f.Length;
+            mtime = Math.Max(mtime, f.LastWriteTimeUtc.Ticks);
+        }
+        return (size, mtime);
+    }
+
+    /// <summary>One look at the folder; new checkpoints that have settled are handed on.</summary>
+    public void Poll()
+    {
+        if (Interlocked.Exchange(ref _polling, 1) == 1)
+        {
+            return;
+        }
+        try
+        {
+            var now = _time.GetUtcNow();
+            var settled = new List<CheckpointInfo>();
+            IEnumerable<string> entries;
+            try
+            {
+                entries = Directory.EnumerateFileSystemEntries(_spec.Directory).ToList();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return;
+            }
+            lock (_lock)
+            {
+                foreach (var path in entries)
+                {
+                    if (!IsCandidate(System.IO.Path.GetFileName(path)) || _complete.ContainsKey(path) || _bad.Contains(path))
+                    {
+                        continue;
+                    }
+                    (long size, long mtime) m;
+                    try
+                    {
+                        m = Measure(path);
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        continue;
+                    }
+                    if (_pending.TryGetValue(path, out var seen) && seen.Size == m.size && seen.Mtime == m.mtime)
+                    {
+                        if (now - seen.Since >= _spec.SettleTime)
+                        {
+                            _pending.Remove(path);
+                            var info = new CheckpointInfo(path, m.size, StepOf(path), new DateTimeOffset(m.mtime, TimeSpan.Zero), null);
+                            _complete[path] = info;
+                            settled.Add(info);
+                        }
+                    }
+                    else
+                    {
+                        _pending[path] = (m.size, m.mtime, now);
+                    }
+                }
+            }
+            foreach (var info in settled.OrderBy(i => i.Step ?? 0).ThenBy(i => i.WrittenAt))
+            {
+                _journal.Append(EventTypes.CheckpointWritten, _workload.Name, null, new { path = info.Path, bytes = info.Bytes, step = info.Step });
+                _onComplete(info);
+                if (_spec.BackupOnChange)
+                {
+                    lock (_lock)
+                    {
+                        _backups.RemoveAll(t => t.IsCompleted);
+                        _backups.Add(ProtectAsync(info, _stop.Token));
+                    }
+                }
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _polling, 0);
+        }
+    }
+
+    private async Task ProtectAsync(CheckpointInfo info, CancellationToken ct)
+    {
+        await _backupSlot.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (!Path.Exists(info.Path))
+            {
+                return;
+            }
+            var started = _time.GetUtcNow();
+            var repo = await _openRepository(ct).ConfigureAwait(false);
+            var result = await new BackupEngine(repo).RunAsync(new BackupRequest
+            {
+                Paths = [info.Path],
+                Host = _host,
+                Tags = ["kintsugi-run", "workload:" + _workload.Name, "step:" + (info.Step?.ToString(CultureInfo.InvariantCulture) ?? "none")],
+                Program = "kintsugi run",
+            }, null, ct).ConfigureAwait(false);
+            string snapshot = result.Snapshot.Id.ToString();
+            lock (_lock)
+            {
+                _complete[info.Path] = info with { Snapshot = snapshot };
+            }
+            _journal.Append(EventTypes.CheckpointProtected, _workload.Name, null, new
+            {
+                path = info.Path,
+                bytes = info.Bytes,
+                snapshot,
+                duration_s = Math.Round((_time.GetUtcNow() - started).TotalSeconds, 3),
+                checkpoint_time = info.WrittenAt.ToString("O", CultureInfo.InvariantCulture),
+            });
+            await ForgetOldAsync(repo, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+        catch (Exception e) when (e is KintsugiException or IOException or UnauthorizedAccessException)
+        {
+            _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"backup of checkpoint {info.Path} failed: {e.Message}" });
+        }
+        finally
+        {
+            _backupSlot.Release();
+        }
+    }
+
+    /// <summary>Keeps the newest keep-last protected snapshots of this workload (that are not bad); forgets the rest.</summary>
+    private async Task ForgetOldAsync(Repository repo, CancellationToken ct)
+    {
+        var mine = (await repo.LoadSnapshotsAsync(onError: (_, _) => { }, ct: ct).ConfigureAwait(false))
+            .Where(s => s.Snapshot.HasTag("workload:" + _workload.Name))
+            .OrderByDescending(s => s.Snapshot.Time)
+            .ToList();
+        foreach (var old in mine.Skip(_spec.KeepLast))
+        {
+            await repo.Store.DeleteAsync(FileKind.Snapshot, old.Id.ToString(), ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Complete, good checkpoints present in the folder, oldest first.</summary>
+    public IReadOnlyList<CheckpointInfo> Local()
+    {
+        lock (_lock)
+        {
+            return _complete.Values.Where(c => !_bad.Contains(c.Path) && Path.Exists(c.Path)).OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).ToList();
+        }
+    }
+
+    /// <summary>The checkpoint a plain restart resumes from: the newest good one in the folder, or, if the folder lost them all, the newest protected one restored from the repository.</summary>
+    public async Task<CheckpointInfo?> ResumePointAsync(CancellationToken ct)
+    {
+        var local = Local();
+        if (local.Count > 0)
+        {
+            return local[^1];
+        }
+        return await RestoreNewestAsync(_ => true, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Rollback: the newest protected checkpoint taken before the fault (step below <paramref name="faultStep"/>
+    /// when steps are known, else written before <paramref name="faultTime"/>) is restored from the
+    /// repository; newer checkpoints are moved into .bad/ and journaled as bad.
+    /// </summary>
+    public async Task<(CheckpointInfo Restored, IReadOnlyList<string> MarkedBad)?> RollbackAsync(long? faultStep, DateTimeOffset faultTime, CancellationToken ct)
+    {
+        bool Good(CheckpointInfo c) => faultStep is long s && c.Step is long cs ? cs < s : c.WrittenAt < faultTime;
+        await SettleAsync(path => faultStep is long s && StepOf(path) is long ps && ps < s, ct).ConfigureAwait(false);
+        await FlushAsync().ConfigureAwait(false);
+        var restored = await RestoreNewestAsync(Good, ct).ConfigureAwait(false);
+        if (restored is null)
+        {
+            return null;
+        }
+        var marked = new List<string>();
+        List<CheckpointInfo> newer;
+        lock (_lock)
+        {
+            newer = _complete.Values.Where(c => c.Path != restored.Path && !_bad.Contains(c.Path) && !Good(c)).ToList();
+        }
+        // Also what is on disk but not yet settled: a checkpoint written after the fault is not good either.
+        string badDir = Path.Combine(_spec.Directory, ".bad");
+        foreach (var c in newer)
+        {
+            Directory.CreateDirectory(badDir);
+            string dest = Path.Combine(badDir, Path.GetFileName(c.Path));
+            try
+            {
+                if (File.Exists(c.Path))
+                {
+                    File.Move(c.Path, dest, overwrite: true);
+                }
+                else if (Directory.Exists(c.Path))
+                {
+                    if (Directory.Exists(dest))
+                    {
+                        Directory.Delete(dest, recursive: true);
+                    }
+                    Directory.Move(c.Path, dest);
+                }
+            }
+            catch (IOException)
+            {
+                // Moving aside is a convenience; the journal's mark is what rollback and resume obey.
+            }
+            lock (_lock)
+            {
+                _bad.Add(c.Path);
+            }
+            marked.Add(c.Path);
+            _journal.Append(EventTypes.CheckpointBad, _workload.Name, null, new { path = c.Path });
+        }
+        return (restored, marked);
+    }
+
+    private async Task<CheckpointInfo?> RestoreNewestAsync(Func<CheckpointInfo, bool> good, CancellationToken ct)
+    {
+        List<CheckpointInfo> candidates;
+        lock (_lock)
+        {
+            candidates = _complete.Values.Where(c => c.Snapshot is not null && !_bad.Contains(c.Path) && good(c)).OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).ToList();
+        }
+        if (candidates.Count == 0)
+        {
+            return null;
+        }
+        var chosen = candidates[^1];
+        var repo = await _openRepository(ct).ConfigureAwait(false);
+        var snapshot = await repo.FindSnapshotAsync(chosen.Snapshot!, ct).ConfigureAwait(false);
+        string staging = Path.Combine(_spec.Directory, ".restore-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var result = await new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = staging, Includes = [chosen.Path], Host = _host }, null, ct).ConfigureAwait(false);
+            var failures = result.Issues.Where(i => !i.Message.StartsWith("warning:", StringComparison.Ordinal)).ToList();
+            if (failures.Count > 0)
+            {
+                throw new KintsugiException(ErrorKind.Corrupt, $"checkpoint {chosen.Path} could not be restored: {failures[0].Message}");
+            }
+            string restoredPath = staging + chosen.Path;
+            if (File.Exists(restoredPath))
+            {
+                File.Move(restoredPath, chosen.Path, overwrite: true);
+            }
+            else
+            {
+                if (Directory.Exists(chosen.Path))
+                {
+                    Directory.Delete(chosen.Path, recursive: true);
+                }
+                Directory.Move(restoredPath, chosen.Path);
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+        }
+        return chosen;
+    }
+
+    /// <summary>
+    /// Gives checkpoints still settling that <paramref name="wanted"/> selects the time to settle (and
+    /// so to be protected): a checkpoint written just before a fault is the one a rollback wants.
+    /// </summary>
+    private async Task SettleAsync(Func<string, bool> wanted, CancellationToken ct)
+    {
+        var deadline = _time.GetUtcNow() + _spec.SettleTime + PollInterval * 3;
+        while (true)
+        {
+            Poll();
+            bool waiting;
+            lock (_lock)
+            {
+                waiting = _pending.Keys.Any(wanted);
+            }
+            if (!waiting || _time.GetUtcNow() > deadline)
+            {
+                return;
+            }
+            await Task.Delay(PollInterval / 4, _time, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Waits for backups in flight.</summary>
+    public async Task FlushAsync()
+    {
+        Task[] pending;
+        lock (_lock)
+        {
+            pending = [.. _backups];
+        }
+        await Task.WhenAll(pending).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_timer is not null)
+        {
+            await _timer.DisposeAsync().ConfigureAwait(false);
+        }
+        await FlushAsync().ConfigureAwait(false);
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _stop.Dispose();
+        _backupSlot.Dispose();
+    }
+}

@@ -1,0 +1,664 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Kintsugi.Supervision.Config;
+
+/// <summary>
+/// Loads kintsugi.yaml into a validated <see cref="SupervisorConfig"/>. Every problem is reported
+/// as "file:line:column: field.path: what is wrong", and an unknown field is an error, so a typo
+/// never silently changes behaviour. The syntax is documented field by field in docs/CONFIG.md.
+/// </summary>
+public static class ConfigLoader
+{
+    private static readonly Dictionary<string, int> SignalNumbers = new(StringComparer.Ordinal)
+    {
+        ["SIGHUP"] = 1, ["SIGINT"] = 2, ["SIGQUIT"] = 3, ["SIGKILL"] = 9, ["SIGUSR1"] = 10, ["SIGUSR2"] = 12, ["SIGTERM"] = 15,
+    };
+
+    public static SupervisorConfig Load(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string text;
+        try
+        {
+            text = File.ReadAllText(full);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new ConfigException($"{path}: no such file; write a kintsugi.yaml (docs/CONFIG.md) or pass --config PATH");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{path}: cannot read: {e.Message}");
+        }
+        return Parse(text, full);
+    }
+
+    public static SupervisorConfig Parse(string text, string sourcePath)
+    {
+        string file = Path.GetFileName(sourcePath);
+        string baseDir = Path.GetDirectoryName(Path.GetFullPath(sourcePath))!;
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException e)
+        {
+            throw new ConfigException($"{file}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {e.Message}");
+        }
+        if (stream.Documents.Count == 0)
+        {
+            throw new ConfigException($"{file}: the file is empty; it needs at least a 'workloads' section");
+        }
+        var root = new YamlNode(file, "", stream.Documents[0].RootNode);
+        string repository = Path.Combine(baseDir, ".kintsugi", "repository");
+        string? passwordFile = null;
+        string journal = Path.Combine(baseDir, ".kintsugi", "journal.db");
+        var strategy = Strategy.OneForOne;
+        var workloads = new List<WorkloadSpec>();
+        bool sawWorkloads = false;
+        foreach (var (key, value) in root.Mapping("repository", "password-file", "journal", "strategy", "workloads"))
+        {
+            switch (key)
+            {
+                case "repository":
+                    repository = Path.GetFullPath(value.NonEmpty(), baseDir);
+                    break;
+                case "password-file":
+                    passwordFile = Path.GetFullPath(value.NonEmpty(), baseDir);
+                    break;
+                case "journal":
+                    journal = Path.GetFullPath(value.NonEmpty(), baseDir);
+                    break;
+                case "strategy":
+                    strategy = value.Scalar switch
+                    {
+                        "one-for-one" => Strategy.OneForOne,
+                        "one-for-all" => Strategy.OneForAll,
+                        var s => throw value.Error($"expected one-for-one or one-for-all, got '{s}'"),
+                    };
+                    break;
+                case "workloads":
+                    sawWorkloads = true;
+                    foreach (var (name, spec) in value.Mapping())
+                    {
+                        if (!Regex.IsMatch(name, "^[A-Za-z0-9][A-Za-z0-9_.-]*$"))
+                        {
+                            throw spec.Error($"workload name '{name}' must start with a letter or digit and hold only letters, digits, '.', '_' and '-'");
+                        }
+                        workloads.Add(ParseWorkload(name, spec, baseDir));
+                    }
+                    break;
+            }
+        }
+        if (!sawWorkloads || workloads.Count == 0)
+        {
+            throw root.Error("no workloads: add a 'workloads' section with at least one workload");
+        }
+        var ports = workloads.Where(w => w.Port is not null).SelectMany(w => Enumerable.Range(w.Port!.Value, w.Replicas).Select(p => (p, w.Name))).GroupBy(x => x.p).FirstOrDefault(g => g.Count() > 1);
+        if (ports is not null)
+        {
+            throw new ConfigException($"{file}: port {ports.Key} is given to more than one replica ({string.Join(", ", ports.Select(x => x.Name))}); space the workloads' ports apart by their replica counts");
+        }
+        return new SupervisorConfig
+        {
+            SourcePath = Path.GetFullPath(sourcePath),
+            Repository = repository,
+            PasswordFile = passwordFile,
+            Journal = journal,
+            Strategy = strategy,
+            Workloads = workloads,
+        };
+    }
+
+    private static WorkloadSpec ParseWorkload(string name, YamlNode node, string baseDir)
+    {
+        IReadOnlyList<string>? command = null;
+        string cwd = baseDir;
+        var env = new Dictionary<string, string>(StringComparer.Ordinal);
+        int replicas = 1;
+        int? port = null;
+        CheckpointSpec? checkpoints = null;
+        var restart = new RestartSpec();
+        var stop = new StopSpec();
+        var probes = new List<ProbeSpec>();
+        var monitors = new List<MonitorSpec>();
+        var fields = node.Mapping("command", "cwd", "env", "replicas", "port", "checkpoints", "restart", "stop", "probes", "monitors");
+        // cwd first: other relative paths of the workload resolve against it.
+        foreach (var (key, value) in fields.Where(f => f.Key == "cwd"))
+        {
+            cwd = Path.GetFullPath(value.NonEmpty(), baseDir);
+        }
+        foreach (var (key, value) in fields)
+        {
+            switch (key)
+            {
+                case "command":
+                    command = value.Strings();
+                    if (command.Count == 0 || command[0].Length == 0)
+                    {
+                        throw value.Error("the command is empty; give the program and its arguments as a list");
+                    }
+                    break;
+                case "env":
+                    foreach (var (k, v) in value.Mapping())
+                    {
+                        env[k] = v.Scalar;
+                    }
+                    break;
+                case "replicas":
+                    replicas = value.Int(1, 64);
+                    break;
+                case "port":
+                    port = value.Int(1, 65535);
+                    break;
+                case "checkpoints":
+                    checkpoints = ParseCheckpoints(value, cwd);
+                    break;
+                case "restart":
+                    restart = ParseRestart(value);
+                    break;
+                case "stop":
+                    stop = ParseStop(value);
+                    break;
+                case "probes":
+                    probes.AddRange(value.Sequence().Select(p => ParseProbe(p, cwd)));
+                    break;
+                case "monitors":
+                    monitors.AddRange(value.Sequence().Select(m => ParseMonitor(m, cwd)));
+                    break;
+            }
+        }
+        if (command is null)
+        {
+            throw node.Error("missing field 'command' (the program and its arguments, as a list)");
+        }
+        if (port is int p && p + replicas - 1 > 65535)
+        {
+            throw node.Error($"port {p} plus {replicas} replicas runs past 65535");
+        }
+        if (probes.OfType<HttpProbeSpec>().Any(h => h.Url.Contains("{port}", StringComparison.Ordinal)) && port is null)
+        {
+            throw node.Error("a probe URL uses {port} but the workload has no 'port'");
+        }
+        if (monitors.Any(m => m.Then is RollbackActionSpec) || probes.Any(pr => pr.Then is RollbackActionSpec))
+        {
+            if (checkpoints is null)
+            {
+                throw node.Error("a rollback needs checkpoints: add 'checkpoints: { dir: … }'");
+            }
+        }
+        return new WorkloadSpec
+        {
+            Name = name,
+            Command = command,
+            WorkingDirectory = cwd,
+            Environment = env,
+            Replicas = replicas,
+            Port = port,
+            Checkpoints = checkpoints,
+            Restart = restart,
+            Stop = stop,
+            Probes = probes,
+            Monitors = monitors,
+        };
+    }
+
+    private static CheckpointSpec ParseCheckpoints(YamlNode node, string cwd)
+    {
+        string? dir = null;
+        bool backup = true;
+        int keep = 5;
+        var settle = TimeSpan.FromSeconds(1);
+        foreach (var (key, value) in node.Mapping("dir", "backup", "keep-last", "settle"))
+        {
+            switch (key)
+            {
+                case "dir":
+                    dir = Path.GetFullPath(value.NonEmpty(), cwd);
+                    break;
+                case "backup":
+                    backup = value.Scalar switch
+                    {
+                        "on-change" => true,
+                        "off" => false,
+                        var s => throw value.Error($"expected on-change or off, got '{s}'"),
+                    };
+                    break;
+                case "keep-last":
+                    keep = value.Int(1, 100_000);
+                    break;
+                case "settle":
+                    settle = value.Duration();
+                    break;
+            }
+        }
+        return new CheckpointSpec
+        {
+            Directory = dir ?? throw node.Error("missing field 'dir' (the folder the workload writes checkpoints to)"),
+            BackupOnChange = backup,
+            KeepLast = keep,
+            SettleTime = settle,
+        };
+    }
+
+    private static RestartSpec ParseRestart(YamlNode node)
+    {
+        var spec = new RestartSpec();
+        foreach (var (key, value) in node.Mapping("when", "backoff", "budget"))
+        {
+            switch (key)
+            {
+                case "when":
+                    spec = spec with
+                    {
+                        When = value.Scalar switch
+                        {
+                            "on-failure" => RestartWhen.OnFailure,
+                            "always" => RestartWhen.Always,
+                            "never" => RestartWhen.Never,
+                            var s => throw value.Error($"expected on-failure, always or never, got '{s}'"),
+                        },
+                    };
+                    break;
+                case "backoff":
+                    var b = new BackoffSpec();
+                    foreach (var (k, v) in value.Mapping("initial", "max", "factor", "jitter", "reset-after"))
+                    {
+                        b = k switch
+                        {
+                            "initial" => b with { Initial = v.Duration() },
+                            "max" => b with { Max = v.Duration() },
+                            "factor" => b with { Factor = v.Double(1, 100) },
+                            "jitter" => b with { Jitter = v.Double(0, 1) },
+                            _ => b with { ResetAfter = v.Duration() },
+                        };
+                    }
+                    if (b.Max < b.Initial)
+                    {
+                        throw value.Error($"max ({b.Max}) is smaller than initial ({b.Initial})");
+                    }
+                    spec = spec with { Backoff = b };
+                    break;
+                case "budget":
+                    var g = new BudgetSpec();
+                    foreach (var (k, v) in value.Mapping("restarts", "within"))
+                    {
+                        g = k == "restarts" ? g with { Restarts = v.Int(0, 1_000_000) } : g with { Within = v.Duration() };
+                    }
+                    spec = spec with { Budget = g };
+                    break;
+            }
+        }
+        return spec;
+    }
+
+    private static StopSpec ParseStop(YamlNode node)
+    {
+        var spec = new StopSpec();
+        foreach (var (key, value) in node.Mapping("signal", "grace"))
+        {
+            spec = key == "signal" ? spec with { Signal = ParseSignal(value) } : spec with { Grace = value.Duration() };
+        }
+        return spec;
+    }
+
+    private static int ParseSignal(YamlNode node)
+    {
+        string s = node.Scalar;
+        if (SignalNumbers.TryGetValue(s, out int n) || SignalNumbers.TryGetValue("SIG" + s, out n))
+        {
+            return n;
+        }
+        if (int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out n) && n is >= 1 and <= 64)
+        {
+            return n;
+        }
+        throw node.Error($"expected a signal name ({string.Join(", ", SignalNumbers.Keys)}) or number, got '{s}'");
+    }
+
+    private static readonly string[] ProbeTimingFields = ["every", "timeout", "initial-delay", "startup", "failures", "successes", "then"];
+
+    private static ProbeSpec ParseProbe(YamlNode node, string cwd)
+    {
+        string[] kinds = ["http", "tcp", "exec", "heartbeat", "progress"];
+        var fields = node.Mapping([.. kinds, .. ProbeTimingFields]);
+        var kindFields = fields.Where(f => kinds.Contains(f.Key, StringComparer.Ordinal)).ToList();
+        if (kindFields.Count != 1)
+        {
+            throw node.Error($"a probe names exactly one kind: {string.Join(", ", kinds)}");
+        }
+        var (kind, body) = kindFields[0];
+        ProbeSpec probe = kind switch
+        {
+            "http" => ParseHttp(body),
+            "tcp" => ParseTcp(body),
+            "exec" => new ExecProbeSpec(body.IsMapping ? Field(body, "command", "exec probe").Strings() : body.Strings()),
+            "heartbeat" => ParseHeartbeat(body, cwd),
+            _ => ParseProgress(body),
+        };
+        foreach (var (key, value) in fields.Where(f => !kinds.Contains(f.Key, StringComparer.Ordinal)))
+        {
+            probe = key switch
+            {
+                "every" => probe with { Every = Positive(value) },
+                "timeout" => probe with { Timeout = Positive(value) },
+                "initial-delay" => probe with { InitialDelay = value.Duration() },
+                "startup" => probe with { StartupBudget = value.Duration() },
+                "failures" => probe with { FailureThreshold = value.Int(1, 1000) },
+                "successes" => probe with { SuccessThreshold = value.Int(1, 1000) },
+                _ => probe with { Then = ParseAction(value) },
+            };
+        }
+        if (probe.Timeout > probe.Every)
+        {
+            throw node.Error($"timeout ({probe.Timeout}) is longer than the period 'every' ({probe.Every})");
+        }
+        return probe;
+    }
+
+    private static TimeSpan Positive(YamlNode node)
+    {
+        var d = node.Duration();
+        return d > TimeSpan.Zero ? d : throw node.Error("must be longer than 0");
+    }
+
+    private static YamlNode Field(YamlNode mapping, string name, string what, params string[] others)
+    {
+        foreach (var (key, value) in mapping.Mapping([name, .. others]))
+        {
+            if (key == name)
+            {
+                return value;
+            }
+        }
+        throw mapping.Error($"{what} needs '{name}'");
+    }
+
+    private static HttpProbeSpec ParseHttp(YamlNode body)
+    {
+        var urlNode = body.IsScalar ? body : Field(body, "url", "an http probe");
+        string url = urlNode.NonEmpty();
+        string check = url.Replace("{port}", "1", StringComparison.Ordinal);
+        if (!Uri.TryCreate(check, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+        {
+            throw urlNode.Error($"'{url}' is not an http:// or https:// URL");
+        }
+        return new HttpProbeSpec(url);
+    }
+
+    private static TcpProbeSpec ParseTcp(YamlNode body)
+    {
+        string host = "127.0.0.1";
+        int port = 0;
+        foreach (var (key, value) in body.Mapping("host", "port"))
+        {
+            if (key == "host")
+            {
+                host = value.NonEmpty();
+            }
+            else
+            {
+                port = value.Int(0, 65535);
+            }
+        }
+        return new TcpProbeSpec(host, port);
+    }
+
+    private static HeartbeatProbeSpec ParseHeartbeat(YamlNode body, string cwd)
+    {
+        string? file = null;
+        TimeSpan? stale = null;
+        foreach (var (key, value) in body.Mapping("file", "stale-after"))
+        {
+            if (key == "file")
+            {
+                file = Path.GetFullPath(value.NonEmpty(), cwd);
+            }
+            else
+            {
+                stale = Positive(value);
+            }
+        }
+        return new HeartbeatProbeSpec(file ?? throw body.Error("a heartbeat probe needs 'file'"), stale ?? throw body.Error("a heartbeat probe needs 'stale-after'"))
+        {
+            Every = TimeSpan.FromSeconds(Math.Clamp(stale.Value.TotalSeconds / 4, 0.1, 10)),
+            Timeout = TimeSpan.FromSeconds(Math.Clamp(stale.Value.TotalSeconds / 4, 0.1, 10)),
+            FailureThreshold = 1,
+        };
+    }
+
+    private static ProgressProbeSpec ParseProgress(YamlNode body)
+    {
+        string metric = "step";
+        TimeSpan? stalls = null;
+        foreach (var (key, value) in body.Mapping("metric", "stalls-after"))
+        {
+            if (key == "metric")
+            {
+                metric = value.NonEmpty();
+            }
+            else
+            {
+                stalls = Positive(value);
+            }
+        }
+        var after = stalls ?? throw body.Error("a progress probe needs 'stalls-after'");
+        return new ProgressProbeSpec(metric, after)
+        {
+            Every = TimeSpan.FromSeconds(Math.Clamp(after.TotalSeconds / 4, 0.1, 10)),
+            Timeout = TimeSpan.FromSeconds(Math.Clamp(after.TotalSeconds / 4, 0.1, 10)),
+            FailureThreshold = 1,
+        };
+    }
+
+    private static MonitorSpec ParseMonitor(YamlNode node, string cwd)
+    {
+        string[] kinds = ["exit", "log", "metric", "checkpoint"];
+        var fields = node.Mapping([.. kinds, "then"]);
+        var kindFields = fields.Where(f => f.Key != "then").ToList();
+        if (kindFields.Count != 1)
+        {
+            throw node.Error($"a monitor names exactly one kind: {string.Join(", ", kinds)}");
+        }
+        var thenNode = fields.Where(f => f.Key == "then").Select(f => (YamlNode?)f.Value).FirstOrDefault();
+        var then = thenNode is { } t ? ParseAction(t) : null;
+        var (kind, body) = kindFields[0];
+        MonitorSpec monitor = kind switch
+        {
+            "exit" => ParseExit(body, then),
+            "log" => ParseLog(body, cwd, then),
+            "metric" => ParseMetric(body, then),
+            _ => new CheckpointMonitorSpec { Then = then ?? new RecordActionSpec() },
+        };
+        return monitor;
+    }
+
+    private static ExitMonitorSpec ParseExit(YamlNode body, ActionSpec? then)
+    {
+        var codes = new List<int>();
+        var signals = new List<int>();
+        foreach (var (key, value) in body.Mapping("codes", "signals"))
+        {
+            foreach (var item in value.IsScalar ? [value] : value.Sequence())
+            {
+                if (key == "codes")
+                {
+                    codes.Add(item.Int(0, 255));
+                }
+                else
+                {
+                    signals.Add(ParseSignal(item));
+                }
+            }
+        }
+        if (codes.Count + signals.Count == 0)
+        {
+            throw body.Error("an exit monitor needs 'codes' or 'signals'");
+        }
+        return new ExitMonitorSpec(codes, signals) { Then = then ?? throw body.Error("an exit monitor needs 'then'") };
+    }
+
+    private static LogMonitorSpec ParseLog(YamlNode body, string cwd, ActionSpec? then)
+    {
+        string? pattern = null;
+        var source = LogSource.Output;
+        string? file = null;
+        YamlNode patternNode = body;
+        if (body.IsScalar)
+        {
+            pattern = body.NonEmpty();
+        }
+        else
+        {
+            foreach (var (key, value) in body.Mapping("pattern", "source", "file"))
+            {
+                switch (key)
+                {
+                    case "pattern":
+                        pattern = value.NonEmpty();
+                        patternNode = value;
+                        break;
+                    case "source":
+                        source = value.Scalar switch
+                        {
+                            "output" => LogSource.Output,
+                            "stdout" => LogSource.StdOut,
+                            "stderr" => LogSource.StdErr,
+                            var s => throw value.Error($"expected output, stdout or stderr (or give 'file'), got '{s}'"),
+                        };
+                        break;
+                    case "file":
+                        file = Path.GetFullPath(value.NonEmpty(), cwd);
+                        source = LogSource.File;
+                        break;
+                }
+            }
+        }
+        if (pattern is null)
+        {
+            throw body.Error("a log monitor needs a 'pattern'");
+        }
+        try
+        {
+            _ = new Regex(pattern, RegexOptions.None, TimeSpan.FromSeconds(1));
+        }
+        catch (ArgumentException e)
+        {
+            throw patternNode.Error($"'{pattern}' is not a valid regular expression: {e.Message}");
+        }
+        return new LogMonitorSpec(pattern, source, file) { Then = then ?? throw body.Error("a log monitor needs 'then'") };
+    }
+
+    private static MetricMonitorSpec ParseMetric(YamlNode body, ActionSpec? then)
+    {
+        string? name = null;
+        (MetricRuleKind Kind, double Value)? rule = null;
+        foreach (var (key, value) in body.Mapping("name", "is", "above", "below"))
+        {
+            switch (key)
+            {
+                case "name":
+                    name = value.NonEmpty();
+                    break;
+                case "is":
+                    rule = value.Scalar == "nan-or-inf" ? (MetricRuleKind.NanOrInf, 0) : throw value.Error($"expected nan-or-inf, got '{value.Scalar}'");
+                    break;
+                case "above":
+                    var m = Regex.Match(value.Scalar, @"^([0-9.]+)x-running-max$");
+                    rule = m.Success && double.TryParse(m.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double k) && k > 0
+                        ? (MetricRuleKind.AboveRunningMax, k)
+                        : (MetricRuleKind.Above, value.Double(double.MinValue, double.MaxValue));
+                    break;
+                case "below":
+                    rule = (MetricRuleKind.Below, value.Double(double.MinValue, double.MaxValue));
+                    break;
+            }
+        }
+        if (name is null || rule is null)
+        {
+            throw body.Error("a metric monitor needs 'name' and one rule: 'is: nan-or-inf', 'above: 10', 'above: 10x-running-max' or 'below: 0'");
+        }
+        return new MetricMonitorSpec(name, rule.Value.Kind, rule.Value.Value) { Then = then ?? throw body.Error("a metric monitor needs 'then'") };
+    }
+
+    /// <summary>restart | rollback | failover | give-up | record, or a mapping with one of them and its options.</summary>
+    private static ActionSpec ParseAction(YamlNode node)
+    {
+        if (node.IsScalar)
+        {
+            return node.Scalar switch
+            {
+                "restart" => new RestartActionSpec(),
+                "rollback" => new RollbackActionSpec(),
+                "failover" => new FailoverActionSpec(),
+                "give-up" => new GiveUpActionSpec(),
+                "record" => new RecordActionSpec(),
+                var s => throw node.Error($"expected an action: restart, rollback, failover, give-up or record, got '{s}'"),
+            };
+        }
+        var fields = node.Mapping("restart", "rollback", "failover", "give-up", "record");
+        if (fields.Count != 1)
+        {
+            throw node.Error("an action names exactly one of restart, rollback, failover, give-up, record");
+        }
+        var (kind, body) = fields[0];
+        switch (kind)
+        {
+            case "restart":
+                var adjustments = new List<Adjustment>();
+                if (!(body.IsScalar && body.Scalar.Length == 0))
+                {
+                    foreach (var (key, value) in body.Mapping("adjust"))
+                    {
+                        foreach (var (target, changes) in value.Mapping("env", "args"))
+                        {
+                            foreach (var (name, change) in changes.Mapping())
+                            {
+                                adjustments.Add(ParseAdjustment(target == "env" ? AdjustTarget.Env : AdjustTarget.Arg, name, change));
+                            }
+                        }
+                    }
+                }
+                return new RestartActionSpec { Adjustments = adjustments };
+            case "rollback":
+                int skip = 0;
+                if (!(body.IsScalar && body.Scalar.Length == 0))
+                {
+                    foreach (var (_, value) in body.Mapping("skip-steps"))
+                    {
+                        skip = value.Int(0, int.MaxValue);
+                    }
+                }
+                return new RollbackActionSpec { SkipSteps = skip };
+            case "failover":
+                return new FailoverActionSpec();
+            case "give-up":
+                return new GiveUpActionSpec();
+            default:
+                return new RecordActionSpec();
+        }
+    }
+
+    /// <summary>halve | double | x0.5 (multiply) | any other value (set).</summary>
+    private static Adjustment ParseAdjustment(AdjustTarget target, string name, YamlNode change)
+    {
+        string s = change.Scalar;
+        if (s == "halve")
+        {
+            return new Adjustment(target, name, AdjustOp.Halve, null);
+        }
+        if (s == "double")
+        {
+            return new Adjustment(target, name, AdjustOp.Double, null);
+        }
+        if (s.StartsWith('x') && double.TryParse(s[1..], NumberStyles.Float, CultureInfo.InvariantCulture, out double f) && f > 0)
+        {
+            return new Adjustment(target, name, AdjustOp.Multiply, s[1..]);
+        }
+        return new Adjustment(target, name, AdjustOp.Set, s);
+    }
+}

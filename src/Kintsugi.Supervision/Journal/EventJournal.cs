@@ -1,0 +1,350 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Kintsugi.Backup;
+using Microsoft.Data.Sqlite;
+
+namespace Kintsugi.Supervision.Journal;
+
+/// <summary>
+/// The one journal of everything that happens under supervision: an append-only SQLite table of
+/// <see cref="JournalEvent"/>s in WAL mode, so the CLI reads while the supervisor writes.
+/// Every figure is computed from it (see docs/METRICS.md). One instance is safe to share between threads.
+/// </summary>
+public sealed class EventJournal : IDisposable
+{
+    /// <summary>The schema version this code writes and reads, kept in the <c>meta</c> table.</summary>
+    public const int SchemaVersion = 1;
+
+    // Anonymous objects and dictionaries are written with their names as given: callers spell the
+    // snake_case field names of EventTypes themselves.
+    private static readonly JsonSerializerOptions DataOptions = new()
+    {
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    private const string Columns = "id, time_us, type, workload, replica, data";
+
+    // Appends and reads go through connections of their own, each used by one thread at a time: in
+    // WAL mode a long read (a metrics scrape over the whole journal) then never holds up an append.
+    private readonly Lock _writeGate = new();
+    private readonly Lock _readGate = new();
+    private readonly SqliteConnection? _writer;
+    private readonly SqliteConnection _reader;
+    private readonly TimeProvider _time;
+    private bool _disposed;
+
+    private EventJournal(string path, SqliteConnection? writer, SqliteConnection reader, TimeProvider time)
+    {
+        Path = path;
+        _writer = writer;
+        _reader = reader;
+        _time = time;
+    }
+
+    /// <summary>The database file (absolute).</summary>
+    public string Path { get; }
+
+    public bool IsReadOnly => _writer is null;
+
+    /// <summary>
+    /// Opens the journal for writing, creating its folder and database when they do not exist.
+    /// Events are stamped with the time of <paramref name="time"/>.
+    /// </summary>
+    public static EventJournal Open(string path, TimeProvider time)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentNullException.ThrowIfNull(time);
+        string full = System.IO.Path.GetFullPath(path);
+        string? folder = System.IO.Path.GetDirectoryName(full);
+        if (!string.IsNullOrEmpty(folder))
+        {
+            Directory.CreateDirectory(folder);
+        }
+        var connection = Connect(full, SqliteOpenMode.ReadWriteCreate);
+        SqliteConnection? reader = null;
+        try
+        {
+            Execute(connection, "PRAGMA journal_mode=WAL;");
+            Execute(connection, "PRAGMA synchronous=NORMAL;");
+            using (var tx = connection.BeginTransaction())
+            {
+                Execute(connection, """
+                    CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                    CREATE TABLE IF NOT EXISTS events(
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        time_us INTEGER NOT NULL,
+                        type TEXT NOT NULL,
+                        workload TEXT,
+                        replica INTEGER,
+                        data TEXT NOT NULL);
+                    CREATE INDEX IF NOT EXISTS events_time ON events(time_us);
+                    CREATE INDEX IF NOT EXISTS events_workload_type ON events(workload, type);
+                    """, tx);
+                Execute(connection, $"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SchemaVersion}');", tx);
+                tx.Commit();
+            }
+            CheckSchema(connection, full);
+            reader = Connect(full, SqliteOpenMode.ReadOnly);
+            return new EventJournal(full, connection, reader, time);
+        }
+        catch
+        {
+            reader?.Dispose();
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Opens an existing journal for reading only, as the CLI does while a supervisor may be writing it.
+    /// Throws <see cref="KintsugiException"/> (<see cref="ErrorKind.NotFound"/>) when there is no file,
+    /// and (<see cref="ErrorKind.InvalidInput"/>) when the file is not a journal this version reads.
+    /// </summary>
+    public static EventJournal OpenReadOnly(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        string full = System.IO.Path.GetFullPath(path);
+        if (!File.Exists(full))
+        {
+            throw new KintsugiException(ErrorKind.NotFound, $"there is no journal at {full}; start the supervisor with `kintsugi run` first");
+        }
+        SqliteConnection? connection = null;
+        try
+        {
+            connection = Connect(full, SqliteOpenMode.ReadOnly);
+            CheckSchema(connection, full);
+            return new EventJournal(full, writer: null, connection, TimeProvider.System);
+        }
+        catch (SqliteException e)
+        {
+            connection?.Dispose();
+            // SQLITE_NOTADB (26) is what a file of anything else gives.
+            string why = e.SqliteErrorCode == 26 ? "it is not a SQLite database" : e.Message;
+            throw new KintsugiException(ErrorKind.InvalidInput, $"cannot read the journal {full}: {why}", e);
+        }
+        catch
+        {
+            connection?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Appends an event stamped with the current time; returns its id.</summary>
+    /// <param name="data">An anonymous object, a dictionary or a <see cref="JsonElement"/> object; property names are written as given.</param>
+    public long Append(string type, string? workload, int? replica, object? data = null) =>
+        Append(_time.GetUtcNow(), type, workload, replica, data);
+
+    /// <summary>Appends an event with an explicit time (tests, imports); returns its id.</summary>
+    public long Append(DateTimeOffset time, string type, string? workload, int? replica, object? data = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(type);
+        string json = SerializeData(data);
+        if (_writer is null)
+        {
+            throw new InvalidOperationException($"the journal {Path} was opened read-only");
+        }
+        lock (_writeGate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var command = _writer.CreateCommand();
+            command.CommandText = "INSERT INTO events(time_us, type, workload, replica, data) VALUES ($time, $type, $workload, $replica, $data) RETURNING id;";
+            command.Parameters.AddWithValue("$time", ToUnixMicroseconds(time));
+            command.Parameters.AddWithValue("$type", type);
+            command.Parameters.AddWithValue("$workload", (object?)workload ?? DBNull.Value);
+            command.Parameters.AddWithValue("$replica", (object?)replica ?? DBNull.Value);
+            command.Parameters.AddWithValue("$data", json);
+            return Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture);
+        }
+    }
+
+    /// <summary>
+    /// Events in id order (the order they were appended), oldest first.
+    /// </summary>
+    /// <param name="afterId">Only events with a greater id: pass the last id seen to follow the journal.</param>
+    /// <param name="since">Only events at or after this time.</param>
+    /// <param name="until">Only events at or before this time.</param>
+    /// <param name="workload">Only events of this workload.</param>
+    /// <param name="type">Only events of this type, or of a family when it ends in ".*" (for example "action.*").</param>
+    /// <param name="limit">At most this many: the oldest that match.</param>
+    public IReadOnlyList<JournalEvent> Read(long afterId = 0, DateTimeOffset? since = null, DateTimeOffset? until = null, string? workload = null, string? type = null, int limit = int.MaxValue) =>
+        Query(afterId, since, until, workload, type, limit, newest: false);
+
+    /// <summary>The newest <paramref name="count"/> events that match, in id order (oldest first), as `tail` shows a log.</summary>
+    public IReadOnlyList<JournalEvent> Tail(int count, DateTimeOffset? since = null, DateTimeOffset? until = null, string? workload = null, string? type = null) =>
+        Query(0, since, until, workload, type, count, newest: true);
+
+    /// <summary>The newest event of a type, of one workload or of any.</summary>
+    public JournalEvent? Last(string type, string? workload = null)
+    {
+        var last = Query(0, null, null, workload, type, 1, newest: true);
+        return last.Count == 0 ? null : last[0];
+    }
+
+    public void Dispose()
+    {
+        lock (_writeGate)
+        {
+            lock (_readGate)
+            {
+                if (_disposed)
+                {
+                    return;
+                }
+                _disposed = true;
+                _reader.Dispose();
+                _writer?.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Unix time in microseconds, as the journal stores it.</summary>
+    public static long ToUnixMicroseconds(DateTimeOffset time) => (time.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / TimeSpan.TicksPerMicrosecond;
+
+    public static DateTimeOffset FromUnixMicroseconds(long microseconds) => DateTimeOffset.UnixEpoch.AddTicks(microseconds * TimeSpan.TicksPerMicrosecond);
+
+    private IReadOnlyList<JournalEvent> Query(long afterId, DateTimeOffset? since, DateTimeOffset? until, string? workload, string? type, int limit, bool newest)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        var sql = new StringBuilder($"SELECT {Columns} FROM events WHERE id > $after");
+        lock (_readGate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var command = _reader.CreateCommand();
+            command.Parameters.AddWithValue("$after", afterId);
+            if (since is { } s)
+            {
+                sql.Append(" AND time_us >= $since");
+                command.Parameters.AddWithValue("$since", ToUnixMicroseconds(s));
+            }
+            if (until is { } u)
+            {
+                sql.Append(" AND time_us <= $until");
+                command.Parameters.AddWithValue("$until", ToUnixMicroseconds(u));
+            }
+            if (workload is not null)
+            {
+                sql.Append(" AND workload = $workload");
+                command.Parameters.AddWithValue("$workload", workload);
+            }
+            if (type is not null && type.EndsWith(".*", StringComparison.Ordinal))
+            {
+                // A prefix compared with substr, not LIKE: type names hold '_', a LIKE wildcard.
+                string prefix = type[..^1];
+                sql.Append(" AND substr(type, 1, $prefixLength) = $prefix");
+                command.Parameters.AddWithValue("$prefixLength", prefix.Length);
+                command.Parameters.AddWithValue("$prefix", prefix);
+            }
+            else if (type is not null)
+            {
+                sql.Append(" AND type = $type");
+                command.Parameters.AddWithValue("$type", type);
+            }
+            sql.Append(newest ? " ORDER BY id DESC" : " ORDER BY id");
+            sql.Append(" LIMIT $limit;");
+            command.Parameters.AddWithValue("$limit", limit);
+            command.CommandText = sql.ToString();
+
+            var events = new List<JournalEvent>();
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                events.Add(new JournalEvent(
+                    reader.GetInt64(0),
+                    FromUnixMicroseconds(reader.GetInt64(1)),
+                    reader.GetString(2),
+                    reader.IsDBNull(3) ? null : reader.GetString(3),
+                    reader.IsDBNull(4) ? null : reader.GetInt32(4),
+                    ParseData(reader.GetString(5))));
+            }
+            if (newest)
+            {
+                events.Reverse();
+            }
+            return events;
+        }
+    }
+
+    private static string SerializeData(object? data)
+    {
+        if (data is null)
+        {
+            return "{}";
+        }
+        string json = data is JsonElement element ? element.GetRawText() : JsonSerializer.Serialize(data, data.GetType(), DataOptions);
+        if (!json.StartsWith('{'))
+        {
+            throw new ArgumentException($"event data must serialise to a JSON object, not {json}", nameof(data));
+        }
+        return json;
+    }
+
+    private static JsonElement ParseData(string json)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(json);
+            return document.RootElement.Clone();
+        }
+        catch (JsonException)
+        {
+            // A damaged row should not hide the rest of the journal; its data reads as empty.
+            using var empty = JsonDocument.Parse("{}");
+            return empty.RootElement.Clone();
+        }
+    }
+
+    private static SqliteConnection Connect(string path, SqliteOpenMode mode)
+    {
+        var builder = new SqliteConnectionStringBuilder
+        {
+            DataSource = path,
+            Mode = mode,
+            // One long-lived connection per journal: a pooled one would keep the file open after Dispose.
+            Pooling = false,
+            DefaultTimeout = 30,
+        };
+        var connection = new SqliteConnection(builder.ToString());
+        try
+        {
+            connection.Open();
+            // Wait for a writer's lock instead of failing at once with SQLITE_BUSY.
+            Execute(connection, "PRAGMA busy_timeout=5000;");
+            return connection;
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    private static void CheckSchema(SqliteConnection connection, string path)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('meta', 'events');";
+        if (Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture) != 2)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"{path} is not a Kintsugi journal (it has no events table)");
+        }
+        command.CommandText = "SELECT value FROM meta WHERE key = 'schema_version';";
+        string? text = command.ExecuteScalar() as string;
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int version))
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"{path} is not a Kintsugi journal (it has no schema version)");
+        }
+        if (version > SchemaVersion)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"the journal {path} has schema version {version}, newer than this kintsugi reads ({SchemaVersion}); upgrade kintsugi");
+        }
+    }
+
+    private static void Execute(SqliteConnection connection, string sql, SqliteTransaction? transaction = null)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+}

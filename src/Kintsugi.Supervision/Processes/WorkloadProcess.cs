@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace Kintsugi.Supervision.Processes;
+
+/// <summary>How a process ended: an exit code, or the signal that killed it.</summary>
+public readonly record struct ExitStatus(int? Code, int? Signal)
+{
+    public override string ToString() => Signal is int s ? $"killed by signal {s}" : $"exited with code {Code}";
+}
+
+/// <summary>
+/// A running workload process in its own session and process group (started through setsid), so a
+/// stop reaches the whole tree: the stop signal to the group, then SIGKILL after the grace period.
+/// Output lines are delivered as they come.
+/// </summary>
+public sealed partial class WorkloadProcess : IDisposable
+{
+    private const int SIGKILL = 9;
+    private readonly Process _process;
+    private readonly TaskCompletionSource<ExitStatus> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _stdoutDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _stderrDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private WorkloadProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public int Pid { get; private set; }
+
+    public DateTimeOffset StartedAt { get; private set; }
+
+    /// <summary>Completes when the process has exited and its output has been read to the end.</summary>
+    public Task<ExitStatus> Exited => _exited.Task;
+
+    public bool HasExited => _exited.Task.IsCompleted;
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    /// <summary>Starts <paramref name="command"/>; throws <see cref="Win32Exception"/>-derived errors when the program cannot be started.</summary>
+    public static WorkloadProcess Start(IReadOnlyList<string> command, string workingDirectory, IReadOnlyDictionary<string, string> environment, Action<string, bool> onLine, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        ArgumentNullException.ThrowIfNull(environment);
+        bool setsid = File.Exists("/usr/bin/setsid");
+        var psi = new ProcessStartInfo(setsid ? "/usr/bin/setsid" : command[0])
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in setsid ? command : command.Skip(1))
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        foreach (var (k, v) in environment)
+        {
+            psi.Environment[k] = v;
+        }
+        var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        var wp = new WorkloadProcess(process);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                wp._stdoutDone.TrySetResult();
+            }
+            else
+            {
+                onLine(e.Data, false);
+            }
+        };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                wp._stderrDone.TrySetResult();
+            }
+            else
+            {
+                onLine(e.Data, true);
+            }
+        };
+        process.Exited += (_, _) => _ = wp.CompleteAsync();
+        process.Start();
+        wp.Pid = process.Id;
+        wp.StartedAt = time.GetUtcNow();
+        process.StandardInput.Close();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return wp;
+    }
+
+    private async Task CompleteAsync()
+    {
+        // Output may still be in the pipes; deliver it before reporting the exit, but do not wait
+        // forever on a grandchild that keeps the pipe open.
+        await Task.WhenAny(Task.WhenAll(_stdoutDone.Task, _stderrDone.Task), Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+        int code = _process.ExitCode;
+        // .NET reports death by signal N as 128 + N.
+        _exited.TrySetResult(code is > 128 and <= 128 + 64 ? new ExitStatus(null, code - 128) : new ExitStatus(code, null));
+    }
+
+    /// <summary>Sends a signal to the whole process group (or the process, without setsid).</summary>
+    public void Signal(int signal)
+    {
+        if (HasExited)
+        {
+            return;
+        }
+        if (kill(-Pid, signal) != 0)
+        {
+            _ = kill(Pid, signal);
+        }
+    }
+
+    /// <summary>Graceful stop: <paramref name="signal"/>, then SIGKILL to the group after <paramref name="grace"/>.</summary>
+    public async Task<ExitStatus> StopAsync(int signal, TimeSpan grace, TimeProvider time)
+    {
+        if (!HasExited)
+        {
+            Signal(signal);
+            var delay = Task.Delay(grace, time);
+            if (await Task.WhenAny(Exited, delay).ConfigureAwait(false) != Exited)
+            {
+                Signal(SIGKILL);
+                try
+                {
+                    _process.Kill(entireProcessTree: true);
+                }
+                catch (InvalidOperationException)
+                {
+                }
+            }
+        }
+        var status = await Exited.ConfigureAwait(false);
+        // Whatever the leader did, leave no member of its group behind.
+        _ = kill(-Pid, SIGKILL);
+        return status;
+    }
+
+    public void Dispose() => _process.Dispose();
+}

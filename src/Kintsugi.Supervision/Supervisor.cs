@@ -1,0 +1,753 @@
+using System.Globalization;
+using System.Threading.Channels;
+using Kintsugi.Supervision.Checkpoints;
+using Kintsugi.Supervision.Config;
+using Kintsugi.Supervision.Journal;
+using Kintsugi.Supervision.Monitors;
+using Kintsugi.Supervision.Policies;
+using Kintsugi.Supervision.Probes;
+using Kintsugi.Supervision.Processes;
+
+namespace Kintsugi.Supervision;
+
+/// <summary>
+/// Runs the workloads of a configuration and keeps them running. Probes, monitors and process exits
+/// become signals; the policy (the workload's restart spec and the action a probe or monitor names)
+/// turns each into an action; every signal, decision and action goes into the journal. All state
+/// changes happen on one logical thread: callbacks post work into an inbox processed in order, so
+/// no two decisions race.
+/// </summary>
+public sealed class Supervisor
+{
+    private readonly SupervisorConfig _config;
+    private readonly EventJournal _journal;
+    private readonly SupervisorOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Channel<Func<Task>> _inbox = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly List<WorkloadState> _workloads = [];
+    private readonly Lock _countLock = new();
+    private CancellationToken _stopping;
+    private bool _gangRestartPending;
+
+    public Supervisor(SupervisorConfig config, EventJournal journal, SupervisorOptions options, TimeProvider time)
+    {
+        _config = config;
+        _journal = journal;
+        _options = options;
+        _time = time;
+    }
+
+    private sealed class WorkloadState(WorkloadSpec spec, Random random)
+    {
+        public WorkloadSpec Spec { get; } = spec;
+        public Backoff Backoff { get; } = new(spec.Restart.Backoff, random);
+        public RestartBudget Budget { get; } = new(spec.Restart.Budget);
+        public IReadOnlyList<string> Command { get; set; } = spec.Command;
+        public IReadOnlyDictionary<string, string> Environment { get; set; } = spec.Environment;
+        public CheckpointGuard? Guard { get; set; }
+        public List<ReplicaState> Replicas { get; } = [];
+        public bool Failed { get; set; }
+        public bool Done => Failed || Replicas.All(r => r.Completed);
+
+        /// <summary>Evaluations and hits of probes, and of monitor sets of processes that have ended (live sets count their own).</summary>
+        public long Evaluations, Hits, ReportedEvaluations, ReportedHits;
+    }
+
+    private sealed class ReplicaState(WorkloadState workload, int index)
+    {
+        public WorkloadState Workload { get; } = workload;
+        public int Index { get; } = index;
+        public int Attempt { get; set; }
+        public WorkloadProcess? Process { get; set; }
+        public DateTimeOffset StartedAt { get; set; }
+        public List<ProbeRunner> Probes { get; } = [];
+        public HashSet<ProbeRunner> FailingProbes { get; } = [];
+        public List<LogFileFollower> Followers { get; } = [];
+        public MonitorSet? Monitors { get; set; }
+        public Dictionary<string, (double Value, DateTimeOffset ChangedAt)> Metrics { get; } = new(StringComparer.Ordinal);
+        public bool Healthy { get; set; }
+        /// <summary>An action is under way (stopping, waiting out a backoff, restoring): further signals are only recorded.</summary>
+        public bool Busy { get; set; }
+        public bool Completed { get; set; }
+        public bool ExpectExit { get; set; }
+        /// <summary>The step at which the newest bad metric was seen, for rollback.</summary>
+        public long? FaultStep { get; set; }
+        public int? Port => Workload.Spec.Port is int p ? p + Index : null;
+        public string Name => $"{Workload.Spec.Name}/{Index}";
+    }
+
+    private void Post(Func<Task> work) => _inbox.Writer.TryWrite(work);
+
+    private void Post(Action work) => Post(() =>
+    {
+        work();
+        return Task.CompletedTask;
+    });
+
+    private void After(TimeSpan delay, Func<Task> work)
+    {
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await Task.Delay(delay, _time, _stopping).ConfigureAwait(false);
+                Post(work);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+    }
+
+    public async Task<SupervisorOutcome> RunAsync(CancellationToken ct)
+    {
+        _stopping = ct;
+        var previous = FindUnfinishedRun();
+        _journal.Append(EventTypes.SupervisorStarted, null, null, new { pid = Environment.ProcessId, config = _config.SourcePath, resumed = previous is not null });
+        foreach (var spec in _config.Workloads)
+        {
+            var w = new WorkloadState(spec, _options.Random);
+            for (int i = 0; i < spec.Replicas; i++)
+            {
+                w.Replicas.Add(new ReplicaState(w, i));
+            }
+            _workloads.Add(w);
+            if (spec.Checkpoints is not null)
+            {
+                w.Guard = new CheckpointGuard(spec, _journal, _options.OpenRepository, _time, _options.Host, info => Post(() => OnCheckpoint(w, info)));
+                w.Guard.Start();
+            }
+        }
+        if (previous is long since)
+        {
+            await CarryOnAsync(since).ConfigureAwait(false);
+        }
+        foreach (var w in _workloads.Where(w => !w.Failed))
+        {
+            foreach (var r in w.Replicas.Where(r => !r.Completed))
+            {
+                Post(() => StartAsync(r, previous is null ? null : "supervisor restarted"));
+            }
+        }
+        using var evaluations = _time.CreateTimer(_ => Post(FlushEvaluations), null, _options.EvaluationsEvery, _options.EvaluationsEvery);
+        using var registration = ct.Register(() => _inbox.Writer.TryWrite(() => Task.CompletedTask));
+        SupervisorOutcome outcome;
+        try
+        {
+            while (true)
+            {
+                if (ct.IsCancellationRequested)
+                {
+                    outcome = SupervisorOutcome.Stopped;
+                    break;
+                }
+                if (_workloads.All(w => w.Done))
+                {
+                    outcome = _workloads.Any(w => w.Failed) ? SupervisorOutcome.Failed : SupervisorOutcome.Completed;
+                    break;
+                }
+                var work = await _inbox.Reader.ReadAsync(CancellationToken.None).ConfigureAwait(false);
+                try
+                {
+                    await work().ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                {
+                    _journal.Append(EventTypes.Error, null, null, new { message = e.Message });
+                }
+            }
+        }
+        finally
+        {
+            await ShutdownAsync().ConfigureAwait(false);
+        }
+        _journal.Append(EventTypes.SupervisorStopped, null, null, new { reason = outcome.ToString().ToLowerInvariant() });
+        return outcome;
+    }
+
+    private async Task ShutdownAsync()
+    {
+        var stops = _workloads.SelectMany(w => w.Replicas).Where(r => r.Process is { HasExited: false }).Select(r => StopReplicaAsync(r)).ToList();
+        await Task.WhenAll(stops).ConfigureAwait(false);
+        FlushEvaluations();
+        foreach (var w in _workloads)
+        {
+            if (w.Guard is not null)
+            {
+                w.Guard.Poll();
+                await w.Guard.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The id of the last supervisor.started that has no supervisor.stopped after it: a run that died.</summary>
+    private long? FindUnfinishedRun()
+    {
+        var started = _journal.Last(EventTypes.SupervisorStarted);
+        if (started is null)
+        {
+            return null;
+        }
+        var stopped = _journal.Last(EventTypes.SupervisorStopped);
+        return stopped is null || stopped.Id < started.Id ? started.Id : null;
+    }
+
+    /// <summary>
+    /// The previous supervisor died. Read what it was doing: attempts and restarts (so the budget does
+    /// not count them twice), failed workloads, finished replicas, and processes it left running
+    /// (stopped here, since their output can no longer be read, and resumed from their checkpoint).
+    /// </summary>
+    private async Task CarryOnAsync(long since)
+    {
+        var events = _journal.Read(afterId: since - 1);
+        foreach (var w in _workloads)
+        {
+            string name = w.Spec.Name;
+            var mine = events.Where(e => e.Workload == name).ToList();
+            w.Budget.Seed(mine.Where(e => e.Type == EventTypes.Restart).Select(e => e.Time));
+            if (mine.Any(e => e.Type == EventTypes.WorkloadFailed))
+            {
+                w.Failed = true;
+            }
+            foreach (var r in w.Replicas)
+            {
+                var starts = mine.Where(e => e.Type == EventTypes.ProcessStarted && e.Replica == r.Index).ToList();
+                r.Attempt = (int)(starts.Select(e => e.GetInt64("attempt") ?? 0).DefaultIfEmpty(0).Max());
+                var lastStart = starts.LastOrDefault();
+                var lastExit = mine.LastOrDefault(e => e.Type == EventTypes.ProcessExited && e.Replica == r.Index);
+                if (lastExit is not null && (lastStart is null || lastExit.Id > lastStart.Id) && lastExit.GetInt64("code") == 0 && w.Spec.Restart.When != RestartWhen.Always)
+                {
+                    r.Completed = true;
+                }
+                if (lastStart?.GetInt64("pid") is long pid && (lastExit is null || lastExit.Id < lastStart.Id))
+                {
+                    await StopOrphanAsync((int)pid, w.Spec).ConfigureAwait(false);
+                    _journal.Append(EventTypes.ProcessExited, name, r.Index, new { pid, code = (int?)null, signal = w.Spec.Stop.Signal, uptime_s = (_time.GetUtcNow() - lastStart.Time).TotalSeconds, expected = true });
+                }
+            }
+        }
+    }
+
+    private async Task StopOrphanAsync(int pid, WorkloadSpec spec)
+    {
+        if (!Directory.Exists($"/proc/{pid}"))
+        {
+            return;
+        }
+        Orphans.Signal(pid, spec.Stop.Signal);
+        var deadline = _time.GetUtcNow() + spec.Stop.Grace;
+        while (Directory.Exists($"/proc/{pid}") && _time.GetUtcNow() < deadline)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(50), _time).ConfigureAwait(false);
+        }
+        Orphans.Signal(pid, 9);
+    }
+
+    // ----- starting and stopping -----
+
+    private async Task StartAsync(ReplicaState r, string? reason, string? resumeFrom = null, long skipSteps = 0, bool resumeFromNewest = true)
+    {
+        var w = r.Workload;
+        if (w.Failed || _stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        r.Attempt++;
+        r.Busy = false;
+        r.Healthy = false;
+        r.ExpectExit = false;
+        r.FaultStep = null;
+        r.Metrics.Clear();
+        r.FailingProbes.Clear();
+        if (resumeFrom is null && resumeFromNewest && w.Guard is not null && r.Attempt > 1)
+        {
+            resumeFrom = (await w.Guard.ResumePointAsync(_stopping).ConfigureAwait(false))?.Path;
+        }
+        var env = new Dictionary<string, string>(_options.BaseEnvironment, StringComparer.Ordinal);
+        foreach (var (k, v) in w.Environment)
+        {
+            env[k] = v;
+        }
+        env["KINTSUGI_WORKLOAD"] = w.Spec.Name;
+        env["KINTSUGI_REPLICA"] = r.Index.ToString(CultureInfo.InvariantCulture);
+        env["KINTSUGI_ATTEMPT"] = r.Attempt.ToString(CultureInfo.InvariantCulture);
+        env["KINTSUGI_SKIP_STEPS"] = skipSteps.ToString(CultureInfo.InvariantCulture);
+        env["KINTSUGI_RESUME_FROM"] = resumeFrom ?? "";
+        if (r.Port is int port)
+        {
+            env["KINTSUGI_PORT"] = port.ToString(CultureInfo.InvariantCulture);
+        }
+        if (w.Spec.Checkpoints is { } c)
+        {
+            env["KINTSUGI_CHECKPOINT_DIR"] = c.Directory;
+        }
+        if (w.Spec.Probes.OfType<HeartbeatProbeSpec>().FirstOrDefault() is { } hb)
+        {
+            env["KINTSUGI_HEARTBEAT_FILE"] = hb.File;
+        }
+        RetireMonitors(r);
+        var monitorSet = new MonitorSet(w.Spec.Monitors, w.Spec.WorkingDirectory);
+        lock (_countLock)
+        {
+            r.Monitors = monitorSet;
+        }
+        WorkloadProcess process;
+        try
+        {
+            process = WorkloadProcess.Start(w.Command, w.Spec.WorkingDirectory, env, (line, stderr) => OnLine(r, line, stderr), _time);
+        }
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or IOException or InvalidOperationException)
+        {
+            _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"cannot start {w.Command[0]}: {e.Message}" });
+            _journal.Append(EventTypes.ReplicaUnhealthy, w.Spec.Name, r.Index, new { source = "start", detail = e.Message });
+            r.StartedAt = _time.GetUtcNow();
+            Decide(r, new RestartActionSpec(), $"cannot start: {e.Message}", fromExit: true);
+            return;
+        }
+        r.Process = process;
+        r.StartedAt = process.StartedAt;
+        _journal.Append(EventTypes.ProcessStarted, w.Spec.Name, r.Index, new
+        {
+            pid = process.Pid,
+            attempt = r.Attempt,
+            command = w.Command,
+            resume_from = resumeFrom,
+            skip_steps = skipSteps,
+            env = w.Environment.Where(kv => !w.Spec.Environment.TryGetValue(kv.Key, out var orig) || orig != kv.Value).ToDictionary(kv => kv.Key, kv => kv.Value),
+            reason,
+        });
+        _ = process.Exited.ContinueWith(t => Post(() => OnExitAsync(r, process, t.Result)), TaskScheduler.Default);
+        foreach (var spec in w.Spec.Probes)
+        {
+            var context = new ProbeContext
+            {
+                Port = r.Port,
+                WorkingDirectory = w.Spec.WorkingDirectory,
+                Time = _time,
+                LastMetric = name => LastMetric(r, name),
+                StartedAt = () => r.StartedAt,
+            };
+            var runner = new ProbeRunner(spec, ProbeFactory.Create(spec, context), _time);
+            runner.Evaluated += result => CountProbe(w, result);
+            runner.Unhealthy += detail => Post(() => OnProbeUnhealthy(r, process, runner, spec, detail));
+            runner.Healthy += () => Post(() => OnProbeHealthy(r, process, runner));
+            r.Probes.Add(runner);
+            runner.Start();
+        }
+        foreach (var log in w.Spec.Monitors.OfType<LogMonitorSpec>().Where(m => m.Source == LogSource.File && m.File is not null).Select(m => m.File!).Distinct(StringComparer.Ordinal))
+        {
+            var follower = new LogFileFollower(log, TimeSpan.FromMilliseconds(200), _time, line => Post(() => OnHits(r, process, r.Monitors!.OnLogFileLine(log, line))));
+            r.Followers.Add(follower);
+            follower.Start();
+        }
+        if (w.Spec.Probes.Count == 0)
+        {
+            MarkHealthy(r);
+        }
+    }
+
+    private (double Value, DateTimeOffset ChangedAt)? LastMetric(ReplicaState r, string name)
+    {
+        lock (r.Metrics)
+        {
+            return r.Metrics.TryGetValue(name, out var v) ? v : null;
+        }
+    }
+
+    private void CountProbe(WorkloadState w, ProbeResult result)
+    {
+        lock (_countLock)
+        {
+            w.Evaluations++;
+            if (!result.Healthy)
+            {
+                w.Hits++;
+            }
+        }
+    }
+
+    /// <summary>Journals, per workload, how many monitoring evaluations were made since the last time (for the adaptation rate).</summary>
+    private void FlushEvaluations()
+    {
+        foreach (var w in _workloads)
+        {
+            long evaluations, hits;
+            lock (_countLock)
+            {
+                evaluations = w.Evaluations + w.Replicas.Sum(r => r.Monitors?.Evaluations ?? 0);
+                hits = w.Hits + w.Replicas.Sum(r => r.Monitors?.Hits ?? 0);
+            }
+            long count = evaluations - w.ReportedEvaluations, triggered = hits - w.ReportedHits;
+            if (count > 0)
+            {
+                _journal.Append(EventTypes.Evaluations, w.Spec.Name, null, new { count, triggered });
+                w.ReportedEvaluations = evaluations;
+                w.ReportedHits = hits;
+            }
+        }
+    }
+
+    /// <summary>Folds a finished process's monitor counts into its workload's, so none is lost from the journal.</summary>
+    private void RetireMonitors(ReplicaState r)
+    {
+        if (r.Monitors is { } m)
+        {
+            lock (_countLock)
+            {
+                r.Workload.Evaluations += m.Evaluations;
+                r.Workload.Hits += m.Hits;
+                r.Monitors = null;
+            }
+        }
+    }
+
+    private async Task StopWatchingAsync(ReplicaState r)
+    {
+        foreach (var p in r.Probes)
+        {
+            await p.StopAsync().ConfigureAwait(false);
+        }
+        r.Probes.Clear();
+        foreach (var f in r.Followers)
+        {
+            await f.StopAsync().ConfigureAwait(false);
+        }
+        r.Followers.Clear();
+    }
+
+    /// <summary>Stops a replica's process gracefully (its exit is then expected, not a failure).</summary>
+    private async Task StopReplicaAsync(ReplicaState r)
+    {
+        await StopWatchingAsync(r).ConfigureAwait(false);
+        if (r.Process is { } p && !p.HasExited)
+        {
+            r.ExpectExit = true;
+            await p.StopAsync(r.Workload.Spec.Stop.Signal, r.Workload.Spec.Stop.Grace, _time).ConfigureAwait(false);
+        }
+    }
+
+    // ----- signals -----
+
+    private void OnLine(ReplicaState r, string line, bool stderr)
+    {
+        _options.OnOutput?.Invoke(r.Workload.Spec.Name, r.Index, line, stderr);
+        if (MetricLine.TryParse(line, out var values))
+        {
+            var now = _time.GetUtcNow();
+            lock (r.Metrics)
+            {
+                foreach (var (name, value) in values)
+                {
+                    if (!r.Metrics.TryGetValue(name, out var old) || !old.Value.Equals(value))
+                    {
+                        r.Metrics[name] = (value, now);
+                    }
+                }
+            }
+        }
+        var process = r.Process;
+        Post(() =>
+        {
+            if (r.Monitors is { } monitors && process == r.Process)
+            {
+                var hits = monitors.OnOutputLine(line, stderr);
+                if (hits.Count > 0 && values is not null && values.TryGetValue("step", out double step) && hits.Any(h => h.Monitor is MetricMonitorSpec))
+                {
+                    r.FaultStep ??= (long)step;
+                }
+                OnHits(r, process, hits);
+            }
+        });
+    }
+
+    private void OnHits(ReplicaState r, WorkloadProcess? process, IReadOnlyList<MonitorHit> hits)
+    {
+        if (process != r.Process)
+        {
+            return;
+        }
+        foreach (var hit in hits)
+        {
+            _journal.Append(EventTypes.Signal, r.Workload.Spec.Name, r.Index, new { source = "monitor", kind = hit.Monitor.Kind, detail = hit.Detail });
+            Decide(r, hit.Monitor.Then, $"{hit.Monitor.Kind} monitor: {hit.Detail}");
+        }
+    }
+
+    private void OnCheckpoint(WorkloadState w, CheckpointInfo info)
+    {
+        foreach (var r in w.Replicas.Where(r => r.Monitors is not null && r.Process is { HasExited: false }))
+        {
+            OnHits(r, r.Process, r.Monitors!.OnCheckpoint(info.Path));
+        }
+    }
+
+    private void OnProbeUnhealthy(ReplicaState r, WorkloadProcess process, ProbeRunner runner, ProbeSpec spec, string detail)
+    {
+        if (process != r.Process || process.HasExited)
+        {
+            return;
+        }
+        r.FailingProbes.Add(runner);
+        _journal.Append(EventTypes.Signal, r.Workload.Spec.Name, r.Index, new { source = "probe", kind = spec.Kind, detail });
+        if (r.Healthy || !r.Busy)
+        {
+            r.Healthy = false;
+            _journal.Append(EventTypes.ReplicaUnhealthy, r.Workload.Spec.Name, r.Index, new { source = spec.Kind, detail });
+        }
+        Decide(r, spec.Then, $"{spec.Kind} probe: {detail}");
+    }
+
+    private void OnProbeHealthy(ReplicaState r, WorkloadProcess process, ProbeRunner runner)
+    {
+        if (process != r.Process || process.HasExited)
+        {
+            return;
+        }
+        r.FailingProbes.Remove(runner);
+        if (r.FailingProbes.Count == 0 && !r.Busy)
+        {
+            MarkHealthy(r);
+        }
+    }
+
+    private void MarkHealthy(ReplicaState r)
+    {
+        if (!r.Healthy)
+        {
+            r.Healthy = true;
+            _journal.Append(EventTypes.ReplicaHealthy, r.Workload.Spec.Name, r.Index, new { after_s = Math.Round((_time.GetUtcNow() - r.StartedAt).TotalSeconds, 3) });
+        }
+    }
+
+    private async Task OnExitAsync(ReplicaState r, WorkloadProcess process, ExitStatus status)
+    {
+        var w = r.Workload;
+        bool current = process == r.Process;
+        // A process replaced already (a rollback or failover started the next one) was stopped on purpose.
+        bool expected = !current || r.ExpectExit;
+        _journal.Append(EventTypes.ProcessExited, w.Spec.Name, r.Index, new { pid = process.Pid, code = status.Code, signal = status.Signal, uptime_s = Math.Round((_time.GetUtcNow() - process.StartedAt).TotalSeconds, 3), expected });
+        process.Dispose();
+        if (!current)
+        {
+            return;
+        }
+        await StopWatchingAsync(r).ConfigureAwait(false);
+        var monitors = r.Monitors;
+        RetireMonitors(r);
+        r.Healthy = false;
+        if (expected || w.Failed || _stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        var hits = monitors?.OnExit(status.Code, status.Signal) ?? [];
+        lock (_countLock)
+        {
+            w.Evaluations += Math.Max(1, w.Spec.Monitors.OfType<ExitMonitorSpec>().Count());
+            w.Hits += hits.Count;
+        }
+        if (status.Code == 0 && hits.Count == 0)
+        {
+            if (w.Spec.Restart.When == RestartWhen.Always)
+            {
+                Decide(r, new RestartActionSpec(), "exited with code 0 (restart: always)", fromExit: true);
+            }
+            else
+            {
+                r.Completed = true;
+            }
+            return;
+        }
+        _journal.Append(EventTypes.ReplicaUnhealthy, w.Spec.Name, r.Index, new { source = "exit", detail = status.ToString() });
+        if (hits.Count > 0)
+        {
+            var hit = hits[0];
+            _journal.Append(EventTypes.Signal, w.Spec.Name, r.Index, new { source = "monitor", kind = hit.Monitor.Kind, detail = hit.Detail });
+            Decide(r, hit.Monitor.Then, $"exit monitor: {hit.Detail}", fromExit: true);
+            return;
+        }
+        if (w.Spec.Restart.When == RestartWhen.Never)
+        {
+            Decide(r, new GiveUpActionSpec(), $"{status} and restart is 'never'", fromExit: true);
+            return;
+        }
+        Decide(r, new RestartActionSpec(), status.ToString(), fromExit: true);
+    }
+
+    // ----- the policy -----
+
+    private void Decide(ReplicaState r, ActionSpec action, string reason, bool fromExit = false)
+    {
+        var w = r.Workload;
+        if (w.Failed || r.Completed || _stopping.IsCancellationRequested || (r.Busy && !fromExit) || (_gangRestartPending && action is not GiveUpActionSpec))
+        {
+            _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = "none", reason = $"{reason} (already recovering)", delay_s = 0.0, adjusts = false });
+            return;
+        }
+        var now = _time.GetUtcNow();
+        switch (action)
+        {
+            case RecordActionSpec:
+                _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = "record", reason, delay_s = 0.0, adjusts = false });
+                return;
+            case GiveUpActionSpec:
+                _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = "give-up", reason, delay_s = 0.0, adjusts = false });
+                _journal.Append(EventTypes.GiveUp, w.Spec.Name, r.Index, new { reason });
+                Post(() => FailAsync(w, $"gave up: {reason}"));
+                return;
+        }
+        if (!w.Budget.TryConsume(now))
+        {
+            _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = "give-up", reason = $"{reason}; restart budget exhausted ({w.Spec.Restart.Budget.Restarts} within {w.Spec.Restart.Budget.Within})", delay_s = 0.0, adjusts = false });
+            Post(() => FailAsync(w, $"restart budget exhausted: {w.Spec.Restart.Budget.Restarts} restarts within {w.Spec.Restart.Budget.Within}"));
+            return;
+        }
+        r.Busy = true;
+        switch (action)
+        {
+            case RollbackActionSpec rollback:
+                _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = "rollback", reason, delay_s = 0.0, adjusts = true });
+                Post(() => RollbackAsync(r, rollback, now));
+                return;
+            case FailoverActionSpec:
+                _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = "failover", reason, delay_s = 0.0, adjusts = true });
+                Post(() => FailoverAsync(r));
+                return;
+            case RestartActionSpec restart:
+                var delay = w.Backoff.NextDelay(r.StartedAt, now);
+                _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = restart.Kind, reason, delay_s = Math.Round(delay.TotalSeconds, 3), adjusts = true });
+                IReadOnlyList<string> changes = [];
+                if (restart.Adjustments.Count > 0)
+                {
+                    try
+                    {
+                        var (command, env, described) = Adjuster.Apply(w.Command, w.Environment, restart.Adjustments);
+                        w.Command = command;
+                        w.Environment = env;
+                        changes = described;
+                    }
+                    catch (AdjustmentException e)
+                    {
+                        _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"adjustment not applied: {e.Message}" });
+                    }
+                }
+                if (_config.Strategy == Strategy.OneForAll)
+                {
+                    Post(() => GangRestartAsync(delay, changes, reason));
+                }
+                else
+                {
+                    Post(() => RestartAsync(r, delay, changes));
+                }
+                return;
+        }
+    }
+
+    private async Task RestartAsync(ReplicaState r, TimeSpan delay, IReadOnlyList<string> changes)
+    {
+        await StopReplicaAsync(r).ConfigureAwait(false);
+        After(delay, async () =>
+        {
+            _journal.Append(EventTypes.Restart, r.Workload.Spec.Name, r.Index, new { attempt = r.Attempt + 1, delay_s = Math.Round(delay.TotalSeconds, 3), adjustments = changes });
+            await StartAsync(r, "restart").ConfigureAwait(false);
+        });
+    }
+
+    /// <summary>One-for-all: every replica of every workload is stopped and started again together.</summary>
+    private async Task GangRestartAsync(TimeSpan delay, IReadOnlyList<string> changes, string reason)
+    {
+        _gangRestartPending = true;
+        var all = _workloads.Where(w => !w.Failed).SelectMany(w => w.Replicas).ToList();
+        foreach (var r in all)
+        {
+            r.Busy = true;
+        }
+        await Task.WhenAll(all.Select(StopReplicaAsync)).ConfigureAwait(false);
+        After(delay, async () =>
+        {
+            _gangRestartPending = false;
+            foreach (var r in all.Where(r => !r.Workload.Failed))
+            {
+                r.Completed = false;
+                _journal.Append(EventTypes.Restart, r.Workload.Spec.Name, r.Index, new { attempt = r.Attempt + 1, delay_s = Math.Round(delay.TotalSeconds, 3), adjustments = changes, gang = true, reason });
+                await StartAsync(r, "gang restart").ConfigureAwait(false);
+            }
+        });
+    }
+
+    private async Task RollbackAsync(ReplicaState r, RollbackActionSpec spec, DateTimeOffset faultTime)
+    {
+        var w = r.Workload;
+        long? faultStep = r.FaultStep;
+        await StopReplicaAsync(r).ConfigureAwait(false);
+        if (w.Guard is null)
+        {
+            Post(() => FailAsync(w, "rollback asked for, but the workload has no checkpoints"));
+            return;
+        }
+        (CheckpointInfo Restored, IReadOnlyList<string> MarkedBad)? done;
+        try
+        {
+            done = await w.Guard.RollbackAsync(faultStep, faultTime, _stopping).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Kintsugi.Backup.KintsugiException or IOException)
+        {
+            _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"rollback failed: {e.Message}" });
+            done = null;
+        }
+        if (done is null)
+        {
+            // Nothing good to go back to: start over from the beginning, which is still a recovery.
+            _journal.Append(EventTypes.Rollback, w.Spec.Name, r.Index, new { checkpoint = (string?)null, snapshot = (string?)null, skip_steps = (long)spec.SkipSteps, marked_bad = Array.Empty<string>() });
+            await StartAsync(r, "rollback (no good checkpoint: from the start)", null, spec.SkipSteps, resumeFromNewest: false).ConfigureAwait(false);
+            return;
+        }
+        var (restored, marked) = done.Value;
+        long skip = spec.SkipSteps > 0 ? spec.SkipSteps : faultStep is long fs && restored.Step is long cs ? Math.Max(1, fs - cs) : 0;
+        _journal.Append(EventTypes.Rollback, w.Spec.Name, r.Index, new { checkpoint = restored.Path, snapshot = restored.Snapshot, skip_steps = skip, marked_bad = marked, fault_step = faultStep });
+        await StartAsync(r, "rollback", restored.Path, skip).ConfigureAwait(false);
+    }
+
+    private async Task FailoverAsync(ReplicaState r)
+    {
+        int? old = r.Process?.Pid;
+        await StopReplicaAsync(r).ConfigureAwait(false);
+        _journal.Append(EventTypes.Failover, r.Workload.Spec.Name, r.Index, new { old_pid = old });
+        await StartAsync(r, "failover").ConfigureAwait(false);
+    }
+
+    private async Task FailAsync(WorkloadState w, string reason)
+    {
+        if (w.Failed)
+        {
+            return;
+        }
+        w.Failed = true;
+        await Task.WhenAll(w.Replicas.Select(StopReplicaAsync)).ConfigureAwait(false);
+        _journal.Append(EventTypes.WorkloadFailed, w.Spec.Name, null, new { reason });
+        if (_config.Strategy == Strategy.OneForAll)
+        {
+            // The gang cannot go on without one of its members: the failure escalates to all.
+            foreach (var other in _workloads.Where(o => !o.Failed))
+            {
+                other.Failed = true;
+                await Task.WhenAll(other.Replicas.Select(StopReplicaAsync)).ConfigureAwait(false);
+                _journal.Append(EventTypes.WorkloadFailed, other.Spec.Name, null, new { reason = $"escalated (one-for-all): {w.Spec.Name} failed" });
+            }
+        }
+    }
+}
+
+/// <summary>Signals to processes left by an earlier supervisor.</summary>
+internal static partial class Orphans
+{
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    public static void Signal(int pid, int signal)
+    {
+        if (kill(-pid, signal) != 0)
+        {
+            _ = kill(pid, signal);
+        }
+    }
+}

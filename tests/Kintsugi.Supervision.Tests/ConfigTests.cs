@@ -1,0 +1,132 @@
+using Kintsugi.Supervision.Config;
+
+namespace Kintsugi.Supervision.Tests;
+
+/// <summary>kintsugi.yaml: what parses into what, and every mistake named with file, line and field.</summary>
+public sealed class ConfigTests
+{
+    private const string Source = "/etc/app/kintsugi.yaml";
+
+    private static SupervisorConfig Parse(string yaml) => ConfigLoader.Parse(yaml, Source);
+
+    private static string Refused(string yaml) => Assert.Throws<ConfigException>(() => Parse(yaml)).Message;
+
+    [Fact]
+    public void The_issue_example_parses_into_the_specs_it_describes()
+    {
+        var config = Parse("""
+            repository: .kintsugi/repository
+            workloads:
+              trainer:
+                command: [python3, train.py, --epochs, "10"]
+                checkpoints: { dir: ckpt, backup: on-change, keep-last: 5 }
+                restart: { when: on-failure, backoff: { initial: 1s, max: 5m, factor: 2, jitter: 0.2, reset-after: 10m }, budget: { restarts: 10, within: 1h } }
+                stop: { signal: SIGTERM, grace: 30s }
+                probes:
+                  - heartbeat: { file: ckpt/heartbeat, stale-after: 60s }
+                  - progress: { metric: step, stalls-after: 5m }
+                monitors:
+                  - log: "CUDA out of memory"
+                    then: { restart: { adjust: { env: { BATCH_SIZE: halve } } } }
+                  - metric: { name: loss, is: nan-or-inf }
+                    then: { rollback: { skip-steps: 200 } }
+                  - metric: { name: loss, above: 10x-running-max }
+                    then: rollback
+                  - exit: { codes: [2] }
+                    then: give-up
+              server:
+                command: [dotnet, serve.dll]
+                replicas: 3
+                port: 8100
+                probes: [ { http: { url: "http://127.0.0.1:{port}/health" }, every: 5s, timeout: 1s, failures: 3 } ]
+            strategy: one-for-one
+            """);
+
+        Assert.Equal("/etc/app/.kintsugi/repository", config.Repository);
+        Assert.Equal("/etc/app/.kintsugi/journal.db", config.Journal);
+        var trainer = config.Workloads[0];
+        Assert.Equal(["python3", "train.py", "--epochs", "10"], trainer.Command);
+        Assert.Equal("/etc/app/ckpt", trainer.Checkpoints!.Directory);
+        Assert.Equal(TimeSpan.FromMinutes(5), trainer.Restart.Backoff.Max);
+        Assert.Equal(0.2, trainer.Restart.Backoff.Jitter);
+        Assert.Equal(10, trainer.Restart.Budget.Restarts);
+        Assert.Equal(15, trainer.Stop.Signal);
+        var heartbeat = Assert.IsType<HeartbeatProbeSpec>(trainer.Probes[0]);
+        Assert.Equal("/etc/app/ckpt/heartbeat", heartbeat.File);
+        Assert.Equal(TimeSpan.FromSeconds(60), heartbeat.StaleAfter);
+        var oom = Assert.IsType<LogMonitorSpec>(trainer.Monitors[0]);
+        var adjust = Assert.Single(Assert.IsType<RestartActionSpec>(oom.Then).Adjustments);
+        Assert.Equal(new Adjustment(AdjustTarget.Env, "BATCH_SIZE", AdjustOp.Halve, null), adjust);
+        Assert.Equal(200, Assert.IsType<RollbackActionSpec>(trainer.Monitors[1].Then).SkipSteps);
+        var runningMax = Assert.IsType<MetricMonitorSpec>(trainer.Monitors[2]);
+        Assert.Equal((MetricRuleKind.AboveRunningMax, 10.0), (runningMax.Rule, runningMax.Value));
+        Assert.IsType<GiveUpActionSpec>(trainer.Monitors[3].Then);
+        var server = config.Workloads[1];
+        Assert.Equal((3, 8100), (server.Replicas, server.Port));
+        var http = Assert.IsType<HttpProbeSpec>(server.Probes[0]);
+        Assert.Equal((TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(1), 3), (http.Every, http.Timeout, http.FailureThreshold));
+    }
+
+    [Theory]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    restrat: {}\n", "kintsugi.yaml:4:5: workloads.t: unknown field 'restrat'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    replicas: many\n", "kintsugi.yaml:4:15: workloads.t.replicas: expected a whole number")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    restart: { backoff: { initial: soon } }\n", "workloads.t.restart.backoff.initial: expected a duration")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    port: 80\n    probes:\n      - http: { url: \"not a url {port}\" }\n", "kintsugi.yaml:6:22: workloads.t.probes[0].http.url: 'not a url {port}' is not an http:// or https:// URL")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    probes:\n      - http: { url: \"http://127.0.0.1:{port}/\" }\n", "uses {port} but the workload has no 'port'")]
+    [InlineData("workloads:\n  t:\n    env: {}\n", "missing field 'command'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - log: \"(unclosed\"\n        then: restart\n", "is not a valid regular expression")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - metric: { name: loss, is: nan-or-inf }\n        then: rollback\n", "a rollback needs checkpoints")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - log: x\n        then: reboot\n", "expected an action: restart, rollback, failover, give-up or record, got 'reboot'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    stop: { signal: SIGNOPE }\n", "workloads.t.stop.signal: expected a signal name")]
+    [InlineData("strategy: all-for-one\nworkloads:\n  t:\n    command: [a]\n", "kintsugi.yaml:1:11: strategy: expected one-for-one or one-for-all")]
+    [InlineData("workloads: {}\n", "no workloads")]
+    [InlineData("workloads:\n  t:\n    command: [a\n", "kintsugi.yaml:")]
+    [InlineData("workloads:\n  a:\n    command: [a]\n    port: 9000\n    replicas: 2\n  b:\n    command: [b]\n    port: 9001\n", "port 9001 is given to more than one replica")]
+    public void A_bad_config_is_refused_naming_file_line_and_field(string yaml, string expected)
+    {
+        Assert.Contains(expected, Refused(yaml), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Defaults_are_those_docs_CONFIG_md_gives()
+    {
+        var w = Parse("workloads:\n  t:\n    command: [a]\n").Workloads[0];
+        Assert.Equal(RestartWhen.OnFailure, w.Restart.When);
+        Assert.Equal((TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5), 2.0, 0.2, TimeSpan.FromMinutes(10)),
+            (w.Restart.Backoff.Initial, w.Restart.Backoff.Max, w.Restart.Backoff.Factor, w.Restart.Backoff.Jitter, w.Restart.Backoff.ResetAfter));
+        Assert.Equal((10, TimeSpan.FromHours(1)), (w.Restart.Budget.Restarts, w.Restart.Budget.Within));
+        Assert.Equal((15, TimeSpan.FromSeconds(30)), (w.Stop.Signal, w.Stop.Grace));
+        Assert.Equal(1, w.Replicas);
+        Assert.Equal("/etc/app", w.WorkingDirectory);
+    }
+
+    [Fact]
+    public void Adjustments_set_halve_double_and_multiply_env_and_args()
+    {
+        var w = Parse("""
+            workloads:
+              t:
+                command: [a]
+                monitors:
+                  - log: x
+                    then: { restart: { adjust: { env: { A: halve, B: double, C: x0.5, D: "7" }, args: { --lr: x0.1 } } } }
+            """).Workloads[0];
+        var adjustments = Assert.IsType<RestartActionSpec>(w.Monitors[0].Then).Adjustments;
+        Assert.Equal(
+            [
+                new Adjustment(AdjustTarget.Env, "A", AdjustOp.Halve, null),
+                new Adjustment(AdjustTarget.Env, "B", AdjustOp.Double, null),
+                new Adjustment(AdjustTarget.Env, "C", AdjustOp.Multiply, "0.5"),
+                new Adjustment(AdjustTarget.Env, "D", AdjustOp.Set, "7"),
+                new Adjustment(AdjustTarget.Arg, "--lr", AdjustOp.Multiply, "0.1"),
+            ],
+            adjustments);
+    }
+
+    [Fact]
+    public void A_missing_file_is_refused_with_what_to_do()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load("/nonexistent/kintsugi.yaml"));
+        Assert.Contains("no such file", e.Message, StringComparison.Ordinal);
+    }
+}

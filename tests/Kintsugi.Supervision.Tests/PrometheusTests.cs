@@ -1,0 +1,161 @@
+using System.Net;
+using System.Net.Sockets;
+using Kintsugi.Supervision.Metrics;
+
+namespace Kintsugi.Supervision.Tests;
+
+/// <summary>The figures as a Prometheus page, and the loopback endpoint that serves it.</summary>
+public sealed class PrometheusTests
+{
+    private static readonly DateTimeOffset T0 = new(2025, 6, 1, 12, 0, 0, TimeSpan.Zero);
+
+    private static WorkloadFigures Train => new()
+    {
+        Workload = "train",
+        State = WorkloadState.Healthy,
+        Replicas = [new ReplicaStatus(0, ReplicaState.Healthy, 4242, 2, T0)],
+        From = T0,
+        To = T0.AddHours(1),
+        Availability = 5.0 / 6,
+        Failures = 2,
+        MtbfSeconds = 1500,
+        MttrSeconds = 210,
+        RtoLastSeconds = 300,
+        RpoSeconds = 42.5,
+        Ettr = 0.8,
+        RecoveryRate = 0.75,
+        AdaptationRate = 0.005,
+        Restarts = 2,
+        Rollbacks = 1,
+    };
+
+    private static WorkloadFigures Serve => new()
+    {
+        Workload = "serve \"blue\"",
+        State = WorkloadState.Unhealthy,
+        Replicas = [],
+        From = T0,
+        To = T0.AddHours(1),
+        Availability = 1,
+    };
+
+    [Fact]
+    public void Render_writes_HELP_TYPE_and_one_labelled_sample_per_workload_for_each_gauge()
+    {
+        string page = PrometheusEndpoint.Render([Train, Serve]);
+
+        Assert.EndsWith("\n", page, StringComparison.Ordinal);
+        var lines = page.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        foreach (string name in new[]
+        {
+            "kintsugi_availability_ratio", "kintsugi_mtbf_seconds", "kintsugi_mttr_seconds", "kintsugi_rto_seconds",
+            "kintsugi_rpo_seconds", "kintsugi_ettr_ratio", "kintsugi_recovery_rate_ratio", "kintsugi_adaptation_rate_ratio",
+            "kintsugi_failures_total", "kintsugi_restarts_total", "kintsugi_rollbacks_total",
+        })
+        {
+            Assert.Single(lines, l => l.StartsWith($"# HELP {name} ", StringComparison.Ordinal));
+            Assert.Single(lines, l => l == $"# TYPE {name} gauge");
+            int help = Array.FindIndex(lines, l => l.StartsWith($"# HELP {name} ", StringComparison.Ordinal));
+            Assert.StartsWith(name + "{", lines[help + 2], StringComparison.Ordinal);
+        }
+        Assert.Contains("kintsugi_availability_ratio{workload=\"train\"} 0.8333333333333334", lines);
+        Assert.Contains("kintsugi_availability_ratio{workload=\"serve \\\"blue\\\"\"} 1", lines);
+        Assert.Contains("kintsugi_rpo_seconds{workload=\"train\"} 42.5", lines);
+        Assert.Contains("kintsugi_failures_total{workload=\"train\"} 2", lines);
+        Assert.Contains("kintsugi_adaptation_rate_ratio{workload=\"train\"} 0.005", lines);
+        Assert.Contains("kintsugi_workload_state{workload=\"train\",state=\"healthy\"} 1", lines);
+        Assert.Contains("kintsugi_workload_state{workload=\"train\",state=\"failed\"} 0", lines);
+    }
+
+    [Fact]
+    public void Render_omits_null_figures_and_families_without_samples()
+    {
+        string page = PrometheusEndpoint.Render([Serve]);
+
+        Assert.DoesNotContain("kintsugi_mttr_seconds", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("kintsugi_ettr_ratio", page, StringComparison.Ordinal);
+        Assert.Contains("kintsugi_failures_total{workload=\"serve \\\"blue\\\"\"} 0\n", page, StringComparison.Ordinal);
+        Assert.Equal("", PrometheusEndpoint.Render([]));
+    }
+
+    [Fact]
+    public async Task The_endpoint_on_loopback_answers_GET_metrics_with_the_rendered_page()
+    {
+        int port = FreePort();
+        int renders = 0;
+        await using var endpoint = PrometheusEndpoint.Start($"127.0.0.1:{port}", () => $"kintsugi_up {Interlocked.Increment(ref renders)}\n");
+        using var http = new HttpClient();
+
+        using var first = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+        string body = await first.Content.ReadAsStringAsync();
+        using var second = await http.GetAsync(endpoint.Url);
+        using var elsewhere = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/"));
+
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal("text/plain", first.Content.Headers.ContentType!.MediaType);
+        Assert.Contains(first.Content.Headers.ContentType.Parameters, p => p.Name == "version" && p.Value == "0.0.4");
+        Assert.Equal("kintsugi_up 1\n", body);
+        Assert.Equal("kintsugi_up 2\n", await second.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.NotFound, elsewhere.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_render_that_fails_answers_500_and_the_endpoint_keeps_serving()
+    {
+        int port = FreePort();
+        bool fail = true;
+        await using var endpoint = PrometheusEndpoint.Start($"localhost:{port}", () => fail ? throw new InvalidOperationException("journal locked") : "ok 1\n");
+        using var http = new HttpClient();
+
+        using var failed = await http.GetAsync(endpoint.Url);
+        fail = false;
+        using var ok = await http.GetAsync(endpoint.Url);
+
+        Assert.Equal(HttpStatusCode.InternalServerError, failed.StatusCode);
+        Assert.Contains("journal locked", await failed.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+    }
+
+    [Fact]
+    public async Task After_dispose_the_port_no_longer_answers()
+    {
+        int port = FreePort();
+        var endpoint = PrometheusEndpoint.Start($"127.0.0.1:{port}", () => "x 1\n");
+        await endpoint.DisposeAsync();
+        using var http = new HttpClient();
+
+        await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync(new Uri($"http://127.0.0.1:{port}/metrics")));
+    }
+
+    [Theory]
+    [InlineData("0.0.0.0:9464")]
+    [InlineData("*:9464")]
+    [InlineData("10.1.2.3:9464")]
+    [InlineData("metrics.example.com:9464")]
+    public void A_host_that_is_not_loopback_is_refused_unless_remote_is_allowed(string hostPort)
+    {
+        var e = Assert.Throws<ArgumentException>(() => PrometheusEndpoint.Start(hostPort, () => ""));
+
+        Assert.Contains("loopback", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("9464")]
+    [InlineData("127.0.0.1")]
+    [InlineData("127.0.0.1:0")]
+    [InlineData("127.0.0.1:http")]
+    [InlineData("::1:9464")]
+    public void A_malformed_address_is_refused_with_an_example(string hostPort)
+    {
+        var e = Assert.Throws<ArgumentException>(() => PrometheusEndpoint.Start(hostPort, () => ""));
+
+        Assert.Contains("9464", e.Message, StringComparison.Ordinal);
+    }
+
+    private static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+}
