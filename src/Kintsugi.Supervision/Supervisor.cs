@@ -291,6 +291,19 @@ public sealed class Supervisor
         {
             r.Monitors = monitorSet;
         }
+        // Log files are followed from before the start, so no line the new process writes is missed.
+        foreach (var log in w.Spec.Monitors.OfType<LogMonitorSpec>().Where(m => m.Source == LogSource.File && m.File is not null).Select(m => m.File!).Distinct(StringComparer.Ordinal))
+        {
+            var follower = new LogFileFollower(log, TimeSpan.FromMilliseconds(200), _time, line => Post(() =>
+            {
+                if (r.Monitors is { } monitors)
+                {
+                    OnHits(r, r.Process, monitors.OnLogFileLine(log, line));
+                }
+            }));
+            r.Followers.Add(follower);
+            follower.Start();
+        }
         WorkloadProcess process;
         try
         {
@@ -333,12 +346,6 @@ public sealed class Supervisor
             runner.Healthy += () => Post(() => OnProbeHealthy(r, process, runner));
             r.Probes.Add(runner);
             runner.Start();
-        }
-        foreach (var log in w.Spec.Monitors.OfType<LogMonitorSpec>().Where(m => m.Source == LogSource.File && m.File is not null).Select(m => m.File!).Distinct(StringComparer.Ordinal))
-        {
-            var follower = new LogFileFollower(log, TimeSpan.FromMilliseconds(200), _time, line => Post(() => OnHits(r, process, r.Monitors!.OnLogFileLine(log, line))));
-            r.Followers.Add(follower);
-            follower.Start();
         }
         if (w.Spec.Probes.Count == 0)
         {

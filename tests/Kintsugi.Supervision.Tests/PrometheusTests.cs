@@ -145,11 +145,28 @@ public sealed class PrometheusTests
     [InlineData("127.0.0.1:0")]
     [InlineData("127.0.0.1:http")]
     [InlineData("::1:9464")]
-    public void A_malformed_address_is_refused_with_an_example(string hostPort)
+    [InlineData("[::1]:9464")]
+    public void A_malformed_or_IPv6_address_is_refused_with_an_example(string hostPort)
     {
         var e = Assert.Throws<ArgumentException>(() => PrometheusEndpoint.Start(hostPort, () => ""));
 
-        Assert.Contains("9464", e.Message, StringComparison.Ordinal);
+        Assert.Contains("127.0.0.1:", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("localhost")]
+    [InlineData("127.0.0.1")]
+    public async Task A_loopback_endpoint_answers_scrapers_that_name_it_localhost_or_127_0_0_1(string host)
+    {
+        int port = FreePort();
+        await using var endpoint = PrometheusEndpoint.Start($"{host}:{port}", () => "x 1\n");
+        using var http = new HttpClient();
+
+        using var byName = await http.GetAsync(new Uri($"http://localhost:{port}/metrics"));
+        using var byAddress = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+
+        Assert.Equal(HttpStatusCode.OK, byName.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, byAddress.StatusCode);
     }
 
     private static int FreePort()

@@ -26,8 +26,8 @@ public static class EventTypes
     public const string ReplicaUnhealthy = "replica.unhealthy";
 
     /// <summary>
-    /// Monitoring evaluations since the previous such event (probe runs, monitor rules applied to
-    /// exits, log lines and metric lines). Data: count (int), triggered (int: how many of them fired a rule).
+    /// Monitoring evaluations of one workload since its previous such event (probe runs, monitor rules
+    /// applied to exits, log lines and metric lines). Data: count (int), triggered (int: how many of them fired a rule).
     /// Written at most every few seconds, so the journal does not grow with every log line.
     /// </summary>
     public const string Evaluations = "monitor.evaluations";

@@ -45,7 +45,7 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
     public Uri Url { get; }
 
     /// <summary>
-    /// Starts serving on <paramref name="hostPort"/> ("127.0.0.1:9464", "localhost:9464", "[::1]:9464").
+    /// Starts serving on <paramref name="hostPort"/> ("127.0.0.1:9464" or "localhost:9464"; IPv6 addresses are not supported).
     /// A host other than a loopback address is refused unless <paramref name="allowRemote"/> is set,
     /// because the page tells anyone who can reach it what runs here; "0.0.0.0", "::" and "*" then mean every interface.
     /// </summary>
@@ -54,15 +54,27 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(render);
         var (host, port) = ParseHostPort(hostPort);
-        bool loopback = host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+        host = host.ToLowerInvariant();
+        bool loopback = host == "localhost"
             || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
         if (!loopback && !allowRemote)
         {
             throw new ArgumentException($"the metrics endpoint {hostPort} is not on a loopback address; listen on 127.0.0.1:{port}, or allow remote scrapes explicitly", nameof(hostPort));
         }
-        string prefixHost = host is "0.0.0.0" or "::" or "*" or "+" ? "+" : host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host;
+        string prefixHost = host is "0.0.0.0" or "::" or "*" or "+" ? "+" : host;
+        if (prefixHost.Contains(':', StringComparison.Ordinal))
+        {
+            // The HttpListener of .NET on Linux cannot parse an IPv6 literal in a prefix.
+            throw new ArgumentException($"the metrics endpoint cannot listen on the IPv6 address in {hostPort}; use 127.0.0.1:{port}", nameof(hostPort));
+        }
         var listener = new HttpListener();
-        listener.Prefixes.Add($"http://{prefixHost}:{port.ToString(CultureInfo.InvariantCulture)}/");
+        string portText = port.ToString(CultureInfo.InvariantCulture);
+        listener.Prefixes.Add($"http://{prefixHost}:{portText}/");
+        if (prefixHost is "localhost" or "127.0.0.1")
+        {
+            // The listener matches the Host header against its prefixes: answer a scraper that names either.
+            listener.Prefixes.Add($"http://{(prefixHost == "localhost" ? "127.0.0.1" : "localhost")}:{portText}/");
+        }
         try
         {
             listener.Start();
@@ -73,7 +85,7 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
             throw new KintsugiException(ErrorKind.Failed, $"cannot serve metrics on {hostPort}: {e.Message}", e);
         }
         string urlHost = prefixHost == "+" ? "localhost" : prefixHost;
-        return new PrometheusEndpoint(listener, render, new Uri($"http://{urlHost}:{port.ToString(CultureInfo.InvariantCulture)}/metrics"));
+        return new PrometheusEndpoint(listener, render, new Uri($"http://{urlHost}:{portText}/metrics"));
     }
 
     /// <summary>
@@ -199,7 +211,7 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
             int close = hostPort.IndexOf(']', StringComparison.Ordinal);
             if (close < 0 || close + 1 >= hostPort.Length || hostPort[close + 1] != ':')
             {
-                throw new ArgumentException($"'{hostPort}' is not HOST:PORT; write an IPv6 address as [::1]:9464", nameof(hostPort));
+                throw new ArgumentException($"'{hostPort}' is not HOST:PORT, like 127.0.0.1:9464", nameof(hostPort));
             }
             host = hostPort[1..close];
             portText = hostPort[(close + 2)..];

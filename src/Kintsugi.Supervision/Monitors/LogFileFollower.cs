@@ -1,4 +1,5 @@
 using System.Text;
+using Kintsugi.Supervision.Probes;
 
 namespace Kintsugi.Supervision.Monitors;
 
@@ -91,17 +92,13 @@ public sealed class LogFileFollower : IAsyncDisposable
         var due = startedAt + _poll;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var wait = due - _time.GetUtcNow();
-            if (wait > TimeSpan.Zero)
+            try
             {
-                try
-                {
-                    await Task.Delay(wait, _time, cancellationToken).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
+                await DueTime.WaitAsync(_time, due, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
             }
             Poll(cancellationToken);
             due += _poll;

@@ -125,13 +125,12 @@ public sealed class ProbeRunner : IAsyncDisposable
         var due = startedAt + _spec.InitialDelay;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var wait = due - _time.GetUtcNow();
-            if (wait > TimeSpan.Zero)
+            if (due > _time.GetUtcNow())
             {
                 Waiting?.Invoke(due);
                 try
                 {
-                    await Task.Delay(wait, _time, cancellationToken).ConfigureAwait(false);
+                    await DueTime.WaitAsync(_time, due, cancellationToken).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
