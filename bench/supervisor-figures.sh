@@ -87,7 +87,7 @@ sleep "$idle"
 t1=$(awk '{print $14+$15}' /proc/$sup/stat)
 rss=$(awk '/VmRSS/ {print $2}' /proc/$sup/status)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$sup/status)
-kill -INT $sup; wait $sup || true
+kill -TERM $sup; wait $sup || true
 tck=$(getconf CLK_TCK)
 python3 -c "print(f'3. 10 idle workloads over $idle s: supervisor CPU {($t1-$t0)/$tck/$idle*100:.2f}% of one core, RSS {$rss/1024:.0f} MiB (peak {$hwm/1024:.0f} MiB)')"
 echo "machine: $(nproc) cores; $(dotnet --version) SDK"
