@@ -69,7 +69,12 @@ internal static class RunCommand
             {
                 ctx.Error.WriteLine($"kintsugi: supervising {string.Join(", ", cfg.Workloads.Select(w => w.Replicas > 1 ? $"{w.Name} ×{w.Replicas}" : w.Name))}; journal {cfg.Journal}; Ctrl-C stops");
             }
+            using var narration = new CancellationTokenSource();
+            var narrator = ctx.Quiet ? Task.CompletedTask : NarrateAsync(journal, ctx, journal.Last(EventTypes.SupervisorStarted)?.Id ?? 0, narration.Token);
             var outcome = await new Supervisor(cfg, journal, options, ctx.Time).RunAsync(ct).ConfigureAwait(false);
+            await Task.Delay(300, CancellationToken.None).ConfigureAwait(false);
+            await narration.CancelAsync().ConfigureAwait(false);
+            await narrator.ConfigureAwait(false);
             if (!ctx.Quiet)
             {
                 ctx.Error.WriteLine($"kintsugi: {outcome.ToString().ToLowerInvariant()}; `kintsugi status` and `kintsugi events` show what happened");
@@ -120,6 +125,10 @@ internal static class RunCommand
             {
                 throw new KintsugiException(ErrorKind.InvalidInput, $"workload {w.Name}: working folder {w.WorkingDirectory} does not exist");
             }
+            if (FindProgram(w.Command[0], w.WorkingDirectory) is null)
+            {
+                throw new KintsugiException(ErrorKind.InvalidInput, $"workload {w.Name}: command '{w.Command[0]}' does not exist (not a file, and not found on PATH); fix 'command' in {Path.GetFileName(cfg.SourcePath)}");
+            }
             if (w.Checkpoints is { } c)
             {
                 string probe = Path.Combine(c.Directory, $".kintsugi-write-test-{Environment.ProcessId}");
@@ -134,6 +143,66 @@ internal static class RunCommand
                     throw new KintsugiException(ErrorKind.InvalidInput, $"workload {w.Name}: checkpoint folder {c.Directory} cannot be written ({e.Message}); fix its permissions or choose another 'dir'");
                 }
             }
+        }
+    }
+
+    private static string? FindProgram(string program, string workingDirectory)
+    {
+        if (program.Contains('/', StringComparison.Ordinal))
+        {
+            string path = Path.GetFullPath(program, workingDirectory);
+            return File.Exists(path) ? path : null;
+        }
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/local/bin:/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string path = Path.Combine(dir, program);
+            if (File.Exists(path))
+            {
+                return path;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Prints what the supervisor decides and does, as it happens, by following the journal.</summary>
+    private static async Task NarrateAsync(EventJournal journal, CliContext ctx, long afterId, CancellationToken ct)
+    {
+        string[] told = [EventTypes.Decision, EventTypes.Restart, EventTypes.Rollback, EventTypes.Failover, EventTypes.GiveUp, EventTypes.WorkloadFailed, EventTypes.Error, EventTypes.ReplicaUnhealthy, EventTypes.CheckpointProtected, EventTypes.CheckpointBad];
+        try
+        {
+            while (true)
+            {
+                foreach (var e in journal.Read(afterId: afterId))
+                {
+                    afterId = e.Id;
+                    if (!told.Contains(e.Type) || (e.Type == EventTypes.Decision && e.GetString("action") == "none"))
+                    {
+                        continue;
+                    }
+                    string who = e.Workload is null ? "supervisor" : e.Replica is int r ? $"{e.Workload}/{r}" : e.Workload;
+                    string what = e.Type switch
+                    {
+                        EventTypes.Decision => $"decided {e.GetString("action")}: {e.GetString("reason")}" + (e.GetDouble("delay_s") is > 0 and var d ? $" (in {d:0.###} s)" : ""),
+                        EventTypes.Restart => $"restarting, attempt {e.GetInt64("attempt")}",
+                        EventTypes.Rollback => $"rolled back to {e.GetString("checkpoint") ?? "the start"}, skipping {e.GetInt64("skip_steps")} steps",
+                        EventTypes.Failover => "replaced (failover)",
+                        EventTypes.GiveUp => $"gave up: {e.GetString("reason")}",
+                        EventTypes.WorkloadFailed => $"FAILED: {e.GetString("reason")}",
+                        EventTypes.Error => $"error: {e.GetString("message")}",
+                        EventTypes.ReplicaUnhealthy => $"unhealthy ({e.GetString("source")}): {e.GetString("detail")}",
+                        EventTypes.CheckpointProtected => $"checkpoint {Path.GetFileName(e.GetString("path"))} protected in snapshot {e.GetString("snapshot")?[..8]}",
+                        _ => $"checkpoint {e.GetString("path")} marked bad",
+                    };
+                    lock (ctx.Error)
+                    {
+                        ctx.Error.WriteLine($"kintsugi: {who}: {what}");
+                    }
+                }
+                await Task.Delay(TimeSpan.FromMilliseconds(250), ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 
