@@ -230,13 +230,13 @@ public sealed class Supervisor
 
     private async Task StopOrphanAsync(int pid, WorkloadSpec spec)
     {
-        if (!Directory.Exists($"/proc/{pid}"))
+        if (!Orphans.Alive(pid))
         {
             return;
         }
         Orphans.Signal(pid, spec.Stop.Signal);
         var deadline = _time.GetUtcNow() + spec.Stop.Grace;
-        while (Directory.Exists($"/proc/{pid}") && _time.GetUtcNow() < deadline)
+        while (Orphans.Alive(pid) && _time.GetUtcNow() < deadline)
         {
             await Task.Delay(TimeSpan.FromMilliseconds(50), _time).ConfigureAwait(false);
         }
@@ -314,7 +314,7 @@ public sealed class Supervisor
             _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"cannot start {w.Command[0]}: {e.Message}" });
             _journal.Append(EventTypes.ReplicaUnhealthy, w.Spec.Name, r.Index, new { source = "start", detail = e.Message });
             r.StartedAt = _time.GetUtcNow();
-            Decide(r, new RestartActionSpec(), $"cannot start: {e.Message}", fromExit: true);
+            Decide(r, new RestartActionSpec(), $"cannot start: {e.Message}");
             return;
         }
         r.Process = process;
@@ -422,15 +422,35 @@ public sealed class Supervisor
         r.Followers.Clear();
     }
 
-    /// <summary>Stops a replica's process gracefully (its exit is then expected, not a failure).</summary>
+    /// <summary>
+    /// Stops a replica's process gracefully (its exit is then expected, not a failure) and journals
+    /// the exit before anything else happens, so the journal never shows a replacement starting
+    /// before the process it replaces has ended.
+    /// </summary>
     private async Task StopReplicaAsync(ReplicaState r)
     {
         await StopWatchingAsync(r).ConfigureAwait(false);
-        if (r.Process is { } p && !p.HasExited)
+        if (r.Process is { } p)
         {
-            r.ExpectExit = true;
-            await p.StopAsync(r.Workload.Spec.Stop.Signal, r.Workload.Spec.Stop.Grace, _time).ConfigureAwait(false);
+            if (!p.HasExited)
+            {
+                r.ExpectExit = true;
+            }
+            var status = await p.StopAsync(r.Workload.Spec.Stop.Signal, r.Workload.Spec.Stop.Grace, _time).ConfigureAwait(false);
+            RecordExit(r, p, status, expected: true);
+            RetireMonitors(r);
+            r.Healthy = false;
         }
+    }
+
+    private void RecordExit(ReplicaState r, WorkloadProcess process, ExitStatus status, bool expected)
+    {
+        if (process.ExitRecorded)
+        {
+            return;
+        }
+        process.ExitRecorded = true;
+        _journal.Append(EventTypes.ProcessExited, r.Workload.Spec.Name, r.Index, new { pid = process.Pid, code = status.Code, signal = status.Signal, uptime_s = Math.Round((_time.GetUtcNow() - process.StartedAt).TotalSeconds, 3), expected });
     }
 
     // ----- signals -----
@@ -530,9 +550,10 @@ public sealed class Supervisor
     {
         var w = r.Workload;
         bool current = process == r.Process;
-        // A process replaced already (a rollback or failover started the next one) was stopped on purpose.
-        bool expected = !current || r.ExpectExit;
-        _journal.Append(EventTypes.ProcessExited, w.Spec.Name, r.Index, new { pid = process.Pid, code = status.Code, signal = status.Signal, uptime_s = Math.Round((_time.GetUtcNow() - process.StartedAt).TotalSeconds, 3), expected });
+        // A process replaced already, or stopped on purpose, or one whose replica is already being
+        // recovered (a monitor saw its failure first): its exit is part of an action under way.
+        bool expected = !current || r.ExpectExit || r.Busy;
+        RecordExit(r, process, status, expected);
         process.Dispose();
         if (!current)
         {
@@ -556,7 +577,7 @@ public sealed class Supervisor
         {
             if (w.Spec.Restart.When == RestartWhen.Always)
             {
-                Decide(r, new RestartActionSpec(), "exited with code 0 (restart: always)", fromExit: true);
+                Decide(r, new RestartActionSpec(), "exited with code 0 (restart: always)");
             }
             else
             {
@@ -569,23 +590,23 @@ public sealed class Supervisor
         {
             var hit = hits[0];
             _journal.Append(EventTypes.Signal, w.Spec.Name, r.Index, new { source = "monitor", kind = hit.Monitor.Kind, detail = hit.Detail });
-            Decide(r, hit.Monitor.Then, $"exit monitor: {hit.Detail}", fromExit: true);
+            Decide(r, hit.Monitor.Then, $"exit monitor: {hit.Detail}");
             return;
         }
         if (w.Spec.Restart.When == RestartWhen.Never)
         {
-            Decide(r, new GiveUpActionSpec(), $"{status} and restart is 'never'", fromExit: true);
+            Decide(r, new GiveUpActionSpec(), $"{status} and restart is 'never'");
             return;
         }
-        Decide(r, new RestartActionSpec(), status.ToString(), fromExit: true);
+        Decide(r, new RestartActionSpec(), status.ToString());
     }
 
     // ----- the policy -----
 
-    private void Decide(ReplicaState r, ActionSpec action, string reason, bool fromExit = false)
+    private void Decide(ReplicaState r, ActionSpec action, string reason)
     {
         var w = r.Workload;
-        if (w.Failed || r.Completed || _stopping.IsCancellationRequested || (r.Busy && !fromExit) || (_gangRestartPending && action is not GiveUpActionSpec))
+        if (w.Failed || r.Completed || _stopping.IsCancellationRequested || r.Busy || (_gangRestartPending && action is not GiveUpActionSpec))
         {
             _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = "none", reason = $"{reason} (already recovering)", delay_s = 0.0, adjusts = false });
             return;
@@ -749,6 +770,21 @@ internal static partial class Orphans
 {
     [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int signal);
+
+    /// <summary>Whether the process exists and is not a zombie waiting for its parent to reap it.</summary>
+    public static bool Alive(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            int close = stat.LastIndexOf(')');
+            return close > 0 && close + 2 < stat.Length && stat[close + 2] != 'Z';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
 
     public static void Signal(int pid, int signal)
     {

@@ -32,7 +32,8 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
     private readonly Action<CheckpointInfo> _onComplete;
     private readonly Dictionary<string, (long Size, long Mtime, DateTimeOffset Since)> _pending = new(StringComparer.Ordinal);
     private readonly Dictionary<string, CheckpointInfo> _complete = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _bad = new(StringComparer.Ordinal);
+    /// <summary>Bad checkpoints: path → the mtime of the bad file still there, or null when it was moved aside (a new file at that path is a new checkpoint).</summary>
+    private readonly Dictionary<string, long?> _bad = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
     private readonly SemaphoreSlim _backupSlot = new(1, 1);
     private readonly List<Task> _backups = [];
@@ -79,7 +80,8 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         {
             if (e.GetString("path") is { } path)
             {
-                _bad.Add(path);
+                // From an earlier run: whatever is at that path now is taken to be the bad file.
+                _bad[path] = File.Exists(path) ? new FileInfo(path).LastWriteTimeUtc.Ticks : null;
             }
         }
         Poll();
@@ -129,7 +131,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
             {
                 foreach (var path in entries)
                 {
-                    if (!IsCandidate(System.IO.Path.GetFileName(path)) || _complete.ContainsKey(path) || _bad.Contains(path))
+                    if (!IsCandidate(System.IO.Path.GetFileName(path)) || _complete.ContainsKey(path))
                     {
                         continue;
                     }
@@ -141,6 +143,15 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                     {
                         continue;
+                    }
+                    if (_bad.TryGetValue(path, out long? badMtime))
+                    {
+                        if (badMtime == m.mtime)
+                        {
+                            continue;
+                        }
+                        // A new checkpoint written where a bad one was (the rolled-back run reached that step again).
+                        _bad.Remove(path);
                     }
                     if (_pending.TryGetValue(path, out var seen) && seen.Size == m.size && seen.Mtime == m.mtime)
                     {
@@ -167,7 +178,8 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                     lock (_lock)
                     {
                         _backups.RemoveAll(t => t.IsCompleted);
-                        _backups.Add(ProtectAsync(info, _stop.Token));
+                        // Off the polling thread: opening (or creating) the repository derives a key, which takes a while.
+                        _backups.Add(Task.Run(() => ProtectAsync(info, _stop.Token)));
                     }
                 }
             }
@@ -242,13 +254,15 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
     {
         lock (_lock)
         {
-            return _complete.Values.Where(c => !_bad.Contains(c.Path) && Path.Exists(c.Path)).OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).ToList();
+            return _complete.Values.Where(c => !_bad.ContainsKey(c.Path) && Path.Exists(c.Path)).OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).ToList();
         }
     }
 
     /// <summary>The checkpoint a plain restart resumes from: the newest good one in the folder, or, if the folder lost them all, the newest protected one restored from the repository.</summary>
     public async Task<CheckpointInfo?> ResumePointAsync(CancellationToken ct)
     {
+        // A checkpoint written just before the crash may still be settling: give it its settle time.
+        await SettleAsync(_ => true, ct).ConfigureAwait(false);
         var local = Local();
         if (local.Count > 0)
         {
@@ -276,7 +290,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         List<CheckpointInfo> newer;
         lock (_lock)
         {
-            newer = _complete.Values.Where(c => c.Path != restored.Path && !_bad.Contains(c.Path) && !Good(c)).ToList();
+            newer = _complete.Values.Where(c => c.Path != restored.Path && !_bad.ContainsKey(c.Path) && !Good(c)).ToList();
         }
         // Also what is on disk but not yet settled: a checkpoint written after the fault is not good either.
         string badDir = Path.Combine(_spec.Directory, ".bad");
@@ -305,7 +319,8 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
             }
             lock (_lock)
             {
-                _bad.Add(c.Path);
+                _bad[c.Path] = File.Exists(c.Path) ? new FileInfo(c.Path).LastWriteTimeUtc.Ticks : Directory.Exists(c.Path) ? new DirectoryInfo(c.Path).LastWriteTimeUtc.Ticks : null;
+                _complete.Remove(c.Path);
             }
             marked.Add(c.Path);
             _journal.Append(EventTypes.CheckpointBad, _workload.Name, null, new { path = c.Path });
@@ -318,7 +333,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         List<CheckpointInfo> candidates;
         lock (_lock)
         {
-            candidates = _complete.Values.Where(c => c.Snapshot is not null && !_bad.Contains(c.Path) && good(c)).OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).ToList();
+            candidates = _complete.Values.Where(c => c.Snapshot is not null && !_bad.ContainsKey(c.Path) && good(c)).OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).ToList();
         }
         if (candidates.Count == 0)
         {

@@ -83,6 +83,11 @@ internal sealed class JournalFold(DateTimeOffset from, DateTimeOffset to)
             case EventTypes.ProcessExited:
             {
                 var r = w.ReplicaOf(e.Replica ?? 0);
+                if (r.Pid is int current && e.GetInt64("pid") is long pid && pid != current)
+                {
+                    // An older process of this replica, replaced already (rollback, failover).
+                    break;
+                }
                 bool expected = e.GetBool("expected") == true;
                 bool clean = e.GetDouble("code") == 0 && e.GetDouble("signal") is null;
                 // Stopped by the supervisor or finished cleanly; a process killed because it was unhealthy stays unhealthy until restarted.

@@ -36,6 +36,9 @@ public sealed partial class WorkloadProcess : IDisposable
 
     public bool HasExited => _exited.Task.IsCompleted;
 
+    /// <summary>Set by whoever journals this process's exit, so it is journaled once.</summary>
+    public bool ExitRecorded { get; set; }
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int signal);
 
