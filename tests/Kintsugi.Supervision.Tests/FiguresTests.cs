@@ -31,8 +31,8 @@ public sealed class FiguresTests
 
         public Script Unhealthy(double minute, string workload, int replica = 0, string source = "exit") => At(minute, EventTypes.ReplicaUnhealthy, workload, replica, new { source, detail = "code 1" });
 
-        public Script Exited(double minute, string workload, int replica = 0, int? code = 1, bool expected = false) =>
-            At(minute, EventTypes.ProcessExited, workload, replica, new { pid = 100, code, signal = (int?)null, uptime_s = 1.0, expected });
+        public Script Exited(double minute, string workload, int replica = 0, int? code = 1, bool expected = false, int? pid = null) =>
+            At(minute, EventTypes.ProcessExited, workload, replica, new { pid, code, signal = (int?)null, uptime_s = 1.0, expected });
 
         public Script Protected(double minute, string workload, double checkpointMinute, long bytes = 100, string? path = null) =>
             At(minute, EventTypes.CheckpointProtected, workload, null, new { path = path ?? $"/ckpt/step-{checkpointMinute}", bytes, snapshot = "abcd", duration_s = 1.0, checkpoint_time = Min(checkpointMinute).ToString("O") });
@@ -272,6 +272,21 @@ public sealed class FiguresTests
         Assert.Equal(1, f.Restarts);
         Assert.Equal(1, f.Rollbacks);
         Assert.Equal(1, f.Failovers);
+    }
+
+    [Fact]
+    public void The_exit_of_a_replaced_process_does_not_stop_the_replica_that_replaced_it()
+    {
+        // A rollback starts the next process; the old one's exit may be journaled after that start.
+        var script = new Script().Supervisor(0).Started(0, "train", 0, pid: 100).Healthy(0, "train", 0)
+            .Started(5, "train", 0, pid: 101, attempt: 2).Healthy(5, "train", 0)
+            .Exited(5.5, "train", 0, code: null, expected: true, pid: 100);
+
+        var figures = script.Figures("train", toMinute: 10);
+
+        Assert.Equal(ReplicaState.Healthy, Assert.Single(figures.Replicas).State);
+        Assert.Equal(101, figures.Replicas[0].Pid);
+        Assert.Equal(1.0, figures.Availability!.Value, 9);
     }
 
     [Fact]
