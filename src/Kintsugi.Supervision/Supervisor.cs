@@ -496,6 +496,13 @@ public sealed class Supervisor
         foreach (var hit in hits)
         {
             _journal.Append(EventTypes.Signal, r.Workload.Spec.Name, r.Index, new { source = "monitor", kind = hit.Monitor.Kind, detail = hit.Detail });
+            if (hit.Monitor.Then is not RecordActionSpec && r.Healthy && !r.Busy)
+            {
+                // A monitor that asks for a recovery has found a failure (a NaN loss, an OOM): the
+                // replica is unhealthy until its next attempt is, so MTTR and availability see it.
+                r.Healthy = false;
+                _journal.Append(EventTypes.ReplicaUnhealthy, r.Workload.Spec.Name, r.Index, new { source = hit.Monitor.Kind, detail = hit.Detail });
+            }
             Decide(r, hit.Monitor.Then, $"{hit.Monitor.Kind} monitor: {hit.Detail}");
         }
     }

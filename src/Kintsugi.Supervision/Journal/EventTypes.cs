@@ -22,7 +22,7 @@ public static class EventTypes
     /// <summary>A replica became healthy: its probes pass (or, without probes, it started). Data: after_s (double: seconds since its process started).</summary>
     public const string ReplicaHealthy = "replica.healthy";
 
-    /// <summary>A replica became unhealthy: a probe crossed its failure threshold, or it exited unexpectedly. Data: source (string: probe kind or "exit"), detail (string).</summary>
+    /// <summary>A replica became unhealthy: a probe crossed its failure threshold, a monitor asked for a recovery (NaN loss, OOM…), or it exited unexpectedly. Data: source (string: probe kind, monitor kind, "exit" or "start"), detail (string).</summary>
     public const string ReplicaUnhealthy = "replica.unhealthy";
 
     /// <summary>
