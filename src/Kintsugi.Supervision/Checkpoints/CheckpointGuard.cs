@@ -246,8 +246,29 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         foreach (var old in mine.Skip(_spec.KeepLast))
         {
             await repo.Store.DeleteAsync(FileKind.Snapshot, old.Id.ToString(), ct).ConfigureAwait(false);
+            _forgottenSincePrune++;
+        }
+        // Forgetting frees nothing by itself; every so often the data only forgotten snapshots used is
+        // pruned. Backups of this guard are serialised by its slot, so none runs meanwhile; another
+        // process's lock makes this one wait for the next round.
+        if (_forgottenSincePrune >= Math.Max(PruneEvery, _spec.KeepLast))
+        {
+            try
+            {
+                await new PruneEngine(repo).RunAsync(new PruneRequest { Host = _host }, ct).ConfigureAwait(false);
+                _forgottenSincePrune = 0;
+            }
+            catch (KintsugiException e) when (e.Kind == ErrorKind.Locked)
+            {
+                _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"prune of forgotten checkpoints postponed: {e.Message}" });
+            }
         }
     }
+
+    /// <summary>Forgotten snapshots between two prunes of the repository (at least keep-last).</summary>
+    public const int PruneEvery = 10;
+
+    private int _forgottenSincePrune;
 
     /// <summary>Complete, good checkpoints present in the folder, oldest first.</summary>
     public IReadOnlyList<CheckpointInfo> Local()
