@@ -151,7 +151,11 @@ public sealed class Supervisor
                 {
                     await work().ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                catch (OperationCanceledException) when (ct.IsCancellationRequested)
+                {
+                    // Stopping: the check at the top of the loop ends it, and shutdown follows.
+                }
+                catch (Exception e)
                 {
                     _journal.Append(EventTypes.Error, null, null, new { message = e.Message });
                 }
@@ -221,26 +225,30 @@ public sealed class Supervisor
                 }
                 if (lastStart?.GetInt64("pid") is long pid && (lastExit is null || lastExit.Id < lastStart.Id))
                 {
-                    await StopOrphanAsync((int)pid, w.Spec).ConfigureAwait(false);
+                    await StopOrphanAsync((int)pid, lastStart.GetInt64("start_ticks"), w.Spec).ConfigureAwait(false);
                     _journal.Append(EventTypes.ProcessExited, name, r.Index, new { pid, code = (int?)null, signal = w.Spec.Stop.Signal, uptime_s = (_time.GetUtcNow() - lastStart.Time).TotalSeconds, expected = true });
                 }
             }
         }
     }
 
-    private async Task StopOrphanAsync(int pid, WorkloadSpec spec)
+    /// <summary>Stops a process an earlier supervisor left running, if that pid still is that process (not one that reused the pid).</summary>
+    private async Task StopOrphanAsync(int pid, long? startTicks, WorkloadSpec spec)
     {
-        if (!Orphans.Alive(pid))
+        if (!ProcessGroup.IsSame(pid, startTicks))
         {
             return;
         }
-        Orphans.Signal(pid, spec.Stop.Signal);
+        ProcessGroup.Signal(pid, spec.Stop.Signal);
         var deadline = _time.GetUtcNow() + spec.Stop.Grace;
-        while (Orphans.Alive(pid) && _time.GetUtcNow() < deadline)
+        while (ProcessGroup.IsSame(pid, startTicks) && _time.GetUtcNow() < deadline)
         {
             await Task.Delay(TimeSpan.FromMilliseconds(50), _time).ConfigureAwait(false);
         }
-        Orphans.Signal(pid, 9);
+        if (ProcessGroup.IsSame(pid, startTicks))
+        {
+            ProcessGroup.Signal(pid, ProcessGroup.SIGKILL);
+        }
     }
 
     // ----- starting and stopping -----
@@ -248,7 +256,7 @@ public sealed class Supervisor
     private async Task StartAsync(ReplicaState r, string? reason, string? resumeFrom = null, long skipSteps = 0, bool resumeFromNewest = true)
     {
         var w = r.Workload;
-        if (w.Failed || _stopping.IsCancellationRequested)
+        if (w.Failed || _stopping.IsCancellationRequested || r.Process is { HasExited: false })
         {
             return;
         }
@@ -257,11 +265,22 @@ public sealed class Supervisor
         r.Healthy = false;
         r.ExpectExit = false;
         r.FaultStep = null;
-        r.Metrics.Clear();
+        lock (r.Metrics)
+        {
+            r.Metrics.Clear();
+        }
         r.FailingProbes.Clear();
         if (resumeFrom is null && resumeFromNewest && w.Guard is not null && r.Attempt > 1)
         {
-            resumeFrom = (await w.Guard.ResumePointAsync(_stopping).ConfigureAwait(false))?.Path;
+            try
+            {
+                resumeFrom = (await w.Guard.ResumePointAsync(_stopping).ConfigureAwait(false))?.Path;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // Better a fresh start than a replica that never starts again.
+                _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"no checkpoint to resume from: {e.Message}; starting from the beginning" });
+            }
         }
         var env = new Dictionary<string, string>(_options.BaseEnvironment, StringComparer.Ordinal);
         foreach (var (k, v) in w.Environment)
@@ -307,7 +326,7 @@ public sealed class Supervisor
         WorkloadProcess process;
         try
         {
-            process = WorkloadProcess.Start(w.Command, w.Spec.WorkingDirectory, env, (line, stderr) => OnLine(r, line, stderr), _time);
+            process = WorkloadProcess.Start(w.Command, w.Spec.WorkingDirectory, env, (p, line, stderr) => OnLine(r, p, line, stderr), _time);
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or IOException or InvalidOperationException)
         {
@@ -322,6 +341,7 @@ public sealed class Supervisor
         _journal.Append(EventTypes.ProcessStarted, w.Spec.Name, r.Index, new
         {
             pid = process.Pid,
+            start_ticks = process.StartTicks,
             attempt = r.Attempt,
             command = w.Command,
             resume_from = resumeFrom,
@@ -338,7 +358,7 @@ public sealed class Supervisor
                 WorkingDirectory = w.Spec.WorkingDirectory,
                 Time = _time,
                 LastMetric = name => LastMetric(r, name),
-                StartedAt = () => r.StartedAt,
+                StartedAt = () => process.StartedAt,
             };
             var runner = new ProbeRunner(spec, ProbeFactory.Create(spec, context), _time);
             runner.Evaluated += result => CountProbe(w, result);
@@ -455,7 +475,7 @@ public sealed class Supervisor
 
     // ----- signals -----
 
-    private void OnLine(ReplicaState r, string line, bool stderr)
+    private void OnLine(ReplicaState r, WorkloadProcess process, string line, bool stderr)
     {
         _options.OnOutput?.Invoke(r.Workload.Spec.Name, r.Index, line, stderr);
         if (MetricLine.TryParse(line, out var values))
@@ -472,7 +492,6 @@ public sealed class Supervisor
                 }
             }
         }
-        var process = r.Process;
         Post(() =>
         {
             if (r.Monitors is { } monitors && process == r.Process)
@@ -667,6 +686,8 @@ public sealed class Supervisor
                 }
                 if (_config.Strategy == Strategy.OneForAll)
                 {
+                    // Set now, not when the restart runs: a second failure already queued must not start a second one.
+                    _gangRestartPending = true;
                     Post(() => GangRestartAsync(delay, changes, reason));
                 }
                 else
@@ -690,7 +711,6 @@ public sealed class Supervisor
     /// <summary>One-for-all: every replica of every workload is stopped and started again together.</summary>
     private async Task GangRestartAsync(TimeSpan delay, IReadOnlyList<string> changes, string reason)
     {
-        _gangRestartPending = true;
         var all = _workloads.Where(w => !w.Failed).SelectMany(w => w.Replicas).ToList();
         foreach (var r in all)
         {
@@ -724,7 +744,7 @@ public sealed class Supervisor
         {
             done = await w.Guard.RollbackAsync(faultStep, faultTime, _stopping).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is Kintsugi.Backup.KintsugiException or IOException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
             _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"rollback failed: {e.Message}" });
             done = null;
@@ -768,36 +788,6 @@ public sealed class Supervisor
                 await Task.WhenAll(other.Replicas.Select(StopReplicaAsync)).ConfigureAwait(false);
                 _journal.Append(EventTypes.WorkloadFailed, other.Spec.Name, null, new { reason = $"escalated (one-for-all): {w.Spec.Name} failed" });
             }
-        }
-    }
-}
-
-/// <summary>Signals to processes left by an earlier supervisor.</summary>
-internal static partial class Orphans
-{
-    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
-
-    /// <summary>Whether the process exists and is not a zombie waiting for its parent to reap it.</summary>
-    public static bool Alive(int pid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            int close = stat.LastIndexOf(')');
-            return close > 0 && close + 2 < stat.Length && stat[close + 2] != 'Z';
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
-
-    public static void Signal(int pid, int signal)
-    {
-        if (kill(-pid, signal) != 0)
-        {
-            _ = kill(pid, signal);
         }
     }
 }

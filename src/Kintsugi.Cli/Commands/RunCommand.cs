@@ -247,8 +247,12 @@ internal static class RunCommand
             {
                 Directory.CreateDirectory(Path.GetDirectoryName(defaultPassword)!);
                 password = Convert.ToBase64String(RandomNumberGenerator.GetBytes(24));
-                await File.WriteAllTextAsync(defaultPassword, password + "\n", ct).ConfigureAwait(false);
-                File.SetUnixFileMode(defaultPassword, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                // Created readable by its owner only, never for a moment by anyone else.
+                var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite };
+                await using (var stream = new FileStream(defaultPassword, options))
+                {
+                    await stream.WriteAsync(System.Text.Encoding.UTF8.GetBytes(password + "\n"), ct).ConfigureAwait(false);
+                }
             }
             return await Repository.InitAsync(store, password, KdfParameters.Default, null, CliContext.Host, CliContext.User, ctx.Time, ct).ConfigureAwait(false);
         }

@@ -34,6 +34,9 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
     private readonly Dictionary<string, CheckpointInfo> _complete = new(StringComparer.Ordinal);
     /// <summary>Bad checkpoints: path → the mtime of the bad file still there, or null when it was moved aside (a new file at that path is a new checkpoint).</summary>
     private readonly Dictionary<string, long?> _bad = new(StringComparer.Ordinal);
+
+    /// <summary>Snapshots of checkpoints marked bad: retention does not count them among the ones it keeps.</summary>
+    private readonly HashSet<string> _badSnapshots = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
     private readonly SemaphoreSlim _backupSlot = new(1, 1);
     private readonly List<Task> _backups = [];
@@ -78,6 +81,10 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         }
         foreach (var e in _journal.Read(workload: _workload.Name, type: EventTypes.CheckpointBad))
         {
+            if (e.GetString("snapshot") is { } badSnapshot)
+            {
+                _badSnapshots.Add(badSnapshot);
+            }
             if (e.GetString("path") is { } path)
             {
                 // From an earlier run: whatever is at that path now is taken to be the bad file.
@@ -226,7 +233,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
         }
-        catch (Exception e) when (e is KintsugiException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
             _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"backup of checkpoint {info.Path} failed: {e.Message}" });
         }
@@ -243,10 +250,25 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
             .Where(s => s.Snapshot.HasTag("workload:" + _workload.Name))
             .OrderByDescending(s => s.Snapshot.Time)
             .ToList();
-        foreach (var old in mine.Skip(_spec.KeepLast))
+        HashSet<string> bad;
+        lock (_lock)
+        {
+            bad = [.. _badSnapshots];
+        }
+        // Keep-last counts good checkpoints: bad ones (newer than a fault) must not push good ones out.
+        var keep = mine.Where(s => !bad.Contains(s.Id.ToString())).Take(_spec.KeepLast).ToList();
+        var oldestKept = keep.Count > 0 ? keep[^1].Snapshot.Time : DateTimeOffset.MaxValue;
+        foreach (var old in mine.Where(s => !keep.Contains(s) && s.Snapshot.Time < oldestKept))
         {
             await repo.Store.DeleteAsync(FileKind.Snapshot, old.Id.ToString(), ct).ConfigureAwait(false);
             _forgottenSincePrune++;
+            lock (_lock)
+            {
+                foreach (var c in _complete.Values.Where(c => c.Snapshot == old.Id.ToString()).ToList())
+                {
+                    _complete[c.Path] = c with { Snapshot = null };
+                }
+            }
         }
         // Forgetting frees nothing by itself; every so often the data only forgotten snapshots used is
         // pruned. Backups of this guard are serialised by its slot, so none runs meanwhile; another
@@ -302,7 +324,8 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         bool Good(CheckpointInfo c) => faultStep is long s && c.Step is long cs ? cs < s : c.WrittenAt < faultTime;
         await SettleAsync(path => faultStep is long s && StepOf(path) is long ps && ps < s, ct).ConfigureAwait(false);
         await FlushAsync().ConfigureAwait(false);
-        var restored = await RestoreNewestAsync(Good, ct).ConfigureAwait(false);
+        // From the repository (verified) where it can be; else the newest good checkpoint still on disk.
+        var restored = await RestoreNewestAsync(Good, ct).ConfigureAwait(false) ?? Local().LastOrDefault(Good);
         if (restored is null)
         {
             return null;
@@ -312,8 +335,17 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         lock (_lock)
         {
             newer = _complete.Values.Where(c => c.Path != restored.Path && !_bad.ContainsKey(c.Path) && !Good(c)).ToList();
+            // What is on disk but not yet settled, and written after the fault, is not good either.
+            foreach (var (path, seen) in _pending.ToList())
+            {
+                var info = new CheckpointInfo(path, seen.Size, StepOf(path), new DateTimeOffset(seen.Mtime, TimeSpan.Zero), null);
+                if (!Good(info))
+                {
+                    newer.Add(info);
+                    _pending.Remove(path);
+                }
+            }
         }
-        // Also what is on disk but not yet settled: a checkpoint written after the fault is not good either.
         string badDir = Path.Combine(_spec.Directory, ".bad");
         foreach (var c in newer)
         {
@@ -342,9 +374,13 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
             {
                 _bad[c.Path] = File.Exists(c.Path) ? new FileInfo(c.Path).LastWriteTimeUtc.Ticks : Directory.Exists(c.Path) ? new DirectoryInfo(c.Path).LastWriteTimeUtc.Ticks : null;
                 _complete.Remove(c.Path);
+                if (c.Snapshot is not null)
+                {
+                    _badSnapshots.Add(c.Snapshot);
+                }
             }
             marked.Add(c.Path);
-            _journal.Append(EventTypes.CheckpointBad, _workload.Name, null, new { path = c.Path });
+            _journal.Append(EventTypes.CheckpointBad, _workload.Name, null, new { path = c.Path, snapshot = c.Snapshot });
         }
         return (restored, marked);
     }
@@ -356,11 +392,24 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         {
             candidates = _complete.Values.Where(c => c.Snapshot is not null && !_bad.ContainsKey(c.Path) && good(c)).OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).ToList();
         }
-        if (candidates.Count == 0)
+        for (int i = candidates.Count - 1; i >= 0; i--)
         {
-            return null;
+            try
+            {
+                return await RestoreAsync(candidates[i], ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is KintsugiException or IOException or UnauthorizedAccessException)
+            {
+                // That snapshot is gone or damaged; an older good one will do.
+                _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"checkpoint {candidates[i].Path} could not be restored from the repository: {e.Message}" });
+            }
         }
-        var chosen = candidates[^1];
+        return null;
+    }
+
+    /// <summary>Restores one protected checkpoint from the repository into its place, verified.</summary>
+    private async Task<CheckpointInfo> RestoreAsync(CheckpointInfo chosen, CancellationToken ct)
+    {
         var repo = await _openRepository(ct).ConfigureAwait(false);
         var snapshot = await repo.FindSnapshotAsync(chosen.Snapshot!, ct).ConfigureAwait(false);
         string staging = Path.Combine(_spec.Directory, ".restore-" + Guid.NewGuid().ToString("N"));

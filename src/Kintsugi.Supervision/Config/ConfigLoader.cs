@@ -184,6 +184,10 @@ public static class ConfigLoader
         {
             throw node.Error("a probe URL uses {port} but the workload has no 'port'");
         }
+        if (probes.OfType<TcpProbeSpec>().Any(t => t.Port == 0) && port is null)
+        {
+            throw node.Error("a tcp probe without 'port' checks the replica's port, but the workload has no 'port'");
+        }
         if (monitors.Any(m => m.Then is RollbackActionSpec) || probes.Any(pr => pr.Then is RollbackActionSpec))
         {
             if (checkpoints is null)

@@ -62,7 +62,15 @@ public sealed class EventJournal : IDisposable
         {
             Directory.CreateDirectory(folder);
         }
-        var connection = Connect(full, SqliteOpenMode.ReadWriteCreate);
+        SqliteConnection connection;
+        try
+        {
+            connection = Connect(full, SqliteOpenMode.ReadWriteCreate);
+        }
+        catch (SqliteException e)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"cannot open the journal {full}: {e.Message}", e);
+        }
         SqliteConnection? reader = null;
         try
         {
@@ -88,6 +96,13 @@ public sealed class EventJournal : IDisposable
             CheckSchema(connection, full);
             reader = Connect(full, SqliteOpenMode.ReadOnly);
             return new EventJournal(full, connection, reader, time);
+        }
+        catch (SqliteException e)
+        {
+            reader?.Dispose();
+            connection.Dispose();
+            string why = e.SqliteErrorCode == 26 ? "it is not a SQLite database" : e.Message;
+            throw new KintsugiException(ErrorKind.InvalidInput, $"cannot use the journal {full}: {why}; move it away or set 'journal' in the config", e);
         }
         catch
         {

@@ -13,7 +13,7 @@ public static class EventTypes
     /// <summary>The supervisor stopped. Data: reason (string).</summary>
     public const string SupervisorStopped = "supervisor.stopped";
 
-    /// <summary>A replica's process started. Data: pid (int), attempt (int, 1-based, per replica), command (string[]), resume_from (string|null), skip_steps (int), env (object of adjusted variables).</summary>
+    /// <summary>A replica's process started. Data: pid (int), start_ticks (long|null: its start time in clock ticks since boot, to tell it from a later process with the same pid), attempt (int, 1-based, per replica), command (string[]), resume_from (string|null), skip_steps (int), env (object of adjusted variables).</summary>
     public const string ProcessStarted = "process.started";
 
     /// <summary>A replica's process ended. Data: pid (int), code (int|null), signal (int|null), uptime_s (double), expected (bool: the supervisor stopped it).</summary>
@@ -63,7 +63,7 @@ public static class EventTypes
     /// <summary>A checkpoint reached the repository. Data: path (string), bytes (long), snapshot (string), duration_s (double), checkpoint_time (string, ISO 8601: when the checkpoint was written).</summary>
     public const string CheckpointProtected = "checkpoint.protected";
 
-    /// <summary>A checkpoint was marked bad (newer than the fault a rollback recovers from). Data: path (string).</summary>
+    /// <summary>A checkpoint was marked bad (newer than the fault a rollback recovers from). Data: path (string), snapshot (string|null: its snapshot, if it was protected).</summary>
     public const string CheckpointBad = "checkpoint.bad";
 
     /// <summary>Something went wrong in the supervisor itself (a backup failed, a probe could not run). Data: message (string).</summary>

@@ -14,9 +14,8 @@ public readonly record struct ExitStatus(int? Code, int? Signal)
 /// stop reaches the whole tree: the stop signal to the group, then SIGKILL after the grace period.
 /// Output lines are delivered as they come.
 /// </summary>
-public sealed partial class WorkloadProcess : IDisposable
+public sealed class WorkloadProcess : IDisposable
 {
-    private const int SIGKILL = 9;
     private readonly Process _process;
     private readonly TaskCompletionSource<ExitStatus> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stdoutDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -31,6 +30,9 @@ public sealed partial class WorkloadProcess : IDisposable
 
     public DateTimeOffset StartedAt { get; private set; }
 
+    /// <summary>The process's start in clock ticks since boot, so a later reader can tell it from a process that reused its pid.</summary>
+    public long? StartTicks { get; private set; }
+
     /// <summary>Completes when the process has exited and its output has been read to the end.</summary>
     public Task<ExitStatus> Exited => _exited.Task;
 
@@ -39,11 +41,9 @@ public sealed partial class WorkloadProcess : IDisposable
     /// <summary>Set by whoever journals this process's exit, so it is journaled once.</summary>
     public bool ExitRecorded { get; set; }
 
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
 
     /// <summary>Starts <paramref name="command"/>; throws <see cref="Win32Exception"/>-derived errors when the program cannot be started.</summary>
-    public static WorkloadProcess Start(IReadOnlyList<string> command, string workingDirectory, IReadOnlyDictionary<string, string> environment, Action<string, bool> onLine, TimeProvider time)
+    public static WorkloadProcess Start(IReadOnlyList<string> command, string workingDirectory, IReadOnlyDictionary<string, string> environment, Action<WorkloadProcess, string, bool> onLine, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(command);
         ArgumentNullException.ThrowIfNull(environment);
@@ -74,7 +74,7 @@ public sealed partial class WorkloadProcess : IDisposable
             }
             else
             {
-                onLine(e.Data, false);
+                onLine(wp, e.Data, false);
             }
         };
         process.ErrorDataReceived += (_, e) =>
@@ -85,13 +85,14 @@ public sealed partial class WorkloadProcess : IDisposable
             }
             else
             {
-                onLine(e.Data, true);
+                onLine(wp, e.Data, true);
             }
         };
         process.Exited += (_, _) => _ = wp.CompleteAsync();
         process.Start();
         wp.Pid = process.Id;
         wp.StartedAt = time.GetUtcNow();
+        wp.StartTicks = ProcessGroup.StartTicks(wp.Pid);
         process.StandardInput.Close();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
@@ -115,22 +116,20 @@ public sealed partial class WorkloadProcess : IDisposable
         {
             return;
         }
-        if (kill(-Pid, signal) != 0)
-        {
-            _ = kill(Pid, signal);
-        }
+        ProcessGroup.Signal(Pid, signal);
     }
 
     /// <summary>Graceful stop: <paramref name="signal"/>, then SIGKILL to the group after <paramref name="grace"/>.</summary>
     public async Task<ExitStatus> StopAsync(int signal, TimeSpan grace, TimeProvider time)
     {
-        if (!HasExited)
+        bool wasRunning = !HasExited;
+        if (wasRunning)
         {
             Signal(signal);
             var delay = Task.Delay(grace, time);
             if (await Task.WhenAny(Exited, delay).ConfigureAwait(false) != Exited)
             {
-                Signal(SIGKILL);
+                Signal(ProcessGroup.SIGKILL);
                 try
                 {
                     _process.Kill(entireProcessTree: true);
@@ -141,8 +140,12 @@ public sealed partial class WorkloadProcess : IDisposable
             }
         }
         var status = await Exited.ConfigureAwait(false);
-        // Whatever the leader did, leave no member of its group behind.
-        _ = kill(-Pid, SIGKILL);
+        if (wasRunning)
+        {
+            // Whatever the leader did, leave no member of its group behind. Only right after this
+            // stop: the group id of a process that ended long ago may belong to someone else now.
+            ProcessGroup.Signal(Pid, ProcessGroup.SIGKILL);
+        }
         return status;
     }
 

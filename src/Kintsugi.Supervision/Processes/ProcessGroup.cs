@@ -1,0 +1,46 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+
+namespace Kintsugi.Supervision.Processes;
+
+/// <summary>Signals to a process group (or a process) and what /proc says of a pid.</summary>
+internal static partial class ProcessGroup
+{
+    public const int SIGKILL = 9;
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    /// <summary>Signals the group led by <paramref name="pid"/>, or the process alone when it leads none.</summary>
+    public static void Signal(int pid, int signal)
+    {
+        if (kill(-pid, signal) != 0)
+        {
+            _ = kill(pid, signal);
+        }
+    }
+
+    /// <summary>The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or null when it is gone or a zombie.</summary>
+    public static long? StartTicks(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            int close = stat.LastIndexOf(')');
+            var fields = stat[(close + 2)..].Split(' ');
+            if (fields[0] == "Z")
+            {
+                return null;
+            }
+            return long.Parse(fields[19], CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Whether <paramref name="pid"/> is still the process that started at <paramref name="startTicks"/> (any live process when that is unknown).</summary>
+    public static bool IsSame(int pid, long? startTicks) =>
+        StartTicks(pid) is long now && (startTicks is null || now == startTicks);
+}
