@@ -49,48 +49,9 @@ internal static class Units
         return value;
     }
 
-    /// <summary>Parses durations like 90s, 30m, 12h, 7d, 2w, 3mo, 1y (months are 30 days, years 365).</summary>
-    public static TimeSpan ParseDuration(string text)
-    {
-        var total = TimeSpan.Zero;
-        int i = 0;
-        text = text.Trim();
-        if (text.Length == 0)
-        {
-            throw new UsageException("empty duration; write it like 7d, 12h or 2w");
-        }
-        while (i < text.Length)
-        {
-            int start = i;
-            while (i < text.Length && char.IsAsciiDigit(text[i]))
-            {
-                i++;
-            }
-            int unitStart = i;
-            while (i < text.Length && char.IsAsciiLetter(text[i]))
-            {
-                i++;
-            }
-            if (start == unitStart || unitStart == i)
-            {
-                throw new UsageException($"'{text}' is not a duration; write it like 7d, 12h, 30m, 2w or 1y");
-            }
-            if (!int.TryParse(text[start..unitStart], NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n > 100_000)
-            {
-                throw new UsageException($"'{text}' is too long a duration; write at most 100000 of a unit, like 7d or 2w");
-            }
-            total += text[unitStart..i] switch
-            {
-                "s" => TimeSpan.FromSeconds(n),
-                "m" => TimeSpan.FromMinutes(n),
-                "h" => TimeSpan.FromHours(n),
-                "d" => TimeSpan.FromDays(n),
-                "w" => TimeSpan.FromDays(7 * n),
-                "mo" => TimeSpan.FromDays(30 * n),
-                "y" => TimeSpan.FromDays(365 * n),
-                var u => throw new UsageException($"unknown duration unit '{u}' in '{text}'; use s, m, h, d, w, mo or y"),
-            };
-        }
-        return total;
-    }
+    /// <summary>Parses a duration as kintsugi.yaml writes it (<see cref="Kintsugi.Supervision.Config.DurationSyntax"/>).</summary>
+    public static TimeSpan ParseDuration(string text) =>
+        Kintsugi.Supervision.Config.DurationSyntax.TryParse(text, out var d) && d > TimeSpan.Zero
+            ? d
+            : throw new UsageException($"'{text}' is not a duration (or is longer than 100 years); write it like {Kintsugi.Supervision.Config.DurationSyntax.Example}");
 }

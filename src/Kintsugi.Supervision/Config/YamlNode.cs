@@ -96,20 +96,7 @@ internal readonly struct YamlNode(string file, string path, YamlDotNet.Represent
         };
     }
 
-    /// <summary>A duration such as 500ms, 30s, 5m, 1h, 2d (a bare 0 is allowed).</summary>
-    public TimeSpan Duration()
-    {
-        string s = Scalar.Trim();
-        if (s == "0")
-        {
-            return TimeSpan.Zero;
-        }
-        (string unit, double scale) = s.EndsWith("ms", StringComparison.Ordinal) ? ("ms", 1e-3)
-            : s.EndsWith('s') ? ("s", 1) : s.EndsWith('m') ? ("m", 60) : s.EndsWith('h') ? ("h", 3600) : s.EndsWith('d') ? ("d", 86400) : ("", 0);
-        if (unit.Length == 0 || !double.TryParse(s[..^unit.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out double n) || n < 0 || n * scale > 365 * 86400)
-        {
-            throw Error($"expected a duration like 500ms, 30s, 5m, 1h or 2d, got '{s}'");
-        }
-        return TimeSpan.FromSeconds(n * scale);
-    }
+    /// <summary>A duration in <see cref="DurationSyntax"/>.</summary>
+    public TimeSpan Duration() =>
+        DurationSyntax.TryParse(Scalar, out var d) ? d : throw Error($"expected a duration like {DurationSyntax.Example}, got '{Scalar.Trim()}'");
 }
