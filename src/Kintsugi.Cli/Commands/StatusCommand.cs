@@ -72,17 +72,34 @@ internal static class StatusCommand
     }
 
     /// <summary>The --journal option both `status` and `events` take.</summary>
-    internal static Option<string?> JournalOption() => new("--journal") { Description = $"The supervisor's journal [default: {DefaultJournal}]" };
+    internal static Option<string?> JournalOption() => new("--journal") { Description = $"The supervisor's journal [default: the journal of ./kintsugi.yaml, else {DefaultJournal}]" };
 
     /// <summary>Opens the journal for reading; a missing one is an error that says how to make it.</summary>
     internal static EventJournal OpenJournal(string? path)
     {
-        string full = Path.GetFullPath(string.IsNullOrWhiteSpace(path) ? DefaultJournal : path);
+        string full = !string.IsNullOrWhiteSpace(path) ? Path.GetFullPath(path) : JournalOfConfigHere() ?? Path.GetFullPath(DefaultJournal);
         if (!File.Exists(full))
         {
             throw new KintsugiException(ErrorKind.NotFound, $"there is no journal at {full}; start the supervisor with `kintsugi run` first, or pass --journal PATH");
         }
         return EventJournal.OpenReadOnly(full);
+    }
+
+    /// <summary>The journal that `kintsugi run` would use with the kintsugi.yaml of this folder, if there is one.</summary>
+    private static string? JournalOfConfigHere()
+    {
+        if (!File.Exists("kintsugi.yaml"))
+        {
+            return null;
+        }
+        try
+        {
+            return Kintsugi.Supervision.Config.ConfigLoader.Load("kintsugi.yaml").Journal;
+        }
+        catch (Kintsugi.Supervision.Config.ConfigException)
+        {
+            return null;
+        }
     }
 
     private static TimeSpan ParseWindow(string text)
