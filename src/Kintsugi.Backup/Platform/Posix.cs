@@ -189,7 +189,7 @@ internal static partial class Posix
         };
     }
 
-    /// <summary>The start time of a process in clock ticks since boot, or -1 if it does not exist.</summary>
+    /// <summary>The start time of a process in clock ticks since boot, or -1 if it does not exist or is a zombie (dead, not yet reaped).</summary>
     public static long ProcessStartTicks(int pid)
     {
         try
@@ -197,14 +197,14 @@ internal static partial class Posix
             string stat = File.ReadAllText($"/proc/{pid}/stat", Encoding.ASCII);
             int close = stat.LastIndexOf(')');
             var fields = stat[(close + 2)..].Split(' ');
+            if (fields[0] == "Z")
+            {
+                return -1;
+            }
             // Field 22 of /proc/PID/stat (starttime) is the 20th after the command name.
             return long.Parse(fields[19], System.Globalization.CultureInfo.InvariantCulture);
         }
-        catch (IOException)
-        {
-            return -1;
-        }
-        catch (UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException)
         {
             return -1;
         }

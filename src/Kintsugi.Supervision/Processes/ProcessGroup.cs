@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Runtime.InteropServices;
 
 namespace Kintsugi.Supervision.Processes;
@@ -20,25 +19,8 @@ internal static partial class ProcessGroup
         }
     }
 
-    /// <summary>The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or null when it is gone or a zombie.</summary>
-    public static long? StartTicks(int pid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            int close = stat.LastIndexOf(')');
-            var fields = stat[(close + 2)..].Split(' ');
-            if (fields[0] == "Z")
-            {
-                return null;
-            }
-            return long.Parse(fields[19], CultureInfo.InvariantCulture);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
-        {
-            return null;
-        }
-    }
+    /// <summary>The start time of a process in clock ticks since boot, or null when it is gone or a zombie.</summary>
+    public static long? StartTicks(int pid) => Kintsugi.Backup.Platform.Posix.ProcessStartTicks(pid) is long t and >= 0 ? t : null;
 
     /// <summary>Whether <paramref name="pid"/> is still the process that started at <paramref name="startTicks"/> (any live process when that is unknown).</summary>
     public static bool IsSame(int pid, long? startTicks) =>
