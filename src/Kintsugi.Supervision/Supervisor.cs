@@ -586,18 +586,14 @@ public sealed class Supervisor
             return;
         }
         await StopWatchingAsync(r).ConfigureAwait(false);
-        var monitors = r.Monitors;
+        bool acting = !expected && !w.Failed && !_stopping.IsCancellationRequested;
+        // The exit rules run before the monitor set is retired, so their evaluations are counted with the rest.
+        var hits = acting ? r.Monitors?.OnExit(status.Code, status.Signal) ?? [] : [];
         RetireMonitors(r);
         r.Healthy = false;
-        if (expected || w.Failed || _stopping.IsCancellationRequested)
+        if (!acting)
         {
             return;
-        }
-        var hits = monitors?.OnExit(status.Code, status.Signal) ?? [];
-        lock (_countLock)
-        {
-            w.Evaluations += Math.Max(1, w.Spec.Monitors.OfType<ExitMonitorSpec>().Count());
-            w.Hits += hits.Count;
         }
         if (status.Code == 0 && hits.Count == 0)
         {
