@@ -326,14 +326,6 @@ public sealed class Repository
         return BlobSealer.Open(Key, entry, sealedBytes);
     }
 
-    /// <summary>Reads one blob into <paramref name="destination"/> (of its raw length), using <paramref name="scratch"/> for the sealed bytes.</summary>
-    public async Task ReadBlobAsync(IndexEntry entry, Memory<byte> destination, byte[] scratch, CancellationToken ct = default)
-    {
-        var sealedBytes = scratch.AsMemory(0, (int)entry.StoredLength);
-        await Store.ReadAtAsync(FileKind.Pack, entry.Pack.ToString(), entry.Offset, sealedBytes, ct).ConfigureAwait(false);
-        BlobSealer.Open(Key, entry, sealedBytes.Span, destination.Span);
-    }
-
     public async Task<Tree> LoadTreeAsync(MasterIndex index, BlobId id, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(index);

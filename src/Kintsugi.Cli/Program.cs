@@ -27,6 +27,7 @@ internal static class Program
         root.Subcommands.Add(DiffCommand.Create());
         root.Subcommands.Add(RestoreCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());
+        root.Subcommands.Add(StatsCommand.Create());
         root.Subcommands.Add(ForgetCommand.Create());
         root.Subcommands.Add(ForgetCommand.CreatePrune());
         root.Subcommands.Add(KeyCommand.Create());

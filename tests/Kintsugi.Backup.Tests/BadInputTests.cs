@@ -78,7 +78,7 @@ public sealed class BadInputTests(ITestOutputHelper output) : IDisposable
             entries.AddRange(stored);
             return Task.CompletedTask;
         });
-        await writer.AddAsync(id, BlobKind.Tree, codec, bytes.Length, sealedBytes, default);
+        await writer.AddAsync(id, BlobKind.Tree, codec, bytes.Length, sealedBytes, default, default);
         await writer.FlushAsync(default);
         await repo.SaveIndexAsync(entries);
         if (!asSnapshot)
@@ -100,7 +100,7 @@ public sealed class BadInputTests(ITestOutputHelper output) : IDisposable
             entries.AddRange(stored);
             return Task.CompletedTask;
         });
-        await writer.AddAsync(id, BlobKind.Data, codec, content.Length, sealedBytes, default);
+        await writer.AddAsync(id, BlobKind.Data, codec, content.Length, sealedBytes, default, default);
         await writer.FlushAsync(default);
         await repo.SaveIndexAsync(entries);
         return id.ToString();

@@ -220,7 +220,7 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
             var data = i % 2 == 0 ? Files.RandomBytes(rng, rng.Next(1, 3000)) : Files.CompressibleBytes(rng, rng.Next(1, 3000));
             var (entry, sealedBytes, _) = SealBlob(data, i % 3 == 0 ? BlobKind.Tree : BlobKind.Data);
             plain[entry.Id] = data;
-            await writer.AddAsync(entry.Id, entry.Kind, entry.Codec, data.Length, sealedBytes, default);
+            await writer.AddAsync(entry.Id, entry.Kind, entry.Codec, data.Length, sealedBytes, default, default);
         }
         await writer.FlushAsync(default);
         var packs = store.List(FileKind.Pack);

@@ -151,7 +151,7 @@ public sealed class PruneTests(ITestOutputHelper output) : IDisposable
         {
             var plain = await repo.ReadBlobAsync(entry);
             var (codec, sealedBytes) = BlobSealer.Seal(repo.Key, entry.Id, entry.Kind, plain);
-            await writer.AddAsync(entry.Id, entry.Kind, codec, plain.Length, sealedBytes, default);
+            await writer.AddAsync(entry.Id, entry.Kind, codec, plain.Length, sealedBytes, default, default);
         }
         await writer.FlushAsync(default);
         await repo.SaveIndexAsync(copies);

@@ -55,6 +55,11 @@ internal static class BlobEncoder
 
     public static int MaxEncodedLength(int rawLength) => Compressor.GetCompressBound(rawLength);
 
+    /// <summary>zstd at <see cref="Level"/> into <paramref name="destination"/> (at least <see cref="MaxEncodedLength"/> long).</summary>
+    internal static int Compress(ReadOnlySpan<byte> source, Span<byte> destination) => Compressor.Wrap(source, destination);
+
+    internal static bool Saves(int encoded, int raw) => Pays(encoded, raw);
+
     private static bool LooksIncompressible(ReadOnlySpan<byte> plaintext)
     {
         if (plaintext.Length <= SampleSize * 2)
@@ -78,6 +83,8 @@ internal static class BlobEncoder
                     throw KintsugiException.Corrupt(what, "content longer than its header allows");
                 }
                 return encoded.ToArray();
+            case BlobCodec.Planes:
+                throw KintsugiException.Corrupt(what, "byte-plane coding is only used for content blobs");
             case BlobCodec.Zstd:
                 ulong size;
                 try
@@ -125,22 +132,45 @@ internal static class BlobEncoder
                 encoded.CopyTo(destination);
                 return;
             case BlobCodec.Zstd:
-                int n;
+                Unwrap(encoded, destination, what);
+                return;
+            case BlobCodec.Planes:
+                if (encoded.IsEmpty || !BytePlanes.IsSupportedWidth(encoded[0]))
+                {
+                    throw KintsugiException.Corrupt(what, $"byte planes of unsupported element width {(encoded.IsEmpty ? 0 : encoded[0])}");
+                }
+                int width = encoded[0];
+                int planesLength = BytePlanes.PlanesLength(destination.Length, width);
+                var planes = System.Buffers.ArrayPool<byte>.Shared.Rent(planesLength);
                 try
                 {
-                    n = Decompressor.Unwrap(encoded, destination);
+                    Unwrap(encoded[1..], planes.AsSpan(0, planesLength), what);
+                    BytePlanes.Join(planes.AsSpan(0, planesLength), destination, width);
                 }
-                catch (ZstdException e)
+                finally
                 {
-                    throw KintsugiException.Corrupt(what, "zstd: " + e.Message);
-                }
-                if (n != destination.Length)
-                {
-                    throw KintsugiException.Corrupt(what, "decompressed length differs from the raw length");
+                    System.Buffers.ArrayPool<byte>.Shared.Return(planes);
                 }
                 return;
             default:
                 throw KintsugiException.Corrupt(what, $"unknown codec {(byte)codec}; a newer Kintsugi may be needed");
+        }
+    }
+
+    private static void Unwrap(ReadOnlySpan<byte> encoded, Span<byte> destination, string what)
+    {
+        int n;
+        try
+        {
+            n = Decompressor.Unwrap(encoded, destination);
+        }
+        catch (ZstdException e)
+        {
+            throw KintsugiException.Corrupt(what, "zstd: " + e.Message);
+        }
+        if (n != destination.Length)
+        {
+            throw KintsugiException.Corrupt(what, "decompressed length differs from the raw length");
         }
     }
 }

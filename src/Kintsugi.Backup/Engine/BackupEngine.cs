@@ -3,8 +3,11 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
 using Kintsugi.Backup.Chunking;
+using Kintsugi.Backup.Chunking.Tensors;
+using Kintsugi.Backup.Codecs;
 using Kintsugi.Backup.Format;
 using Kintsugi.Backup.Platform;
+using Microsoft.Win32.SafeHandles;
 
 namespace Kintsugi.Backup.Engine;
 
@@ -72,7 +75,14 @@ public sealed class BackupEngine
         public BlobKind Kind { get; } = kind;
         public byte[] Buffer { get; } = buffer;
         public int Length { get; } = length;
+        /// <summary>For a tensor piece: the element width for byte planes (0: none).</summary>
+        public int PlaneWidth { get; init; }
+        /// <summary>For a tensor piece: the same piece in the parent snapshot, to store a delta against.</summary>
+        public IndexEntry? Base { get; init; }
     }
+
+    /// <summary>What reading a file gave: its content list, its length, and how it was split.</summary>
+    private sealed record FileContent(List<string> Content, long Length, string? Layout, List<TensorRef>? Tensors);
 
     /// <summary>The state of one backup run.</summary>
     private sealed class Run
@@ -91,6 +101,7 @@ public sealed class BackupEngine
         private readonly Lock _unindexedLock = new();
         private PackWriter _packs = null!;
         private MasterIndex _index = null!;
+        private BlobReader _reader = null!;
         private long _filesNew, _filesChanged, _filesUnchanged, _dirs, _bytesAdded, _bytesStored, _blobsAdded;
 
         public Run(Repository repo, BackupRequest request, BackupProgress progress)
@@ -112,6 +123,7 @@ public sealed class BackupEngine
             var clock = Stopwatch.StartNew();
             var started = _repo.Time.GetUtcNow();
             _index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
+            _reader = new BlobReader(_repo, _index);
             _packs = new PackWriter(_repo.Store, _key, _repo.Config.PackSize, OnPackStoredAsync);
             var parent = await FindParentAsync(paths, ct).ConfigureAwait(false);
             var scan = Task.Run(() => Scan(paths, ct), ct);
@@ -322,7 +334,7 @@ public sealed class BackupEngine
             return MakeNode(name, NodeType.Directory, status) with { Subtree = treeId.ToString() };
         }
 
-        private async Task<Node?> SaveEntryAsync(string path, string name, Node? parentNode, CancellationToken ct)
+        private async Task<Node?> SaveEntryAsync(string path, string name, Node? parentNode, CancellationToken ct, Node? sibling = null)
         {
             ct.ThrowIfCancellationRequested();
             FileStatus status;
@@ -341,7 +353,7 @@ public sealed class BackupEngine
             }
             if (status.IsRegular)
             {
-                return await SaveFileAsync(path, name, status, parentNode, ct).ConfigureAwait(false);
+                return await SaveFileAsync(path, name, status, parentNode, sibling, ct).ConfigureAwait(false);
             }
             if (status.IsSymlink)
             {
@@ -397,7 +409,9 @@ public sealed class BackupEngine
                 _issues.Enqueue(new BackupIssue(path + "/" + bad, "the name is not valid UTF-8, which Kintsugi cannot store yet; rename it to back it up"));
             }
             names.RemoveAll(n => n.Contains('\uFFFD', StringComparison.Ordinal));
-            var tasks = names.Select(n => SaveEntryAsync(path + "/" + n, n, parentTree?.GetValueOrDefault(n), ct)).ToList();
+            // A new checkpoint file (step-300.pt beside step-200.pt) finds its delta bases in the newest tensor file the parent had here.
+            var sibling = parentTree?.Values.Where(n => n.Tensors is not null).MaxBy(n => n.MtimeNs);
+            var tasks = names.Select(n => SaveEntryAsync(path + "/" + n, n, parentTree?.GetValueOrDefault(n), ct, sibling)).ToList();
             var nodes = (await Task.WhenAll(tasks).ConfigureAwait(false)).OfType<Node>().ToList();
             var treeId = await SaveTreeAsync(nodes, ct).ConfigureAwait(false);
             return MakeNode(name, NodeType.Directory, status) with { Subtree = treeId.ToString() };
@@ -406,25 +420,25 @@ public sealed class BackupEngine
         private static bool SameMetadata(Node parent, in FileStatus s) =>
             parent.Type == NodeType.File && parent.Size == s.Size && parent.MtimeNs == s.MtimeNs && parent.CtimeNs == s.CtimeNs && parent.Inode == s.Inode;
 
-        private async Task<Node?> SaveFileAsync(string path, string name, FileStatus status, Node? parentNode, CancellationToken ct)
+        private async Task<Node?> SaveFileAsync(string path, string name, FileStatus status, Node? parentNode, Node? sibling, CancellationToken ct)
         {
             if (!_request.Full && parentNode is not null && SameMetadata(parentNode, status) && parentNode.Content is { } known && known.All(c => BlobId.TryParse(c, out var id) && _index.Contains(id)))
             {
                 Interlocked.Increment(ref _filesUnchanged);
                 Interlocked.Increment(ref _progress.FilesDoneField);
                 Interlocked.Add(ref _progress.BytesDoneField, status.Size);
-                return MakeNode(name, NodeType.File, status) with { Content = known, Sparse = IsSparse(status) };
+                return MakeNode(name, NodeType.File, status) with { Content = known, Sparse = IsSparse(status), Layout = parentNode.Layout, Tensors = parentNode.Tensors };
             }
             await _readSlots.WaitAsync(ct).ConfigureAwait(false);
             try
             {
-                List<string>? content = null;
-                long length = 0;
+                FileContent? read = null;
+                var baseNode = parentNode?.Tensors is not null ? parentNode : sibling;
                 for (int attempt = 0; ; attempt++)
                 {
                     try
                     {
-                        (content, length) = await Task.Run(() => ChunkFileAsync(path, ct), ct).ConfigureAwait(false);
+                        read = await Task.Run(() => ChunkFileAsync(path, baseNode, ct), ct).ConfigureAwait(false);
                         var after = Posix.LStat(path);
                         if (after.Size == status.Size && after.MtimeNs == status.MtimeNs && after.CtimeNs == status.CtimeNs)
                         {
@@ -448,7 +462,7 @@ public sealed class BackupEngine
                 {
                     Interlocked.Increment(ref _filesNew);
                 }
-                else if (parentNode.Content is { } old && old.SequenceEqual(content!, StringComparer.Ordinal))
+                else if (parentNode.Content is { } old && old.SequenceEqual(read!.Content, StringComparer.Ordinal))
                 {
                     Interlocked.Increment(ref _filesUnchanged);
                 }
@@ -456,7 +470,7 @@ public sealed class BackupEngine
                 {
                     Interlocked.Increment(ref _filesChanged);
                 }
-                return MakeNode(name, NodeType.File, status) with { Content = content, Size = length, Sparse = IsSparse(status) };
+                return MakeNode(name, NodeType.File, status) with { Content = read!.Content, Size = read.Length, Sparse = IsSparse(status), Layout = read.Layout, Tensors = read.Tensors };
             }
             finally
             {
@@ -466,25 +480,136 @@ public sealed class BackupEngine
 
         private static bool IsSparse(in FileStatus s) => s.Size > 0 && s.Blocks * 512 < s.Size;
 
-        /// <summary>Reads and chunks a file; returns the chunk ids and the number of bytes read.</summary>
-        private async Task<(List<string> Content, long Length)> ChunkFileAsync(string path, CancellationToken ct)
+        /// <summary>
+        /// Reads and splits a file: a tensor container at its tensors (pieces coded against
+        /// <paramref name="baseNode"/>'s same pieces where it has them), anything else by content-defined chunking.
+        /// </summary>
+        private async Task<FileContent> ChunkFileAsync(string path, Node? baseNode, CancellationToken ct)
         {
             var content = new List<string>();
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.SequentialScan);
+            var layout = _request.TensorAware ? TensorLayoutReader.TryRead(handle, RandomAccess.GetLength(handle)) : null;
+            if (layout is null || layout.Tensors.All(t => t.Length < TensorSplitter.MinTensorBytes))
+            {
+                long length = await ChunkRangeAsync(handle, 0, -1, content, ct).ConfigureAwait(false);
+                return new FileContent(content, length, null, null);
+            }
+            var (ranges, tensors) = TensorSplitter.Plan(layout);
+            var refs = new List<TensorRef>(tensors.Count);
+            var bases = new TensorRef?[tensors.Count];
+            long end = 0;
+            foreach (var range in ranges)
+            {
+                ct.ThrowIfCancellationRequested();
+                if (range.Tensor < 0)
+                {
+                    end = range.Offset + await ChunkRangeAsync(handle, range.Offset, range.Length, content, ct).ConfigureAwait(false);
+                    continue;
+                }
+                var tensor = tensors[range.Tensor];
+                if (range.Piece == 0)
+                {
+                    var tensorRef = new TensorRef { Name = tensor.Name, DType = tensor.DType, Shape = tensor.Shape, First = content.Count, Pieces = TensorSplitter.PieceCount(tensor.Length) };
+                    refs.Add(tensorRef);
+                    bases[range.Tensor] = baseNode?.Tensors?.FirstOrDefault(b => b.SameTensorAs(tensorRef));
+                }
+                await StorePieceAsync(handle, range, tensor, bases[range.Tensor], baseNode, content, ct).ConfigureAwait(false);
+                end = range.Offset + range.Length;
+            }
+            return new FileContent(content, end, layout.Format, refs);
+        }
+
+        private async Task StorePieceAsync(SafeFileHandle handle, SplitRange range, TensorSegment tensor, TensorRef? baseTensor, Node? baseNode, List<string> content, CancellationToken ct)
+        {
+            int length = (int)range.Length;
+            var buffer = ArrayPool<byte>.Shared.Rent(length);
+            bool queued = false;
+            try
+            {
+                int filled = 0;
+                while (filled < length)
+                {
+                    int n = RandomAccess.Read(handle, buffer.AsSpan(filled, length - filled), range.Offset + filled);
+                    if (n == 0)
+                    {
+                        // Shrunk while being read: what was read is stored, and the caller's stat sees the change and reads again.
+                        break;
+                    }
+                    filled += n;
+                    Interlocked.Add(ref _progress.BytesReadField, n);
+                    Interlocked.Add(ref _progress.BytesDoneField, n);
+                }
+                var id = _key.IdOf(buffer.AsSpan(0, filled));
+                content.Add(id.ToString());
+                if (ClaimIfNew(id))
+                {
+                    var job = new ChunkJob(id, BlobKind.TensorPiece, buffer, filled)
+                    {
+                        PlaneWidth = TensorSplitter.PlaneWidth(tensor),
+                        Base = FindBase(baseTensor, baseNode, range.Piece, filled),
+                    };
+                    await _chunks.Writer.WriteAsync(job, ct).ConfigureAwait(false);
+                    queued = true;
+                }
+            }
+            finally
+            {
+                if (!queued)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+            }
+        }
+
+        /// <summary>The parent's same piece, if it is stored, as long, and not at the end of a full-length chain.</summary>
+        private IndexEntry? FindBase(TensorRef? baseTensor, Node? baseNode, int piece, int length)
+        {
+            if (baseTensor is null || baseNode?.Content is not { } baseContent || _request.DeltaChain <= 1)
+            {
+                return null;
+            }
+            int at = baseTensor.First + piece;
+            if (piece >= baseTensor.Pieces || at < 0 || at >= baseContent.Count
+                || !BlobId.TryParse(baseContent[at], out var baseId) || !_index.TryGet(baseId, out var entry) || entry.RawLength != length)
+            {
+                return null;
+            }
+            try
+            {
+                return _reader.ChainOf(entry).Count < _request.DeltaChain ? entry : null;
+            }
+            catch (KintsugiException)
+            {
+                // A broken chain is no base; the piece is stored whole.
+                return null;
+            }
+        }
+
+        /// <summary>
+        /// Content-defined chunking of <paramref name="length"/> bytes from <paramref name="start"/>
+        /// (-1: to the end of the file); returns the bytes read.
+        /// </summary>
+        private async Task<long> ChunkRangeAsync(SafeFileHandle handle, long start, long length, List<string> content, CancellationToken ct)
+        {
             if (!_readBuffers.TryTake(out var buffer))
             {
                 buffer = GC.AllocateUninitializedArray<byte>(ReadBufferSize);
             }
-            long fileOffset = 0;
+            long fileOffset = start;
             try
             {
-                using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.SequentialScan);
                 int filled = 0;
                 bool eof = false;
                 while (true)
                 {
                     while (!eof && filled < buffer.Length)
                     {
-                        int n = RandomAccess.Read(handle, buffer.AsSpan(filled), fileOffset);
+                        int want = buffer.Length - filled;
+                        if (length >= 0)
+                        {
+                            want = (int)Math.Min(want, start + length - fileOffset);
+                        }
+                        int n = want == 0 ? 0 : RandomAccess.Read(handle, buffer.AsSpan(filled, want), fileOffset);
                         if (n == 0)
                         {
                             eof = true;
@@ -499,14 +624,14 @@ public sealed class BackupEngine
                     while (filled - pos >= _chunker.MaxSize || (eof && pos < filled))
                     {
                         ct.ThrowIfCancellationRequested();
-                        int length = _chunker.NextBoundary(buffer.AsSpan(pos, filled - pos));
-                        var id = _key.IdOf(buffer.AsSpan(pos, length));
+                        int chunk = _chunker.NextBoundary(buffer.AsSpan(pos, filled - pos));
+                        var id = _key.IdOf(buffer.AsSpan(pos, chunk));
                         content.Add(id.ToString());
                         if (ClaimIfNew(id))
                         {
-                            await EnqueueAsync(id, BlobKind.Data, PooledCopy.Rent(buffer.AsSpan(pos, length)), length, ct).ConfigureAwait(false);
+                            await EnqueueAsync(id, BlobKind.Data, PooledCopy.Rent(buffer.AsSpan(pos, chunk)), chunk, ct).ConfigureAwait(false);
                         }
-                        pos += length;
+                        pos += chunk;
                     }
                     Buffer.BlockCopy(buffer, pos, buffer, 0, filled - pos);
                     filled -= pos;
@@ -520,7 +645,7 @@ public sealed class BackupEngine
             {
                 _readBuffers.Add(buffer);
             }
-            return (content, fileOffset);
+            return fileOffset - start;
         }
 
         /// <summary>True for the first caller that finds a blob neither stored nor on its way.</summary>
@@ -546,8 +671,23 @@ public sealed class BackupEngine
             {
                 try
                 {
-                    var (codec, sealedBytes) = BlobSealer.Seal(_key, job.Id, job.Kind, job.Buffer.AsSpan(0, job.Length));
-                    await _packs.AddAsync(job.Id, job.Kind, codec, job.Length, sealedBytes, ct).ConfigureAwait(false);
+                    BlobKind kind = job.Kind;
+                    BlobCodec codec;
+                    byte[] sealedBytes;
+                    BlobId baseId = default;
+                    if (job.Kind == BlobKind.TensorPiece)
+                    {
+                        var basePlain = job.Base is { } b ? await ReadBaseAsync(b, ct).ConfigureAwait(false) : null;
+                        var piece = PieceEncoder.Encode(job.Buffer.AsSpan(0, job.Length), job.PlaneWidth, basePlain);
+                        (kind, codec) = (piece.Kind, piece.Codec);
+                        baseId = kind == BlobKind.Delta ? job.Base!.Value.Id : default;
+                        sealedBytes = BlobSealer.SealEncoded(_key, job.Id, kind, codec, (uint)job.Length, piece.Bytes.AsSpan(0, piece.Length), baseId);
+                    }
+                    else
+                    {
+                        (codec, sealedBytes) = BlobSealer.Seal(_key, job.Id, job.Kind, job.Buffer.AsSpan(0, job.Length));
+                    }
+                    await _packs.AddAsync(job.Id, kind, codec, job.Length, sealedBytes, baseId, ct).ConfigureAwait(false);
                     Interlocked.Add(ref _bytesAdded, job.Length);
                     Interlocked.Add(ref _bytesStored, sealedBytes.Length);
                     Interlocked.Increment(ref _blobsAdded);
@@ -556,6 +696,22 @@ public sealed class BackupEngine
                 {
                     ArrayPool<byte>.Shared.Return(job.Buffer);
                 }
+            }
+        }
+
+        /// <summary>The base's plaintext; a base that cannot be read only costs the delta (the piece is stored whole).</summary>
+        private async Task<byte[]?> ReadBaseAsync(IndexEntry entry, CancellationToken ct)
+        {
+            try
+            {
+                var plain = new byte[entry.RawLength];
+                await _reader.ReadAsync(entry, plain, ct).ConfigureAwait(false);
+                return plain;
+            }
+            catch (Exception e) when (e is KintsugiException or IOException)
+            {
+                _issues.Enqueue(new BackupIssue($"blob {entry.Id.Short}", $"warning: base of a delta cannot be read ({e.Message}); stored the piece whole. Run `kintsugi check --read-data`"));
+                return null;
             }
         }
 

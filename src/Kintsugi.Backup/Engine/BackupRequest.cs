@@ -17,6 +17,15 @@ public sealed record BackupRequest
     /// <summary>Chunks waiting to be sealed; with the chunk size this bounds memory.</summary>
     public int QueuedChunks { get; init; } = 8;
     public string? Program { get; init; }
+    /// <summary>Split tensor containers (safetensors, PyTorch, NumPy, GGUF, ONNX) at tensor boundaries and code their pieces as floats and deltas; false treats every file as opaque bytes.</summary>
+    public bool TensorAware { get; init; } = true;
+    /// <summary>
+    /// The longest delta chain: a piece is stored whole at least every this many versions, so a
+    /// restore reads at most this many blobs for it. 1 turns deltas off.
+    /// </summary>
+    public int DeltaChain { get; init; } = DefaultDeltaChain;
+
+    public const int DefaultDeltaChain = 8;
 }
 
 /// <summary>A file or folder that could not be backed up, or was backed up with a caveat.</summary>

@@ -131,8 +131,9 @@ public sealed class PruneEngine
                 var sealedBytes = new byte[entry.StoredLength];
                 await _repo.Store.ReadAtAsync(FileKind.Pack, pack.ToString(), entry.Offset, sealedBytes, ct).ConfigureAwait(false);
                 // Verify before copying: a damaged blob must not be given a fresh, valid-looking home.
-                BlobSealer.Open(_repo.Key, entry, sealedBytes);
-                await writer.AddAsync(entry.Id, entry.Kind, entry.Codec, (int)entry.RawLength, sealedBytes, ct).ConfigureAwait(false);
+                // (A delta's bytes are authenticated here; its reconstruction is what check --read-data verifies.)
+                BlobSealer.Decode(_repo.Key, entry, sealedBytes, new byte[entry.RawLength]);
+                await writer.AddAsync(entry.Id, entry.Kind, entry.Codec, (int)entry.RawLength, sealedBytes, entry.Base, ct).ConfigureAwait(false);
             }
         }
         await writer.FlushAsync(ct).ConfigureAwait(false);
@@ -239,7 +240,15 @@ public sealed class PruneEngine
                     {
                         throw new KintsugiException(ErrorKind.Corrupt, $"prune stopped before changing anything: blob {id.Short} of {node.Name} is not in the index; run `kintsugi check`");
                     }
-                    used.Add(id);
+                    // A delta needs its chain of bases, however old the snapshots that stored them.
+                    while (used.Add(id) && index.TryGet(id, out var entry) && entry.IsDelta)
+                    {
+                        if (!index.Contains(entry.Base))
+                        {
+                            throw new KintsugiException(ErrorKind.Corrupt, $"prune stopped before changing anything: base blob {entry.Base.Short} of delta {id.Short} is not in the index; run `kintsugi check`");
+                        }
+                        id = entry.Base;
+                    }
                 }
             }
         }

@@ -235,12 +235,13 @@ public sealed class RestoreEngine
     private async Task RestoreFilesAsync(List<(string Path, Node Node)> files, MasterIndex index, RestoreRequest request, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, CancellationToken ct)
     {
         int workers = Math.Max(1, request.Workers);
+        var reader = new BlobReader(_repo, index);
         var jobs = Channel.CreateBounded<BlobJob>(new BoundedChannelOptions(workers * 4) { SingleWriter = true });
         var consumers = Enumerable.Range(0, workers).Select(_ => Task.Run(async () =>
         {
             try
             {
-                await ConsumeAsync(jobs.Reader, progress, issues, ct).ConfigureAwait(false);
+                await ConsumeAsync(jobs.Reader, reader, progress, issues, ct).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -257,7 +258,7 @@ public sealed class RestoreEngine
                 try
                 {
                     entries = (node.Content ?? []).Select(c => index.Get(BlobId.TryParse(c, out var id) ? id : throw KintsugiException.Corrupt($"file {path}", $"bad blob id '{c}'"))).ToArray();
-                    int wrong = Array.FindIndex(entries, e => e.Kind != BlobKind.Data);
+                    int wrong = Array.FindIndex(entries, e => !e.Kind.IsContent());
                     if (wrong >= 0)
                     {
                         throw KintsugiException.Corrupt($"file {path}", $"content blob {entries[wrong].Id.Short} is not a data blob");
@@ -299,10 +300,9 @@ public sealed class RestoreEngine
         }
     }
 
-    private async Task ConsumeAsync(ChannelReader<BlobJob> jobs, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, CancellationToken ct)
+    private static async Task ConsumeAsync(ChannelReader<BlobJob> jobs, BlobReader reader, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, CancellationToken ct)
     {
         byte[] plain = [];
-        byte[] scratch = [];
         await foreach (var job in jobs.ReadAllAsync(ct).ConfigureAwait(false))
         {
             var file = job.File;
@@ -315,11 +315,7 @@ public sealed class RestoreEngine
                     {
                         plain = GC.AllocateUninitializedArray<byte>(raw);
                     }
-                    if (scratch.Length < job.Entry.StoredLength)
-                    {
-                        scratch = GC.AllocateUninitializedArray<byte>((int)job.Entry.StoredLength);
-                    }
-                    await _repo.ReadBlobAsync(job.Entry, plain.AsMemory(0, raw), scratch, ct).ConfigureAwait(false);
+                    await reader.ReadAsync(job.Entry, plain.AsMemory(0, raw), ct).ConfigureAwait(false);
                     var data = plain.AsMemory(0, raw);
                     if (!(file.Node.Sparse && !data.Span.ContainsAnyExcept((byte)0)))
                     {

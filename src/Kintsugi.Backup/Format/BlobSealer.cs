@@ -1,21 +1,27 @@
 namespace Kintsugi.Backup.Format;
 
-/// <summary>Seals and opens single blobs: encode (zstd or stored), then AES-256-GCM with the blob header as associated data.</summary>
+/// <summary>Seals and opens single blobs: encode (zstd, byte planes or stored), then AES-256-GCM with the blob header as associated data.</summary>
 internal static class BlobSealer
 {
-    /// <summary>Seals <paramref name="plaintext"/> into a new array.</summary>
+    /// <summary>Seals <paramref name="plaintext"/> into a new array, choosing zstd or stored.</summary>
     public static (BlobCodec Codec, byte[] Sealed) Seal(MasterKey key, BlobId id, BlobKind kind, ReadOnlySpan<byte> plaintext)
     {
         var encoded = new byte[Codecs.BlobEncoder.MaxEncodedLength(plaintext.Length)];
         var (codec, length) = Codecs.BlobEncoder.Encode(plaintext, encoded);
-        Span<byte> ad = stackalloc byte[PackEntry.AssociatedDataSize];
-        PackEntry.WriteAssociatedData(ad, id, kind, codec, (uint)plaintext.Length);
-        var sealedBytes = new byte[length + Aead.Overhead];
-        Aead.Seal(key.EncryptionKey, encoded.AsSpan(0, length), ad, sealedBytes);
-        return (codec, sealedBytes);
+        return (codec, SealEncoded(key, id, kind, codec, (uint)plaintext.Length, encoded.AsSpan(0, length)));
     }
 
-    /// <summary>Opens a sealed blob, decodes it and checks that its keyed hash is its id.</summary>
+    /// <summary>Seals an already encoded payload whose plaintext is <paramref name="rawLength"/> bytes long.</summary>
+    public static byte[] SealEncoded(MasterKey key, BlobId id, BlobKind kind, BlobCodec codec, uint rawLength, ReadOnlySpan<byte> encoded, BlobId baseId = default)
+    {
+        Span<byte> ad = stackalloc byte[PackEntry.AssociatedDataSize];
+        int adLength = PackEntry.WriteAssociatedData(ad, id, kind, codec, rawLength, baseId);
+        var sealedBytes = new byte[encoded.Length + Aead.Overhead];
+        Aead.Seal(key.EncryptionKey, encoded, ad[..adLength], sealedBytes);
+        return sealedBytes;
+    }
+
+    /// <summary>Opens a sealed blob that is not a delta, decodes it and checks that its keyed hash is its id.</summary>
     public static byte[] Open(MasterKey key, in IndexEntry entry, ReadOnlySpan<byte> sealedBytes)
     {
         if (entry.RawLength > PackFormat.MaxBlobRawLength)
@@ -27,15 +33,33 @@ internal static class BlobSealer
         return plain;
     }
 
+    /// <summary>Opens a sealed blob that is not a delta into <paramref name="plaintextOut"/> and checks it against its id.</summary>
     public static void Open(MasterKey key, in IndexEntry entry, ReadOnlySpan<byte> sealedBytes, Span<byte> plaintextOut)
     {
+        if (entry.IsDelta)
+        {
+            throw KintsugiException.Corrupt($"blob {entry.Id.Short} in pack {entry.Pack.Short}", "a delta blob where a whole one is needed");
+        }
+        Decode(key, entry, sealedBytes, plaintextOut);
+        if (key.IdOf(plaintextOut) != entry.Id)
+        {
+            throw KintsugiException.Corrupt($"blob {entry.Id.Short} in pack {entry.Pack.Short}", "content does not match its id");
+        }
+    }
+
+    /// <summary>
+    /// Authenticates, decrypts and decodes a blob's payload into <paramref name="payloadOut"/> (its raw length).
+    /// For a delta blob the payload is the XOR against its base, so the id is checked by whoever applies it.
+    /// </summary>
+    public static void Decode(MasterKey key, in IndexEntry entry, ReadOnlySpan<byte> sealedBytes, Span<byte> payloadOut)
+    {
         string what = $"blob {entry.Id.Short} in pack {entry.Pack.Short}";
-        if (entry.RawLength > PackFormat.MaxBlobRawLength || plaintextOut.Length != entry.RawLength)
+        if (entry.RawLength > PackFormat.MaxBlobRawLength || payloadOut.Length != entry.RawLength)
         {
             throw KintsugiException.Corrupt(what, "raw length out of range");
         }
         Span<byte> ad = stackalloc byte[PackEntry.AssociatedDataSize];
-        PackEntry.WriteAssociatedData(ad, entry.Id, entry.Kind, entry.Codec, entry.RawLength);
+        ad = ad[..PackEntry.WriteAssociatedData(ad, entry.Id, entry.Kind, entry.Codec, entry.RawLength, entry.Base)];
         if (sealedBytes.Length < Aead.Overhead)
         {
             throw KintsugiException.Corrupt(what, "shorter than its envelope");
@@ -48,15 +72,11 @@ internal static class BlobSealer
             {
                 throw KintsugiException.Corrupt(what, "authentication failed: the bytes were altered");
             }
-            Codecs.BlobEncoder.Decode(entry.Codec, encodedSpan, plaintextOut, what);
+            Codecs.BlobEncoder.Decode(entry.Codec, encodedSpan, payloadOut, what);
         }
         finally
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(encoded);
-        }
-        if (key.IdOf(plaintextOut) != entry.Id)
-        {
-            throw KintsugiException.Corrupt(what, "content does not match its id");
         }
     }
 }

@@ -4,7 +4,7 @@ namespace Kintsugi.Backup.Format;
 
 /// <summary>
 /// An index file: the entries of some packs. Payload (inside a sealed file of type Index):
-/// <c>version u32 = 1 ‖ pack count u32 ‖ per pack: pack id(32) ‖ entry count u32 ‖ entries (48 bytes, as in pack headers)</c>.
+/// <c>version u32 = 1 ‖ pack count u32 ‖ per pack: pack id(32) ‖ entry count u32 ‖ entries (as in pack headers: 48 bytes, 80 for a delta)</c>.
 /// </summary>
 internal static class IndexFile
 {
@@ -17,7 +17,7 @@ internal static class IndexFile
 
     public static byte[] Serialize(IReadOnlyCollection<IGrouping<BlobId, IndexEntry>> packs)
     {
-        long size = 8 + packs.Sum(p => BlobId.Size + 4 + (long)p.Count() * PackFormat.EntrySize);
+        long size = 8 + packs.Sum(p => BlobId.Size + 4 + p.Sum(e => (long)PackFormat.SizeOf(e.Kind)));
         if (size > MaxPayload)
         {
             throw new ArgumentException("too many entries for one index file; split them", nameof(packs));
@@ -35,15 +35,7 @@ internal static class IndexFile
             span = span[(BlobId.Size + 4)..];
             foreach (var e in entries)
             {
-                span[0] = (byte)e.Kind;
-                span[1] = (byte)e.Codec;
-                span[2] = 0;
-                span[3] = 0;
-                BinaryPrimitives.WriteUInt32LittleEndian(span[4..], e.Offset);
-                BinaryPrimitives.WriteUInt32LittleEndian(span[8..], e.StoredLength);
-                BinaryPrimitives.WriteUInt32LittleEndian(span[12..], e.RawLength);
-                e.Id.Write(span[16..]);
-                span = span[PackFormat.EntrySize..];
+                span = span[PackFormat.WriteEntry(span, e.InHeader)..];
             }
         }
         return data;
@@ -73,19 +65,13 @@ internal static class IndexFile
             }
             for (uint i = 0; i < count; i++)
             {
-                if (PackFormat.Validate(span) is { } problem)
+                int size = PackFormat.ReadEntry(span, out var e, out var problem);
+                if (problem is not null)
                 {
                     throw KintsugiException.Corrupt(what, $"pack {pack.Short}, entry {i}: {problem}");
                 }
-                result.Add(new IndexEntry(
-                    BlobId.Read(span[16..]),
-                    (BlobKind)span[0],
-                    (BlobCodec)span[1],
-                    pack,
-                    BinaryPrimitives.ReadUInt32LittleEndian(span[4..]),
-                    BinaryPrimitives.ReadUInt32LittleEndian(span[8..]),
-                    BinaryPrimitives.ReadUInt32LittleEndian(span[12..])));
-                span = span[PackFormat.EntrySize..];
+                result.Add(e.InPack(pack));
+                span = span[size..];
             }
         }
         if (!span.IsEmpty)

@@ -6,11 +6,14 @@ namespace Kintsugi.Backup.Format;
 /// A pack: sealed blobs one after another, then the sealed header that lists them, then
 /// <c>header length (u32 LE) ‖ "KSGP"</c>. The pack's name is the SHA-256 of all its bytes.
 /// Header entries are 48 bytes: kind, codec, 2 reserved zero bytes, offset, stored length,
-/// raw length (u32 LE each), id (32). See docs/FORMAT.md.
+/// raw length (u32 LE each), id (32); a delta blob's entry is followed by its base's id (32 more
+/// bytes). See docs/FORMAT.md.
 /// </summary>
 public static class PackFormat
 {
     public const int EntrySize = 4 + 12 + BlobId.Size;
+    /// <summary>The size of a delta blob's entry: the entry, then the base's id.</summary>
+    public const int DeltaEntrySize = EntrySize + BlobId.Size;
     public const int TrailerSize = 8;
     /// <summary>The largest blob a reader accepts: a tree of ~250k entries, or of a ~4 TiB file's content list, fits.</summary>
     public const int MaxBlobRawLength = 256 * 1024 * 1024;
@@ -18,12 +21,16 @@ public static class PackFormat
     /// <summary>The largest stored length a reader accepts: raw length plus zstd's worst-case growth and the AEAD envelope.</summary>
     public const long MaxBlobStoredLength = MaxBlobRawLength + MaxBlobRawLength / 128 + 64 * 1024;
 
-    /// <summary>Checks an entry read from a header or index: known kind, zero reserved bytes, lengths in range.</summary>
+    /// <summary>Checks an entry read from a header or index: known kind and codec, zero reserved bytes, lengths in range.</summary>
     internal static string? Validate(ReadOnlySpan<byte> entry)
     {
         if (entry[0] > (byte)BlobKind.Parity)
         {
             return $"unknown blob kind {entry[0]}; a newer kintsugi may be needed";
+        }
+        if (entry[1] > (byte)BlobCodec.Planes)
+        {
+            return $"unknown codec {entry[1]}; a newer kintsugi may be needed";
         }
         if (entry[2] != 0 || entry[3] != 0)
         {
@@ -37,6 +44,68 @@ public static class PackFormat
         }
         return null;
     }
+
+    /// <summary>The bytes an entry takes in a header or index.</summary>
+    internal static int SizeOf(BlobKind kind) => kind == BlobKind.Delta ? DeltaEntrySize : EntrySize;
+
+    /// <summary>Writes an entry (with the base's id for a delta); returns the bytes written.</summary>
+    internal static int WriteEntry(Span<byte> span, in PackEntry e)
+    {
+        span[0] = (byte)e.Kind;
+        span[1] = (byte)e.Codec;
+        span[2] = 0;
+        span[3] = 0;
+        BinaryPrimitives.WriteUInt32LittleEndian(span[4..], e.Offset);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[8..], e.StoredLength);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[12..], e.RawLength);
+        e.Id.Write(span[16..]);
+        if (e.Kind == BlobKind.Delta)
+        {
+            e.Base.Write(span[EntrySize..]);
+            return DeltaEntrySize;
+        }
+        return EntrySize;
+    }
+
+    /// <summary>Reads and validates one entry; returns the bytes it took, or a problem.</summary>
+    internal static int ReadEntry(ReadOnlySpan<byte> span, out PackEntry entry, out string? problem)
+    {
+        entry = default;
+        if (span.Length < EntrySize)
+        {
+            problem = "truncated entry";
+            return 0;
+        }
+        problem = Validate(span);
+        if (problem is not null)
+        {
+            return 0;
+        }
+        var kind = (BlobKind)span[0];
+        int size = SizeOf(kind);
+        if (span.Length < size)
+        {
+            problem = "truncated delta entry";
+            return 0;
+        }
+        var id = BlobId.Read(span[16..]);
+        var baseId = kind == BlobKind.Delta ? BlobId.Read(span[EntrySize..]) : default;
+        if (kind == BlobKind.Delta && baseId == id)
+        {
+            problem = "a delta blob names itself as its base";
+            return 0;
+        }
+        entry = new PackEntry(
+            id,
+            kind,
+            (BlobCodec)span[1],
+            BinaryPrimitives.ReadUInt32LittleEndian(span[4..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(span[8..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(span[12..]),
+            baseId);
+        return size;
+    }
+
     public static ReadOnlySpan<byte> Magic => "KSGP"u8;
 
     /// <summary>Associated data of the pack header: the magic and a format version byte.</summary>
@@ -44,20 +113,12 @@ public static class PackFormat
 
     internal static byte[] SealHeader(MasterKey key, IReadOnlyList<PackEntry> entries)
     {
-        var plain = new byte[4 + entries.Count * EntrySize];
+        var plain = new byte[4 + entries.Sum(e => SizeOf(e.Kind))];
         BinaryPrimitives.WriteUInt32LittleEndian(plain, (uint)entries.Count);
         var span = plain.AsSpan(4);
         foreach (var e in entries)
         {
-            span[0] = (byte)e.Kind;
-            span[1] = (byte)e.Codec;
-            span[2] = 0;
-            span[3] = 0;
-            BinaryPrimitives.WriteUInt32LittleEndian(span[4..], e.Offset);
-            BinaryPrimitives.WriteUInt32LittleEndian(span[8..], e.StoredLength);
-            BinaryPrimitives.WriteUInt32LittleEndian(span[12..], e.RawLength);
-            e.Id.Write(span[16..]);
-            span = span[EntrySize..];
+            span = span[WriteEntry(span, e)..];
         }
         var sealedHeader = Aead.Seal(key.EncryptionKey, plain, HeaderAssociatedData);
         var result = new byte[sealedHeader.Length + TrailerSize];
@@ -83,7 +144,7 @@ public static class PackFormat
         var plain = Aead.TryOpen(key.EncryptionKey, pack.Slice(headerStart, (int)headerLength), HeaderAssociatedData)
             ?? throw KintsugiException.Corrupt(what, "header authentication failed");
         uint count = BinaryPrimitives.ReadUInt32LittleEndian(plain);
-        if ((ulong)count * EntrySize != (ulong)(plain.Length - 4))
+        if ((ulong)count * EntrySize > (ulong)(plain.Length - 4))
         {
             throw KintsugiException.Corrupt(what, "header entry count does not match its length");
         }
@@ -91,23 +152,21 @@ public static class PackFormat
         var span = plain.AsSpan(4);
         for (int i = 0; i < count; i++)
         {
-            if (Validate(span) is { } problem)
+            int size = ReadEntry(span, out var e, out var problem);
+            if (problem is not null)
             {
                 throw KintsugiException.Corrupt(what, $"entry {i}: {problem}");
             }
-            var e = new PackEntry(
-                BlobId.Read(span[16..]),
-                (BlobKind)span[0],
-                (BlobCodec)span[1],
-                BinaryPrimitives.ReadUInt32LittleEndian(span[4..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(span[8..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(span[12..]));
             if ((ulong)e.Offset + e.StoredLength > (ulong)headerStart)
             {
                 throw KintsugiException.Corrupt(what, $"entry {i} lies outside the pack");
             }
             entries.Add(e);
-            span = span[EntrySize..];
+            span = span[size..];
+        }
+        if (!span.IsEmpty)
+        {
+            throw KintsugiException.Corrupt(what, "header entry count does not match its length");
         }
         return entries;
     }

@@ -39,7 +39,7 @@ internal sealed class PackWriter
     }
 
     /// <summary>Appends one sealed blob; stores the pack when it is full.</summary>
-    public async Task AddAsync(BlobId id, BlobKind kind, BlobCodec codec, int rawLength, ReadOnlyMemory<byte> sealedBytes, CancellationToken ct)
+    public async Task AddAsync(BlobId id, BlobKind kind, BlobCodec codec, int rawLength, ReadOnlyMemory<byte> sealedBytes, BlobId baseId, CancellationToken ct)
     {
         OpenPack? full = null;
         lock (_lock)
@@ -50,7 +50,7 @@ internal sealed class PackWriter
                 Array.Resize(ref pack.Buffer, pack.Length + sealedBytes.Length + pack.Buffer.Length / 4);
             }
             sealedBytes.Span.CopyTo(pack.Buffer.AsSpan(pack.Length));
-            pack.Entries.Add(new PackEntry(id, kind, codec, (uint)pack.Length, (uint)sealedBytes.Length, (uint)rawLength));
+            pack.Entries.Add(new PackEntry(id, kind, codec, (uint)pack.Length, (uint)sealedBytes.Length, (uint)rawLength, baseId));
             pack.Length += sealedBytes.Length;
             if (pack.Length >= _packSize)
             {

@@ -37,8 +37,29 @@ public sealed record Node
     [JsonPropertyName("content"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<string>? Content { get; init; }
     [JsonPropertyName("subtree"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Subtree { get; init; }
     [JsonPropertyName("target"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? LinkTarget { get; init; }
+    /// <summary>The container format a file was split by ("safetensors", "pytorch-zip", …); null for opaque bytes.</summary>
+    [JsonPropertyName("layout"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Layout { get; init; }
+    /// <summary>The tensors split into pieces: where their pieces sit in <see cref="Content"/>, so the next backup finds the bases of its deltas.</summary>
+    [JsonPropertyName("tensors"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<TensorRef>? Tensors { get; init; }
     /// <summary>Device number for character and block devices.</summary>
     [JsonPropertyName("rdev"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public ulong RDevice { get; init; }
+}
+
+/// <summary>
+/// A tensor of a file split at tensor boundaries: its identity (name, dtype, shape) and the run of
+/// <see cref="Node.Content"/> entries, from <see cref="First"/>, that holds its <see cref="Pieces"/> pieces.
+/// </summary>
+public sealed record TensorRef
+{
+    [JsonPropertyName("name")] public required string Name { get; init; }
+    [JsonPropertyName("dtype")] public required string DType { get; init; }
+    [JsonPropertyName("shape")] public required IReadOnlyList<long> Shape { get; init; }
+    [JsonPropertyName("first")] public int First { get; init; }
+    [JsonPropertyName("pieces")] public int Pieces { get; init; }
+
+    /// <summary>Same name, dtype and shape: the pieces line up.</summary>
+    public bool SameTensorAs(TensorRef other) =>
+        other is not null && Name == other.Name && DType == other.DType && Shape.SequenceEqual(other.Shape) && Pieces == other.Pieces;
 }
 
 /// <summary>A directory listing, nodes sorted by name (ordinal). Stored as a JSON blob of kind Tree.</summary>

@@ -13,9 +13,15 @@ internal static class BackupCommand
         var full = new Option<bool>("--full") { Description = "Re-read and re-hash every file instead of skipping files unchanged since the parent snapshot" };
         var parent = new Option<string?>("--parent") { Description = "Use this snapshot as the parent (default: the newest of this host and these paths)" };
         var host = new Option<string?>("--host") { Description = "Host name to record (default: this machine's)" };
+        var noTensors = new Option<bool>("--no-tensors") { Description = "Treat tensor files (safetensors, PyTorch, NumPy, GGUF, ONNX) as opaque bytes: content-defined chunks and zstd only" };
+        var deltaChain = new Option<int>("--delta-chain")
+        {
+            Description = "Store a tensor piece whole at least every N versions (a restore reads at most N blobs for it); 1 turns deltas off",
+            DefaultValueFactory = _ => BackupRequest.DefaultDeltaChain,
+        };
         var command = new Command("backup", "Back up files and folders into a new snapshot. Incremental by default: files whose size, mtime, ctime and inode are unchanged since the parent snapshot are not read again.\n" + ExitCodes.Help)
         {
-            paths, tags, full, parent, host,
+            paths, tags, full, parent, host, noTensors, deltaChain,
         };
         command.SetHandler(async (ctx, ct) =>
         {
@@ -23,6 +29,11 @@ internal static class BackupCommand
             if ((ctx.Parse.GetValue(tags) ?? []).Any(string.IsNullOrWhiteSpace))
             {
                 throw new UsageException("--tag needs a non-empty value");
+            }
+            int chain = ctx.Parse.GetValue(deltaChain);
+            if (chain is < 1 or > 32)
+            {
+                throw new UsageException($"--delta-chain must be between 1 and 32 (got {chain})");
             }
             var request = new BackupRequest
             {
@@ -33,6 +44,8 @@ internal static class BackupCommand
                 Host = ctx.Parse.GetValue(host) ?? CliContext.Host,
                 User = CliContext.User,
                 Program = "kintsugi " + typeof(BackupCommand).Assembly.GetName().Version?.ToString(3),
+                TensorAware = !ctx.Parse.GetValue(noTensors),
+                DeltaChain = chain,
             };
             var progress = new BackupProgress();
             var result = await ProgressDisplay.RunAsync(ctx, "backup", () => (progress.BytesDone, progress.TotalBytes), new BackupEngine(repo).RunAsync(request, progress, ct)).ConfigureAwait(false);

@@ -1,0 +1,187 @@
+using System.Buffers.Binary;
+using Kintsugi.Backup.Codecs;
+using Kintsugi.Backup.Format;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Kintsugi.Backup.Tests;
+
+/// <summary>Byte planes, XOR deltas and the piece encoder: every encoding decodes to the exact bytes.</summary>
+public sealed class CodecTests(ITestOutputHelper output)
+{
+    private static readonly int[] Widths = [1, 2, 4, 8];
+
+    /// <summary>Floats as a training run leaves them: mostly small normals, plus the awkward values.</summary>
+    private static byte[] Floats(Random rng, int count, int width)
+    {
+        var bytes = new byte[count * width];
+        for (int i = 0; i < count; i++)
+        {
+            float v = (float)(rng.NextDouble() * 2 - 1) * 0.05f;
+            switch (rng.Next(40))
+            {
+                case 0: v = float.NaN; break;
+                case 1: v = -0.0f; break;
+                case 2: v = BitConverter.Int32BitsToSingle(rng.Next(1, 0x007FFFFF)); break; // subnormal
+                case 3: v = float.PositiveInfinity; break;
+                case 4: v = BitConverter.Int32BitsToSingle(0x7FC00000 | rng.Next(1, 0x3FFFFF)); break; // NaN with a payload
+                default: break;
+            }
+            var span = bytes.AsSpan(i * width);
+            switch (width)
+            {
+                case 1: span[0] = (byte)(BitConverter.SingleToInt32Bits(v) >> 24); break;
+                case 2: BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)(BitConverter.SingleToInt32Bits(v) >> 16)); break;
+                case 4: BinaryPrimitives.WriteSingleLittleEndian(span, v); break;
+                default: BinaryPrimitives.WriteDoubleLittleEndian(span, v); break;
+            }
+        }
+        return bytes;
+    }
+
+    /// <summary>Moves every value a little (a training step) or rewrites a few rows (an embedding update).</summary>
+    private static byte[] Mutate(Random rng, byte[] data, int width)
+    {
+        var next = (byte[])data.Clone();
+        switch (rng.Next(3))
+        {
+            case 0:
+                for (int i = 0; i + width <= next.Length; i += width)
+                {
+                    next[i] ^= (byte)rng.Next(4); // the lowest mantissa bits move
+                }
+                break;
+            case 1:
+                for (int k = 0; k < 1 + next.Length / 5000; k++)
+                {
+                    int at = rng.Next(next.Length);
+                    var fresh = Floats(rng, 8, width);
+                    fresh.AsSpan(0, Math.Min(fresh.Length, next.Length - at)).CopyTo(next.AsSpan(at));
+                }
+                break;
+            default:
+                rng.NextBytes(next.AsSpan(rng.Next(next.Length)));
+                break;
+        }
+        return next;
+    }
+
+    private static byte[] Decode(EncodedPiece piece, int rawLength, byte[]? basePlain)
+    {
+        var plain = new byte[rawLength];
+        BlobEncoder.Decode(piece.Codec, piece.Bytes.AsSpan(0, piece.Length), plain, "test");
+        if (piece.Kind == BlobKind.Delta)
+        {
+            Assert.NotNull(basePlain);
+            BytePlanes.Xor(plain, basePlain);
+        }
+        return plain;
+    }
+
+    [Fact]
+    public void Byte_planes_round_trip_any_bytes_at_any_length()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        for (int round = 0; round < 400; round++)
+        {
+            int width = Widths[rng.Next(Widths.Length)];
+            var data = new byte[rng.Next(0, 3000)];
+            rng.NextBytes(data);
+            var planes = new byte[BytePlanes.PlanesLength(data.Length, width)];
+            BytePlanes.Split(data, planes, width);
+            var back = new byte[data.Length];
+            BytePlanes.Join(planes, back, width);
+            Assert.True(data.AsSpan().SequenceEqual(back), $"width {width}, length {data.Length}, round {round}");
+        }
+    }
+
+    [Fact]
+    public void Byte_planes_group_bytes_by_their_place_in_the_element()
+    {
+        byte[] data = [0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x23, 0xAA];
+        var planes = new byte[data.Length];
+        BytePlanes.Split(data, planes, 4);
+        Assert.Equal(new byte[] { 0x10, 0x20, 0x11, 0x21, 0x12, 0x22, 0x13, 0x23, 0xAA }, planes);
+        var nibbles = new byte[BytePlanes.PlanesLength(3, 1)];
+        BytePlanes.Split(new byte[] { 0xAB, 0xCD, 0xEF }, nibbles, 1);
+        Assert.Equal(new byte[] { 0xAC, 0xE0, 0xBD, 0xF0 }, nibbles);
+    }
+
+    [Fact]
+    public void Piece_encoder_round_trips_random_tensors_and_mutations_bit_exact()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        int deltas = 0, planes = 0;
+        for (int round = 0; round < 60; round++)
+        {
+            int width = Widths[rng.Next(Widths.Length)];
+            int count = rng.Next(1, 70_000);
+            var first = Floats(rng, count, width);
+            if (rng.Next(4) == 0)
+            {
+                Array.Resize(ref first, first.Length + rng.Next(1, width + 1)); // odd lengths
+            }
+            var second = Mutate(rng, first, width);
+            int planeWidth = rng.Next(5) == 0 ? 0 : width;
+
+            var whole = PieceEncoder.Encode(first, planeWidth, default);
+            Assert.Equal(BlobKind.TensorPiece, whole.Kind);
+            Assert.True(first.AsSpan().SequenceEqual(Decode(whole, first.Length, null)), $"round {round}: whole piece");
+
+            var delta = PieceEncoder.Encode(second, planeWidth, first);
+            Assert.True(second.AsSpan().SequenceEqual(Decode(delta, second.Length, first)), $"round {round}: {delta.Kind} {delta.Codec}");
+            var alone = PieceEncoder.Encode(second, planeWidth, default);
+            Assert.True(delta.Length <= alone.Length, $"round {round}: the delta path never stores more than the piece alone ({delta.Length} > {alone.Length})");
+            deltas += delta.Kind == BlobKind.Delta ? 1 : 0;
+            planes += whole.Codec == BlobCodec.Planes ? 1 : 0;
+        }
+        output.WriteLine($"{deltas} of 60 mutated pieces stored as deltas, {planes} whole pieces as byte planes");
+        Assert.True(deltas > 0 && planes > 0, "the test exercises both the delta and the byte-plane path");
+    }
+
+    [Fact]
+    public void A_slightly_moved_bf16_tensor_is_stored_as_a_small_delta()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        var first = Floats(new Random(rng.Next()), 512 * 1024, 2);
+        var second = (byte[])first.Clone();
+        for (int i = 0; i < second.Length; i += 2)
+        {
+            second[i] ^= (byte)rng.Next(4);
+        }
+        var alone = PieceEncoder.Encode(second, 2, default);
+        var delta = PieceEncoder.Encode(second, 2, first);
+        output.WriteLine($"alone: {alone.Codec} {alone.Length} bytes (zstd only: {PieceEncoder.Encode(second, 0, default).Length}); with base: {delta.Kind} {delta.Codec} {delta.Length} bytes of {second.Length}");
+        Assert.Equal(BlobKind.Delta, delta.Kind);
+        Assert.True(delta.Length < alone.Length / 2, "a delta of low-bit changes is much smaller than the piece");
+        Assert.Equal(BlobCodec.Planes, alone.Codec);
+    }
+
+    [Fact]
+    public void Incompressible_pieces_are_stored_and_a_base_of_another_length_is_ignored()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        var noise = new byte[300_000];
+        rng.NextBytes(noise);
+        var piece = PieceEncoder.Encode(noise, 4, new byte[10]);
+        Assert.Equal(BlobKind.TensorPiece, piece.Kind);
+        Assert.Equal(BlobCodec.Stored, piece.Codec);
+        Assert.True(noise.AsSpan().SequenceEqual(Decode(piece, noise.Length, null)));
+    }
+
+    [Fact]
+    public void Planes_with_a_bad_width_or_a_lying_length_are_reported_as_corrupt()
+    {
+        var floats = Floats(new Random(1), 100_000, 2);
+        var piece = PieceEncoder.Encode(floats, 2, default);
+        Assert.Equal(BlobCodec.Planes, piece.Codec);
+        var bad = piece.Bytes.AsSpan(0, piece.Length).ToArray();
+        bad[0] = 3;
+        var decoded = new byte[200_000];
+        BlobEncoder.Decode(BlobCodec.Planes, piece.Bytes.AsSpan(0, piece.Length), decoded, "test");
+        Assert.Equal(floats, decoded);
+        Assert.Throws<KintsugiException>(() => BlobEncoder.Decode(BlobCodec.Planes, bad, new byte[200_000], "test"));
+        Assert.Throws<KintsugiException>(() => BlobEncoder.Decode(BlobCodec.Planes, piece.Bytes.AsSpan(0, piece.Length), new byte[199_999], "test"));
+        Assert.Throws<KintsugiException>(() => BlobEncoder.Decode(BlobCodec.Planes, ReadOnlySpan<byte>.Empty, new byte[8], "test"));
+    }
+}
