@@ -314,7 +314,7 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
 
     // ----- index files -----
 
-    private static List<IndexEntry> RandomEntries(Random rng, int packs)
+    private static List<IndexEntry> RandomEntries(Random rng, int packs, bool withDeltas = false)
     {
         var entries = new List<IndexEntry>();
         for (int p = 0; p < packs; p++)
@@ -323,8 +323,10 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
             int count = rng.Next(1, 50);
             for (int i = 0; i < count; i++)
             {
-                entries.Add(new IndexEntry(BlobId.Read(Files.RandomBytes(rng, 32)), (BlobKind)rng.Next(0, 2), (BlobCodec)rng.Next(0, 2), pack,
-                    (uint)rng.Next(), (uint)rng.Next(Aead.Overhead, 1 << 24), (uint)rng.Next(0, 1 << 24)));
+                var kind = (BlobKind)rng.Next(0, withDeltas ? 4 : 2);
+                entries.Add(new IndexEntry(BlobId.Read(Files.RandomBytes(rng, 32)), kind, (BlobCodec)rng.Next(0, withDeltas ? 3 : 2), pack,
+                    (uint)rng.Next(), (uint)rng.Next(Aead.Overhead, 1 << 24), (uint)rng.Next(0, 1 << 24),
+                    kind == BlobKind.Delta ? BlobId.Read(Files.RandomBytes(rng, 32)) : default));
             }
         }
         return entries;
@@ -343,6 +345,22 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void Index_files_with_delta_entries_round_trip_as_version_2_and_version_1_refuses_deltas()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        var entries = RandomEntries(rng, 4, withDeltas: true);
+        Assert.Contains(entries, e => e.IsDelta);
+        var bytes = IndexFile.Serialize(entries.GroupBy(e => e.Pack).ToList());
+        Assert.Equal(2u, BinaryPrimitives.ReadUInt32LittleEndian(bytes));
+        Assert.Equal(entries, IndexFile.Parse(bytes, "index"));
+        var asVersion1 = (byte[])bytes.Clone();
+        asVersion1[0] = 1;
+        AssertCorrupt(() => IndexFile.Parse(asVersion1, "index"), "a delta entry in a version 1 index");
+        var plain = IndexFile.Serialize(RandomEntries(rng, 2).GroupBy(e => e.Pack).ToList());
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(plain));
+    }
+
+    [Fact]
     public void Every_truncation_of_an_index_file_and_trailing_bytes_are_refused()
     {
         var rng = new Random(TestSeed.Get(output));
@@ -355,8 +373,8 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
         var longer = bytes.Concat(new byte[] { 0 }).ToArray();
         AssertCorrupt(() => IndexFile.Parse(longer, "index"), "a trailing byte");
         var otherVersion = (byte[])bytes.Clone();
-        otherVersion[0] = 2;
-        AssertCorrupt(() => IndexFile.Parse(otherVersion, "index"), "version 2");
+        otherVersion[0] = 3;
+        AssertCorrupt(() => IndexFile.Parse(otherVersion, "index"), "version 3");
         var hugeCount = (byte[])bytes.Clone();
         BinaryPrimitives.WriteUInt32LittleEndian(hugeCount.AsSpan(8 + 32), uint.MaxValue);
         AssertCorrupt(() => IndexFile.Parse(hugeCount, "index"), "an entry count of 2^32-1");

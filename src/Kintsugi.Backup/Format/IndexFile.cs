@@ -8,7 +8,8 @@ namespace Kintsugi.Backup.Format;
 /// </summary>
 internal static class IndexFile
 {
-    public const uint Version = 1;
+    /// <summary>Version 2 payloads may hold delta entries (80 bytes); version 1 payloads, which older readers know, may not.</summary>
+    public const uint Version = 2;
 
     /// <summary>Writers split index files well below the 1 GiB readers accept.</summary>
     public const int MaxEntriesPerFile = 500_000;
@@ -24,7 +25,7 @@ internal static class IndexFile
         }
         var data = new byte[size];
         var span = data.AsSpan();
-        BinaryPrimitives.WriteUInt32LittleEndian(span, Version);
+        BinaryPrimitives.WriteUInt32LittleEndian(span, packs.Any(p => p.Any(e => e.IsDelta)) ? Version : 1);
         BinaryPrimitives.WriteUInt32LittleEndian(span[4..], (uint)packs.Count);
         span = span[8..];
         foreach (var pack in packs)
@@ -43,9 +44,10 @@ internal static class IndexFile
 
     public static List<IndexEntry> Parse(ReadOnlySpan<byte> data, string what)
     {
-        if (data.Length < 8 || BinaryPrimitives.ReadUInt32LittleEndian(data) != Version)
+        uint version = data.Length < 8 ? 0 : BinaryPrimitives.ReadUInt32LittleEndian(data);
+        if (version is not (1 or Version))
         {
-            throw KintsugiException.Corrupt(what, "unknown index version");
+            throw KintsugiException.Corrupt(what, $"unknown index version {version}; a newer kintsugi may be needed");
         }
         uint packCount = BinaryPrimitives.ReadUInt32LittleEndian(data[4..]);
         var result = new List<IndexEntry>();
@@ -66,9 +68,9 @@ internal static class IndexFile
             for (uint i = 0; i < count; i++)
             {
                 int size = PackFormat.ReadEntry(span, out var e, out var problem);
-                if (problem is not null)
+                if (problem is not null || (e.Kind == BlobKind.Delta && version == 1))
                 {
-                    throw KintsugiException.Corrupt(what, $"pack {pack.Short}, entry {i}: {problem}");
+                    throw KintsugiException.Corrupt(what, $"pack {pack.Short}, entry {i}: {problem ?? "a delta in a version 1 index"}");
                 }
                 result.Add(e.InPack(pack));
                 span = span[size..];

@@ -108,8 +108,11 @@ public static class PackFormat
 
     public static ReadOnlySpan<byte> Magic => "KSGP"u8;
 
-    /// <summary>Associated data of the pack header: the magic and a format version byte.</summary>
-    private static ReadOnlySpan<byte> HeaderAssociatedData => "KSGP\u0001"u8;
+    /// <summary>
+    /// Associated data of the pack header: the magic and a format version byte. Version 2 headers
+    /// may hold delta entries (80 bytes); version 1 headers may not, so older readers never misread one.
+    /// </summary>
+    private static ReadOnlySpan<byte> HeaderAssociatedData(byte version) => version == 2 ? "KSGP\u0002"u8 : "KSGP\u0001"u8;
 
     internal static byte[] SealHeader(MasterKey key, IReadOnlyList<PackEntry> entries)
     {
@@ -120,7 +123,7 @@ public static class PackFormat
         {
             span = span[WriteEntry(span, e)..];
         }
-        var sealedHeader = Aead.Seal(key.EncryptionKey, plain, HeaderAssociatedData);
+        var sealedHeader = Aead.Seal(key.EncryptionKey, plain, HeaderAssociatedData(entries.Any(e => e.Kind == BlobKind.Delta) ? (byte)2 : (byte)1));
         var result = new byte[sealedHeader.Length + TrailerSize];
         sealedHeader.CopyTo(result, 0);
         BinaryPrimitives.WriteUInt32LittleEndian(result.AsSpan(sealedHeader.Length), (uint)sealedHeader.Length);
@@ -141,8 +144,14 @@ public static class PackFormat
             throw KintsugiException.Corrupt(what, $"header length {headerLength} does not fit the pack");
         }
         int headerStart = pack.Length - TrailerSize - (int)headerLength;
-        var plain = Aead.TryOpen(key.EncryptionKey, pack.Slice(headerStart, (int)headerLength), HeaderAssociatedData)
-            ?? throw KintsugiException.Corrupt(what, "header authentication failed");
+        var sealedHeader = pack.Slice(headerStart, (int)headerLength);
+        bool deltasAllowed = false;
+        var plain = Aead.TryOpen(key.EncryptionKey, sealedHeader, HeaderAssociatedData(1));
+        if (plain is null)
+        {
+            plain = Aead.TryOpen(key.EncryptionKey, sealedHeader, HeaderAssociatedData(2)) ?? throw KintsugiException.Corrupt(what, "header authentication failed");
+            deltasAllowed = true;
+        }
         uint count = BinaryPrimitives.ReadUInt32LittleEndian(plain);
         if ((ulong)count * EntrySize > (ulong)(plain.Length - 4))
         {
@@ -156,6 +165,10 @@ public static class PackFormat
             if (problem is not null)
             {
                 throw KintsugiException.Corrupt(what, $"entry {i}: {problem}");
+            }
+            if (e.Kind == BlobKind.Delta && !deltasAllowed)
+            {
+                throw KintsugiException.Corrupt(what, $"entry {i}: a delta in a version 1 header");
             }
             if ((ulong)e.Offset + e.StoredLength > (ulong)headerStart)
             {

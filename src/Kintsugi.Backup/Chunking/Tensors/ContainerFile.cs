@@ -15,7 +15,7 @@ internal sealed class ContainerFile
     private const int WindowSize = 64 * 1024;
 
     private readonly SafeFileHandle _handle;
-    private readonly byte[] _window = new byte[WindowSize];
+    private byte[]? _window;
     private long _windowStart;
     private int _windowCount;
 
@@ -43,7 +43,7 @@ internal sealed class ContainerFile
     public void Read(long offset, Span<byte> destination)
     {
         Require(offset, destination.Length);
-        if (offset >= _windowStart && offset + destination.Length <= _windowStart + _windowCount)
+        if (_window is not null && offset >= _windowStart && offset + destination.Length <= _windowStart + _windowCount)
         {
             _window.AsSpan((int)(offset - _windowStart), destination.Length).CopyTo(destination);
             return;
@@ -54,7 +54,9 @@ internal sealed class ContainerFile
             ReadDirect(offset, destination);
             return;
         }
-        int count = (int)Math.Min(WindowSize, Length - offset);
+        // Allocated on first use and no larger than the file, since most files probed are no container.
+        _window ??= new byte[Math.Min(WindowSize, Length)];
+        int count = (int)Math.Min(_window.Length, Length - offset);
         _windowCount = 0;
         ReadDirect(offset, _window.AsSpan(0, count));
         _windowStart = offset;

@@ -128,7 +128,7 @@ internal static class ZipContainerReader
         }
         long nameLength = file.ReadUInt16(entry.LocalHeaderOffset + 26);
         long extraLength = file.ReadUInt16(entry.LocalHeaderOffset + 28);
-        long start = entry.LocalHeaderOffset + LocalHeaderLength + nameLength + 0 * extraLength;
+        long start = entry.LocalHeaderOffset + LocalHeaderLength + nameLength + extraLength;
         file.Require(start, entry.Size);
         return start;
     }
