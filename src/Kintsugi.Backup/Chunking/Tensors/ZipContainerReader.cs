@@ -61,6 +61,9 @@ internal static class ZipContainerReader
                 continue;
             }
             long offset = DataStart(file, entry);
+            // torch.save names the archive's folder after the file (step-100/data/0), so the storage is
+            // named without it: the same storage of the next checkpoint (step-200/data/0) is the same tensor.
+            string name = "data/" + key;
             if (storages is not null && storages.TryGetValue(key, out var info))
             {
                 var (dtype, elementSize) = StorageDType(info.Class);
@@ -68,11 +71,11 @@ internal static class ZipContainerReader
                 {
                     throw ContainerFile.Malformed($"storage {key} has {entry.Size} bytes for {info.Numel} elements of {elementSize}");
                 }
-                tensors.Add(new TensorSegment(entry.Name, dtype, [info.Numel], offset, entry.Size, elementSize));
+                tensors.Add(new TensorSegment(name, dtype, [info.Numel], offset, entry.Size, elementSize));
             }
             else
             {
-                tensors.Add(new TensorSegment(entry.Name, "UNKNOWN", [], offset, entry.Size, 0));
+                tensors.Add(new TensorSegment(name, "UNKNOWN", [], offset, entry.Size, 0));
             }
         }
         return new TensorLayout("pytorch-zip", tensors);
