@@ -224,6 +224,24 @@ public sealed class TensorBackupTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task A_checkpoint_backed_up_alone_finds_its_bases_in_the_snapshot_named_as_parent()
+    {
+        // How `kintsugi run` protects checkpoints: one snapshot per checkpoint file, the previous one as parent.
+        var rng = new Random(TestSeed.Get(output));
+        var repo = await _box.InitAsync();
+        var model = Model(rng);
+        string first = Path.Combine(_box.Source, "step-100.safetensors");
+        string second = Path.Combine(_box.Source, "step-200.safetensors");
+        WriteSafetensors(first, model);
+        var firstSnap = (await Sandbox.BackupAsync(repo, first)).Snapshot;
+        WriteSafetensors(second, Step(rng, model));
+        var secondSnap = (await new BackupEngine(repo).RunAsync(new BackupRequest { Paths = [second], Host = Sandbox.Host, Parent = firstSnap.Id.ToString() })).Snapshot;
+        var entries = await ContentEntriesAsync(repo, secondSnap, "step-200.safetensors");
+        Assert.Equal(5, entries.Count(e => e.Kind == BlobKind.Delta));
+        await AssertRestoresAsync(repo, secondSnap, "step-200.safetensors", File.ReadAllBytes(second), "alone");
+    }
+
+    [Fact]
     public async Task Damage_to_a_base_is_reported_against_the_files_whose_deltas_need_it()
     {
         var rng = new Random(TestSeed.Get(output));

@@ -314,13 +314,14 @@ public sealed class BackupEngine
         private async Task<Node> SaveVirtualDirectoryAsync(string fsPath, string name, VirtualDir dir, Dictionary<string, Node>? parentTree, CancellationToken ct)
         {
             var tasks = new List<Task<Node?>>();
+            var sibling = NewestTensorFile(parentTree);
             foreach (var (childName, childDir) in dir.Children)
             {
                 string childPath = fsPath == "/" ? "/" + childName : fsPath + "/" + childName;
                 var parentNode = parentTree?.GetValueOrDefault(childName);
                 if (childDir is null)
                 {
-                    tasks.Add(SaveEntryAsync(childPath, childName, parentNode, ct));
+                    tasks.Add(SaveEntryAsync(childPath, childName, parentNode, ct, sibling));
                 }
                 else
                 {
@@ -409,13 +410,16 @@ public sealed class BackupEngine
                 _issues.Enqueue(new BackupIssue(path + "/" + bad, "the name is not valid UTF-8, which Kintsugi cannot store yet; rename it to back it up"));
             }
             names.RemoveAll(n => n.Contains('\uFFFD', StringComparison.Ordinal));
-            // A new checkpoint file (step-300.pt beside step-200.pt) finds its delta bases in the newest tensor file the parent had here.
-            var sibling = parentTree?.Values.Where(n => n.Tensors is not null).MaxBy(n => n.MtimeNs);
+            var sibling = NewestTensorFile(parentTree);
             var tasks = names.Select(n => SaveEntryAsync(path + "/" + n, n, parentTree?.GetValueOrDefault(n), ct, sibling)).ToList();
             var nodes = (await Task.WhenAll(tasks).ConfigureAwait(false)).OfType<Node>().ToList();
             var treeId = await SaveTreeAsync(nodes, ct).ConfigureAwait(false);
             return MakeNode(name, NodeType.Directory, status) with { Subtree = treeId.ToString() };
         }
+
+        /// <summary>A new checkpoint file (step-300.pt beside step-200.pt) finds its delta bases in the newest tensor file the parent had in its folder.</summary>
+        private static Node? NewestTensorFile(Dictionary<string, Node>? parentTree) =>
+            parentTree?.Values.Where(n => n.Type == NodeType.File && n.Tensors is not null).MaxBy(n => n.MtimeNs);
 
         private static bool SameMetadata(Node parent, in FileStatus s) =>
             parent.Type == NodeType.File && parent.Size == s.Size && parent.MtimeNs == s.MtimeNs && parent.CtimeNs == s.CtimeNs && parent.Inode == s.Inode;

@@ -208,9 +208,17 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
             }
             var started = _time.GetUtcNow();
             var repo = await _openRepository(ct).ConfigureAwait(false);
+            string? previous;
+            lock (_lock)
+            {
+                // The previous checkpoint's snapshot as parent: its tensors are the bases of this one's deltas.
+                previous = _complete.Values.Where(c => c.Snapshot is not null && c.Path != info.Path && !_bad.ContainsKey(c.Path))
+                    .OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).LastOrDefault()?.Snapshot;
+            }
             var result = await new BackupEngine(repo).RunAsync(new BackupRequest
             {
                 Paths = [info.Path],
+                Parent = previous,
                 Host = _host,
                 Tags = ["kintsugi-run", "workload:" + _workload.Name, "step:" + (info.Step?.ToString(CultureInfo.InvariantCulture) ?? "none")],
                 Program = "kintsugi run",
