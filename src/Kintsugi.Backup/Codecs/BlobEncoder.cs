@@ -12,7 +12,15 @@ internal static class BlobEncoder
     public const int Level = 3;
     private const int SampleSize = 64 * 1024;
 
+    /// <summary>
+    /// The level for byte planes: measured on bf16 pieces, level 1 is both faster (3.1 against
+    /// 5.1 ms per MiB) and smaller (717 against 744 KiB) than level 3, whose extra short matches cost
+    /// more than they save on noisy mantissa bytes.
+    /// </summary>
+    public const int PlanesLevel = 1;
+
     [ThreadStatic] private static Compressor? t_compressor;
+    [ThreadStatic] private static Compressor? t_planesCompressor;
     [ThreadStatic] private static Decompressor? t_decompressor;
 
     private static Compressor Compressor => t_compressor ??= new Compressor(Level);
@@ -57,6 +65,10 @@ internal static class BlobEncoder
 
     /// <summary>zstd at <see cref="Level"/> into <paramref name="destination"/> (at least <see cref="MaxEncodedLength"/> long).</summary>
     internal static int Compress(ReadOnlySpan<byte> source, Span<byte> destination) => Compressor.Wrap(source, destination);
+
+    /// <summary>zstd at <see cref="PlanesLevel"/>, for byte planes.</summary>
+    internal static int CompressPlanes(ReadOnlySpan<byte> source, Span<byte> destination) =>
+        (t_planesCompressor ??= new Compressor(PlanesLevel)).Wrap(source, destination);
 
     internal static bool Saves(int encoded, int raw) => Pays(encoded, raw);
 

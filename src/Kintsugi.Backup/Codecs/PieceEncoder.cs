@@ -9,55 +9,69 @@ internal readonly record struct EncodedPiece(BlobKind Kind, BlobCodec Codec, byt
 /// <summary>
 /// Encodes a piece of a tensor as the smallest of: stored, zstd, zstd of byte planes, and — where a
 /// base (the same piece of the same tensor in the parent snapshot) is given — the XOR against the
-/// base, itself coded the same ways. Byte planes against plain zstd is judged from byte histograms
-/// and tried both ways only when close, so a piece is usually compressed once; delta against
-/// whole is decided on the full encodings unless the delta is already under an eighth of the piece.
+/// base, itself coded the same ways. The choices are judged first from byte histograms (order-0
+/// entropy: zstd codes literals by such statistics, and float pieces have few long matches), and
+/// only where two candidates come within a few percent are both compressed and the smaller kept,
+/// so a piece is usually compressed once.
 /// </summary>
 internal static class PieceEncoder
 {
+    /// <summary>Candidates whose estimates differ by less than this factor are both tried in full.</summary>
+    private const double Margin = 0.85;
+
     public static EncodedPiece Encode(ReadOnlySpan<byte> plain, int planeWidth, ReadOnlySpan<byte> basePlain)
     {
         if (!BytePlanes.IsSupportedWidth(planeWidth))
         {
             planeWidth = 0;
         }
-        if (basePlain.Length == plain.Length && plain.Length > 0)
+        var full = Estimate.Of(plain, planeWidth);
+        if (basePlain.Length != plain.Length || plain.Length == 0)
         {
-            var xor = ArrayPool<byte>.Shared.Rent(plain.Length);
-            try
-            {
-                BytePlanes.Xor(plain, basePlain, xor);
-                var (dCodec, dBytes, dLength) = EncodeBest(xor.AsSpan(0, plain.Length), planeWidth);
-                if (dLength <= plain.Length / 8)
-                {
-                    return new EncodedPiece(BlobKind.Delta, dCodec, dBytes, dLength);
-                }
-                var (fCodec, fBytes, fLength) = EncodeBest(plain, planeWidth);
-                return dLength < fLength
-                    ? new EncodedPiece(BlobKind.Delta, dCodec, dBytes, dLength)
-                    : new EncodedPiece(BlobKind.TensorPiece, fCodec, fBytes, fLength);
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(xor);
-            }
+            var (codec, bytes, length) = EncodeBest(plain, planeWidth, full);
+            return new EncodedPiece(BlobKind.TensorPiece, codec, bytes, length);
         }
-        var (codec, bytes, length) = EncodeBest(plain, planeWidth);
-        return new EncodedPiece(BlobKind.TensorPiece, codec, bytes, length);
+        var xor = ArrayPool<byte>.Shared.Rent(plain.Length);
+        try
+        {
+            var xorSpan = xor.AsSpan(0, plain.Length);
+            BytePlanes.Xor(plain, basePlain, xorSpan);
+            var delta = Estimate.Of(xorSpan, planeWidth);
+            (BlobCodec Codec, byte[] Bytes, int Length)? d = null, f = null;
+            if (delta.Bits < full.Bits / Margin)
+            {
+                d = EncodeBest(xorSpan, planeWidth, delta);
+            }
+            if (full.Bits < delta.Bits / Margin || d is null)
+            {
+                f = EncodeBest(plain, planeWidth, full);
+            }
+            if (f is null || (d is { } dd && dd.Length < f.Value.Length))
+            {
+                return new EncodedPiece(BlobKind.Delta, d!.Value.Codec, d.Value.Bytes, d.Value.Length);
+            }
+            return new EncodedPiece(BlobKind.TensorPiece, f.Value.Codec, f.Value.Bytes, f.Value.Length);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(xor);
+        }
     }
 
     /// <summary>Stored, zstd or byte planes + zstd, whichever is smallest (planes only for a known element width).</summary>
-    internal static (BlobCodec Codec, byte[] Bytes, int Length) EncodeBest(ReadOnlySpan<byte> data, int planeWidth)
+    internal static (BlobCodec Codec, byte[] Bytes, int Length) EncodeBest(ReadOnlySpan<byte> data, int planeWidth) =>
+        EncodeBest(data, planeWidth, Estimate.Of(data, planeWidth));
+
+    private static (BlobCodec Codec, byte[] Bytes, int Length) EncodeBest(ReadOnlySpan<byte> data, int planeWidth, Estimate estimate)
     {
-        var choice = planeWidth == 0 ? Choice.Plain : Choose(data, planeWidth);
         (BlobCodec Codec, byte[] Bytes, int Length)? planes = null;
-        if (choice != Choice.Plain)
+        if (estimate.Choice != Choice.Plain)
         {
             var encoded = EncodePlanes(data, planeWidth, out int length);
             if (BlobEncoder.Saves(length, data.Length))
             {
                 planes = (BlobCodec.Planes, encoded, length);
-                if (choice == Choice.Planes)
+                if (estimate.Choice == Choice.Planes)
                 {
                     return planes.Value;
                 }
@@ -71,60 +85,117 @@ internal static class PieceEncoder
     private enum Choice { Plain, Planes, Both }
 
     /// <summary>
-    /// Estimates both codings from byte histograms (zstd's literals are coded by such statistics, and
-    /// float pieces have few long matches): planes when their order-0 entropy is clearly lower,
-    /// plain zstd when the bytes look random, both tried in full when it is close. Nibble planes
-    /// (width 1) are always tried in full: a byte histogram cannot judge them.
+    /// The expected coded size of some bytes, in bits, and the coding to try: byte planes when their
+    /// order-0 entropy is clearly lower than that of the bytes taken together, plain zstd when the
+    /// bytes look random (zstd's own sample test then stores them), both in full when it is close.
+    /// Nibble planes (width 1) are always tried in full: a byte histogram cannot judge them.
     /// </summary>
-    private static Choice Choose(ReadOnlySpan<byte> data, int width)
+    private readonly record struct Estimate(Choice Choice, double Bits)
     {
-        if (width == 1 || data.Length < 4096)
+        public static Estimate Of(ReadOnlySpan<byte> data, int width)
         {
-            return Choice.Both;
-        }
-        Span<int> counts = stackalloc int[256 * 8];
-        counts = counts[..(256 * width)];
-        counts.Clear();
-        int whole = data.Length - data.Length % width;
-        for (int i = 0; i < whole; i += width)
-        {
-            for (int p = 0; p < width; p++)
+            if (data.Length < 4096)
             {
-                counts[p * 256 + data[i + p]]++;
+                return new Estimate(width == 0 ? Choice.Plain : Choice.Both, 8.0 * data.Length);
             }
-        }
-        Span<int> mixed = stackalloc int[256];
-        mixed.Clear();
-        double planesBits = 0;
-        for (int p = 0; p < width; p++)
-        {
-            var plane = counts.Slice(p * 256, 256);
-            planesBits += Entropy(plane, whole / width);
-            for (int b = 0; b < 256; b++)
+            int w = Math.Max(width, 1);
+            Span<int> counts = stackalloc int[256 * 8];
+            counts = counts[..(256 * w)];
+            counts.Clear();
+            // Every fourth 4 KiB block: a quarter of the bytes judge the whole piece as well.
+            int whole = 0;
+            for (int start = 0; start < data.Length; start += 4 * SampleBlock)
             {
-                mixed[b] += plane[b];
+                var block = data.Slice(start, Math.Min(SampleBlock, data.Length - start));
+                block = block[..(block.Length - block.Length % w)];
+                whole += block.Length;
+                Count(block, counts, w);
             }
+            Span<int> mixed = stackalloc int[256];
+            mixed.Clear();
+            double planesBits = 0;
+            for (int p = 0; p < w; p++)
+            {
+                var plane = counts.Slice(p * 256, 256);
+                planesBits += Entropy(plane, whole / w);
+                for (int b = 0; b < 256; b++)
+                {
+                    mixed[b] += plane[b];
+                }
+            }
+            double plainBits = Entropy(mixed, whole);
+            double scale = (double)data.Length / Math.Max(1, whole);
+            planesBits *= scale;
+            plainBits *= scale;
+            whole = data.Length;
+            if (width == 0)
+            {
+                return new Estimate(Choice.Plain, plainBits);
+            }
+            if (width == 1)
+            {
+                return new Estimate(Choice.Both, plainBits);
+            }
+            if (plainBits > 0.97 * 8 * whole)
+            {
+                return new Estimate(Choice.Plain, plainBits);
+            }
+            return planesBits < 0.97 * plainBits ? new Estimate(Choice.Planes, planesBits) : new Estimate(Choice.Both, Math.Min(planesBits, plainBits));
         }
-        double plainBits = Entropy(mixed, whole);
-        if (plainBits > 0.97 * 8 * whole)
-        {
-            return Choice.Plain;
-        }
-        return planesBits < 0.97 * plainBits ? Choice.Planes : Choice.Both;
-    }
 
-    /// <summary>Order-0 entropy, in bits, of <paramref name="total"/> symbols with these counts.</summary>
-    private static double Entropy(ReadOnlySpan<int> counts, int total)
-    {
-        double bits = 0;
-        foreach (int c in counts)
+        private const int SampleBlock = 4096;
+
+        private static void Count(ReadOnlySpan<byte> block, Span<int> counts, int w)
         {
-            if (c > 0)
+            switch (w)
             {
-                bits += c * Math.Log2((double)total / c);
+                case 1:
+                    foreach (byte b in block)
+                    {
+                        counts[b]++;
+                    }
+                    break;
+                case 2:
+                    for (int i = 0; i + 1 < block.Length; i += 2)
+                    {
+                        counts[block[i]]++;
+                        counts[256 + block[i + 1]]++;
+                    }
+                    break;
+                case 4:
+                    for (int i = 0; i + 3 < block.Length; i += 4)
+                    {
+                        counts[block[i]]++;
+                        counts[256 + block[i + 1]]++;
+                        counts[512 + block[i + 2]]++;
+                        counts[768 + block[i + 3]]++;
+                    }
+                    break;
+                default:
+                    for (int i = 0; i + w - 1 < block.Length; i += w)
+                    {
+                        for (int p = 0; p < w; p++)
+                        {
+                            counts[p * 256 + block[i + p]]++;
+                        }
+                    }
+                    break;
             }
         }
-        return bits;
+
+        /// <summary>Order-0 entropy, in bits, of <paramref name="total"/> symbols with these counts.</summary>
+        private static double Entropy(ReadOnlySpan<int> counts, int total)
+        {
+            double bits = 0;
+            foreach (int c in counts)
+            {
+                if (c > 0)
+                {
+                    bits += c * Math.Log2((double)total / c);
+                }
+            }
+            return bits;
+        }
     }
 
     private static byte[] EncodePlanes(ReadOnlySpan<byte> data, int width, out int length)
@@ -136,7 +207,7 @@ internal static class PieceEncoder
             BytePlanes.Split(data, planes.AsSpan(0, planesLength), width);
             var encoded = new byte[1 + BlobEncoder.MaxEncodedLength(planesLength)];
             encoded[0] = (byte)width;
-            length = 1 + BlobEncoder.Compress(planes.AsSpan(0, planesLength), encoded.AsSpan(1));
+            length = 1 + BlobEncoder.CompressPlanes(planes.AsSpan(0, planesLength), encoded.AsSpan(1));
             return encoded;
         }
         finally

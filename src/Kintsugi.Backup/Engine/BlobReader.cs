@@ -6,8 +6,8 @@ namespace Kintsugi.Backup.Engine;
 
 /// <summary>
 /// Reads content blobs by their index entry and rebuilds delta blobs: the chain of bases is
-/// followed down to a whole blob, which is read, then each delta on the way back up is XORed in
-/// and the result checked against that delta's id, so a damaged link is named, not passed on.
+/// followed down to a whole blob, which is read, then each delta on the way back up is XORed in,
+/// and the result is checked against the id asked for.
 /// </summary>
 internal sealed class BlobReader(Repository repo, MasterIndex index)
 {
@@ -38,42 +38,40 @@ internal sealed class BlobReader(Repository repo, MasterIndex index)
         return chain;
     }
 
-    /// <summary>Reads the plaintext of <paramref name="entry"/> into <paramref name="destination"/> (its raw length).</summary>
+    /// <summary>
+    /// Reads the plaintext of <paramref name="entry"/> into <paramref name="destination"/> (its raw
+    /// length). Every link is authenticated as it is decrypted; the rebuilt content is checked
+    /// against the id once, at the top: a wrong link cannot rebuild the right bytes. (check
+    /// --read-data rebuilds every delta on its own, so it still names the first bad link.)
+    /// </summary>
     public async Task ReadAsync(IndexEntry entry, Memory<byte> destination, CancellationToken ct)
     {
         if (!entry.IsDelta)
         {
-            await ReadWholeAsync(entry, destination, ct).ConfigureAwait(false);
-            return;
+            await ReadLinkAsync(entry, destination, ct).ConfigureAwait(false);
         }
-        var chain = ChainOf(entry);
-        await ReadWholeAsync(chain[^1], destination, ct).ConfigureAwait(false);
-        var payload = ArrayPool<byte>.Shared.Rent((int)entry.RawLength);
-        try
+        else
         {
-            for (int i = chain.Count - 2; i >= 0; i--)
+            var chain = ChainOf(entry);
+            await ReadLinkAsync(chain[^1], destination, ct).ConfigureAwait(false);
+            var payload = ArrayPool<byte>.Shared.Rent((int)entry.RawLength);
+            try
             {
-                var link = chain[i];
-                var sealedBytes = ArrayPool<byte>.Shared.Rent((int)link.StoredLength);
-                try
+                for (int i = chain.Count - 2; i >= 0; i--)
                 {
-                    await repo.Store.ReadAtAsync(Storage.FileKind.Pack, link.Pack.ToString(), link.Offset, sealedBytes.AsMemory(0, (int)link.StoredLength), ct).ConfigureAwait(false);
-                    BlobSealer.Decode(repo.Key, link, sealedBytes.AsSpan(0, (int)link.StoredLength), payload.AsSpan(0, (int)link.RawLength));
-                }
-                finally
-                {
-                    ArrayPool<byte>.Shared.Return(sealedBytes);
-                }
-                BytePlanes.Xor(destination.Span, payload.AsSpan(0, (int)link.RawLength));
-                if (repo.Key.IdOf(destination.Span) != link.Id)
-                {
-                    throw KintsugiException.Corrupt($"blob {link.Id.Short} in pack {link.Pack.Short}", "content rebuilt from its delta chain does not match its id");
+                    await ReadLinkAsync(chain[i], payload.AsMemory(0, (int)entry.RawLength), ct).ConfigureAwait(false);
+                    BytePlanes.Xor(destination.Span, payload.AsSpan(0, (int)entry.RawLength));
                 }
             }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(payload);
+            }
         }
-        finally
+        if (repo.Key.IdOf(destination.Span) != entry.Id)
         {
-            ArrayPool<byte>.Shared.Return(payload);
+            throw KintsugiException.Corrupt($"blob {entry.Id.Short} in pack {entry.Pack.Short}",
+                entry.IsDelta ? "content rebuilt from its delta chain does not match its id" : "content does not match its id");
         }
     }
 
@@ -86,13 +84,14 @@ internal sealed class BlobReader(Repository repo, MasterIndex index)
         return plain;
     }
 
-    private async Task ReadWholeAsync(IndexEntry entry, Memory<byte> destination, CancellationToken ct)
+    /// <summary>Reads, authenticates and decodes one blob's payload (a delta's XOR, or a whole blob's plaintext).</summary>
+    private async Task ReadLinkAsync(IndexEntry entry, Memory<byte> destination, CancellationToken ct)
     {
         var sealedBytes = ArrayPool<byte>.Shared.Rent((int)entry.StoredLength);
         try
         {
             await repo.Store.ReadAtAsync(Storage.FileKind.Pack, entry.Pack.ToString(), entry.Offset, sealedBytes.AsMemory(0, (int)entry.StoredLength), ct).ConfigureAwait(false);
-            BlobSealer.Open(repo.Key, entry, sealedBytes.AsSpan(0, (int)entry.StoredLength), destination.Span);
+            BlobSealer.Decode(repo.Key, entry, sealedBytes.AsSpan(0, (int)entry.StoredLength), destination.Span);
         }
         finally
         {
