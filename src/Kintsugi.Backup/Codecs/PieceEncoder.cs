@@ -9,7 +9,7 @@ internal readonly record struct EncodedPiece(BlobKind Kind, BlobCodec Codec, byt
 /// <summary>
 /// Encodes a piece of a tensor as the smallest of: stored, zstd, zstd of byte planes, and — where a
 /// base (the same piece of the same tensor in the parent snapshot) is given — the XOR against the
-/// base, itself coded the same ways. The choices are judged first from byte histograms (order-0
+/// base, itself coded the same ways. The choices are judged first from byte histograms of a quarter of the piece (order-0
 /// entropy: zstd codes literals by such statistics, and float pieces have few long matches), and
 /// only where two candidates come within a few percent are both compressed and the smaller kept,
 /// so a piece is usually compressed once.
