@@ -242,6 +242,63 @@ public sealed class TensorBackupTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task NumPy_files_are_split_by_array_and_their_next_version_is_stored_as_deltas()
+    {
+        var repo = await _box.InitAsync();
+        const string script = """
+            import sys, numpy as np
+            out, version = sys.argv[1], int(sys.argv[2])
+            r = np.random.default_rng(7)
+            a = (r.standard_normal((512, 1024)) * 0.02).astype(np.float32)
+            b = (r.standard_normal((700, 1000)) * 0.02).astype(np.float16)
+            for v in range(1, version):
+                rows = np.random.default_rng(v).choice(512, 10, replace=False)
+                a[rows] += np.float32(0.001)
+                b *= np.float16(1.01)
+            np.save(out + "/weights.npy", a)
+            np.savez(out + "/state.npz", a=a, b=b)
+            """;
+        var snapshots = new List<(SnapshotRef, Dictionary<string, byte[]>)>();
+        for (int v = 1; v <= 2; v++)
+        {
+            var (code, err) = RunPython(script, _box.Source, v.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.True(code == 0, "the numpy fixture failed: " + err);
+            var snap = (await Sandbox.BackupAsync(repo, _box.Source)).Snapshot;
+            snapshots.Add((snap, Directory.GetFiles(_box.Source).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes)));
+        }
+        var stats = await new StatsEngine(repo).RunAsync(snapshots[^1].Item1);
+        Assert.Equal(["npy", "npz"], stats.Files.Select(f => f.Layout ?? "none").Order().ToArray());
+        var npy = await ContentEntriesAsync(repo, snapshots[^1].Item1, "weights.npy");
+        var npz = await ContentEntriesAsync(repo, snapshots[^1].Item1, "state.npz");
+        Assert.Equal(2, npy.Count(e => e.IsDelta)); // the 2 MiB array: both pieces moved in 10 rows
+        Assert.True(npz.Count(e => e.IsDelta) >= 3, "the float16 array that moved everywhere is stored as deltas too");
+        for (int i = 0; i < snapshots.Count; i++)
+        {
+            var (target, result) = await _box.RestoreAsync(repo, snapshots[i].Item1, "numpy" + i);
+            Assert.Empty(result.Issues);
+            foreach (var (name, bytes) in snapshots[i].Item2)
+            {
+                Assert.True(bytes.AsSpan().SequenceEqual(File.ReadAllBytes(Sandbox.Restored(target, Path.Combine(_box.Source, name)))), $"{name} of version {i + 1} is not restored bit-exact");
+            }
+        }
+    }
+
+    private static (int Code, string Error) RunPython(string script, params string[] args)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3") { RedirectStandardError = true };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add(script);
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+        using var p = System.Diagnostics.Process.Start(info)!;
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, err);
+    }
+
+    [Fact]
     public async Task Damage_to_a_base_is_reported_against_the_files_whose_deltas_need_it()
     {
         var rng = new Random(TestSeed.Get(output));
