@@ -4,6 +4,7 @@ using System.Globalization;
 using System.IO.Compression;
 using System.Text;
 using Kintsugi.Backup.Chunking.Tensors;
+using Kintsugi.Backup.Engine;
 using Xunit.Abstractions;
 
 namespace Kintsugi.Backup.Tests;
@@ -503,6 +504,148 @@ public sealed class TensorLayoutTests(ITestOutputHelper output) : IDisposable
         ]);
     }
 
+    /// <summary>
+    /// An initializer whose bytes live in another file: dims, data_type, name, the external_data entries
+    /// in the given order, and data_location EXTERNAL when <paramref name="markedExternal"/>.
+    /// </summary>
+    private static Proto ExternalInitializer(string name, ulong dataType, long[] dims, bool markedExternal, params (string Key, string Value)[] entries)
+    {
+        var tensor = new Proto().Packed(1, dims).Varint(2, dataType).Bytes(8, name);
+        foreach (var (key, value) in entries)
+        {
+            tensor.Message(13, new Proto().Bytes(1, key).Bytes(2, value));
+        }
+        return markedExternal ? tensor.Varint(14, 1) : tensor;
+    }
+
+    /// <summary>An ONNX model: ir_version, producer, opset and a graph with a node, the given initializers and an output.</summary>
+    private static byte[] OnnxModel(params Proto[] initializers)
+    {
+        var graph = new Proto().Message(1, new Proto().Bytes(1, "x").Bytes(1, "W").Bytes(2, "y").Bytes(4, "MatMul")).Bytes(2, "main");
+        foreach (var initializer in initializers)
+        {
+            graph.Message(5, initializer);
+        }
+        graph.Message(11, new Proto().Bytes(1, "x"));
+        return new Proto().Varint(1, 8).Bytes(2, "kintsugi-test").Message(8, new Proto().Bytes(1, "").Varint(2, 17)).Message(7, graph).ToArray();
+    }
+
+    /// <summary>
+    /// The backup engine splits an ONNX model's external data file by the tensors the model places
+    /// in it, stores the next version of a tensor as a delta, and restores both bit-exact.
+    /// </summary>
+    [Fact]
+    public async Task External_data_of_an_onnx_model_is_backed_up_by_tensor_and_restored_bit_exact()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        var repo = await _box.InitAsync();
+        const int count = 400_000; // 1.6 MB of fp32: two pieces
+        var model = OnnxModel(ExternalInitializer("decoder.weight", 1, [count], true, ("location", "decoder.bin"), ("offset", "4096"), ("length", (count * 4).ToString(CultureInfo.InvariantCulture))));
+        File.WriteAllBytes(Path.Combine(_box.Source, "model.onnx"), model);
+        var weights = new byte[4096 + count * 4];
+        for (int i = 0; i < count; i++)
+        {
+            BinaryPrimitives.WriteSingleLittleEndian(weights.AsSpan(4096 + i * 4), (float)(rng.NextDouble() - 0.5) * 0.04f);
+        }
+        string data = Path.Combine(_box.Source, "decoder.bin");
+        File.WriteAllBytes(data, weights);
+        var first = (await Sandbox.BackupAsync(repo, _box.Source)).Snapshot;
+        var firstBytes = (byte[])weights.Clone();
+        for (int i = 0; i < 2000; i++)
+        {
+            weights[4096 + rng.Next(count) * 4] ^= 1;
+        }
+        File.WriteAllBytes(data, weights);
+        var second = (await Sandbox.BackupAsync(repo, _box.Source)).Snapshot;
+
+        var stats = await new StatsEngine(repo).RunAsync(second);
+        Assert.Equal("onnx-external", stats.Files.Single(f => f.Path.EndsWith("/decoder.bin", StringComparison.Ordinal)).Layout);
+        Assert.Contains(stats.Codecs, c => c.Codec.StartsWith("delta ", StringComparison.Ordinal));
+        foreach (var (snap, bytes) in new[] { (first, firstBytes), (second, weights) })
+        {
+            var (target, result) = await _box.RestoreAsync(repo, snap, snap.ShortId);
+            Assert.Empty(result.Issues);
+            Assert.True(bytes.AsSpan().SequenceEqual(File.ReadAllBytes(Sandbox.Restored(target, data))), $"decoder.bin of {snap.ShortId} is not restored bit-exact");
+        }
+    }
+
+    /// <summary>
+    /// A model with two external initializers in weights.bin (the one at 4096 first; the one at 0 without
+    /// "length"), one in other.bin marked by its "location" entry alone (no data_location, keys out of
+    /// order, an extra "checksum"), a raw_data initializer and a typed one. Returns the raw_data bytes too.
+    /// </summary>
+    private static (byte[] File, byte[] Raw) OnnxWithExternalData(Random rng)
+    {
+        var raw = Files.RandomBytes(rng, 16);
+        var file = OnnxModel(
+            ExternalInitializer("layer.1.weight", 10, [2048], true, ("location", "weights.bin"), ("offset", "4096"), ("length", "4096")),
+            ExternalInitializer("layer.0.weight", 1, [32, 32], true, ("location", "weights.bin"), ("offset", "0")),
+            new Proto().Packed(1, 4).Varint(2, 1).Bytes(8, "bias").Bytes(9, raw),
+            ExternalInitializer("embedding", 7, [3, 5], false, ("checksum", "abc"), ("length", "120"), ("offset", "128"), ("location", "other.bin")),
+            new Proto().Packed(1, 2).Varint(2, 1).Bytes(8, "typed").Bytes(4, new byte[8]));
+        return (file, raw);
+    }
+
+    private IReadOnlyDictionary<string, TensorLayout> ReadExternal(byte[] model)
+    {
+        using var handle = File.OpenHandle(WriteFile("model.onnx", model));
+        return OnnxReader.ReadExternalLayouts(handle, RandomAccess.GetLength(handle));
+    }
+
+    /// <summary>One external file's layout lists exactly these tensors, in this (offset) order.</summary>
+    private static void AssertExternal(TensorLayout layout, params (string Name, string DType, long[] Shape, int ElementSize, long Offset, long Length)[] expected)
+    {
+        Assert.Equal("onnx-external", layout.Format);
+        Assert.Equal(expected.Select(e => e.Name), layout.Tensors.Select(t => t.Name));
+        foreach (var (e, t) in expected.Zip(layout.Tensors))
+        {
+            Assert.Equal(e.DType, t.DType);
+            Assert.Equal(e.Shape, t.Shape);
+            Assert.Equal(e.ElementSize, t.ElementSize);
+            Assert.Equal(e.Offset, t.Offset);
+            Assert.Equal(e.Length, t.Length);
+        }
+    }
+
+    /// <summary>
+    /// What every result of ReadExternalLayouts must satisfy, whatever the model: plain file names only,
+    /// and per file tensors sorted, non-overlapping, non-empty, at non-negative offsets, with lengths
+    /// consistent with their shapes. (Whether they fit the external file is the caller's check.)
+    /// </summary>
+    private static void AssertExternalInvariants(IReadOnlyDictionary<string, TensorLayout> layouts, string context)
+    {
+        foreach (var (location, layout) in layouts)
+        {
+            Assert.True(
+                location.Length > 0 && location != "." && !location.Contains("..", StringComparison.Ordinal)
+                && location.IndexOfAny(['/', '\\', '\0']) < 0 && !Path.IsPathRooted(location),
+                $"{context}: location '{location}' is not a plain file name");
+            Assert.True(layout.Format == "onnx-external", $"{context}: {location} has format {layout.Format}");
+            Assert.True(layout.Tensors.Count > 0, $"{context}: {location} has a layout without tensors");
+            long previousEnd = 0;
+            foreach (var t in layout.Tensors)
+            {
+                string where = $"{context}: {location} tensor {t.Name} [{t.Offset}, +{t.Length})";
+                Assert.True(t.Name is not null && !string.IsNullOrEmpty(t.DType), $"{where} has no name or dtype");
+                Assert.True(t.Offset >= previousEnd, $"{where} overlaps or precedes the previous one ending at {previousEnd}");
+                Assert.True(t.Length > 0 && t.Length <= long.MaxValue - t.Offset, $"{where} is empty or ends past long.MaxValue");
+                Assert.True(t.ElementSize is 0 or 1 or 2 or 4 or 8, $"{where} has element size {t.ElementSize}");
+                Assert.True(t.Shape.All(d => d >= 0), $"{where} has a negative dimension");
+                if (t.ElementSize > 0)
+                {
+                    Int128 elements = 1;
+                    foreach (long d in t.Shape)
+                    {
+                        elements *= d;
+                        elements = Int128.Min(elements, long.MaxValue);
+                    }
+                    Assert.True(elements * t.ElementSize == t.Length, $"{where} disagrees with shape [{string.Join(',', t.Shape)}] of {t.ElementSize}");
+                }
+                previousEnd = t.Offset + t.Length;
+            }
+        }
+    }
+
     /// <summary>A valid file of each format, built without Python, for the mutation tests.</summary>
     private static Sample SampleOf(string format, Random rng)
     {
@@ -814,6 +957,103 @@ public sealed class TensorLayoutTests(ITestOutputHelper output) : IDisposable
         Assert.Null(ReadBytes(wrong));
     }
 
+    [Fact]
+    public void Onnx_external_initializers_are_listed_per_location_with_offsets_and_lengths()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        var (file, raw) = OnnxWithExternalData(rng);
+
+        var layouts = ReadExternal(file);
+
+        Assert.Equal(["other.bin", "weights.bin"], layouts.Keys.Order(StringComparer.Ordinal));
+        AssertExternal(layouts["weights.bin"],
+            ("layer.0.weight", "F32", [32, 32], 4, 0, 4096),
+            ("layer.1.weight", "F16", [2048], 2, 4096, 4096));
+        AssertExternal(layouts["other.bin"], ("embedding", "I64", [3, 5], 8, 128, 120));
+        AssertExternalInvariants(layouts, "well-formed model");
+        // TryRead still sees only the raw_data initializer, and a model with no raw_data is still no container.
+        AssertLayout(file, ReadBytes(file, "model.onnx"), "onnx", new Expected("bias", "F32", [4], 4, raw));
+        var allExternal = OnnxModel(ExternalInitializer("w", 1, [4], true, ("location", "w.bin")));
+        Assert.Null(ReadBytes(allExternal));
+        AssertExternal(ReadExternal(allExternal)["w.bin"], ("w", "F32", [4], 4, 0, 16));
+        // A model with no external initializer has no external layouts.
+        var (plain, _) = Onnx(rng);
+        Assert.Empty(ReadExternal(plain));
+    }
+
+    [Fact]
+    public void Onnx_external_locations_outside_the_model_folder_are_not_listed()
+    {
+        string[] outside = ["../x", "/etc/passwd", "sub/x", "sub\\x", "..", ".", "", "x/../y", "..\\x", "C:\\x", "C:x", "a\0b", "/"];
+        var initializers = outside.Select((location, i) => ExternalInitializer("t" + i, 1, [16], true, ("location", location), ("offset", (i * 64).ToString(CultureInfo.InvariantCulture)))).ToList();
+        initializers.Add(ExternalInitializer("ok", 1, [16], true, ("location", "ok.bin")));
+        // EXTERNAL with nowhere to look, and a location given twice (which one a loader takes is anyone's guess).
+        initializers.Add(ExternalInitializer("nowhere", 1, [16], true, ("offset", "64")));
+        initializers.Add(ExternalInitializer("twice", 1, [16], true, ("location", "ok.bin"), ("offset", "64"), ("location", "../secret")));
+
+        var layouts = ReadExternal(OnnxModel([.. initializers]));
+
+        Assert.Equal(["ok.bin"], layouts.Keys);
+        AssertExternal(layouts["ok.bin"], ("ok", "F32", [16], 4, 0, 64));
+    }
+
+    [Fact]
+    public void Onnx_external_tensors_that_overlap_or_lie_drop_their_location()
+    {
+        var layouts = ReadExternal(OnnxModel(
+            // Overlapping, and the same range twice.
+            ExternalInitializer("a", 1, [1024], true, ("location", "overlap.bin")),
+            ExternalInitializer("b", 1, [1024], true, ("location", "overlap.bin"), ("offset", "2048")),
+            ExternalInitializer("a", 1, [16], true, ("location", "same.bin"), ("offset", "64")),
+            ExternalInitializer("b", 2, [64], true, ("location", "same.bin"), ("offset", "64")),
+            // A length that disagrees with dims and data_type poisons the whole file, valid neighbours too.
+            ExternalInitializer("fine", 1, [32], true, ("location", "short.bin")),
+            ExternalInitializer("short", 1, [32], true, ("location", "short.bin"), ("offset", "128"), ("length", "100")),
+            // Offsets and lengths that are no plain decimal, or that run past long.MaxValue.
+            ExternalInitializer("s", 1, [4], true, ("location", "sign.bin"), ("offset", "-16")),
+            ExternalInitializer("h", 1, [4], true, ("location", "hex.bin"), ("offset", "0x10")),
+            ExternalInitializer("p", 1, [4], true, ("location", "space.bin"), ("length", " 16")),
+            ExternalInitializer("e", 1, [4], true, ("location", "empty.bin"), ("offset", "")),
+            ExternalInitializer("o", 1, [4], true, ("location", "overflow.bin"), ("offset", "99999999999999999999")),
+            ExternalInitializer("m", 1, [4], true, ("location", "end.bin"), ("offset", "9223372036854775800")),
+            ExternalInitializer("d", 1, [1L << 40, 1L << 40], true, ("location", "dims.bin")),
+            // What stays: two adjacent tensors, an empty one (not listed), a type of unknown size with a
+            // length (listed, unchecked) and one without (left out, the file kept).
+            ExternalInitializer("second", 1, [4], true, ("location", "good.bin"), ("offset", "16"), ("length", "16")),
+            ExternalInitializer("first", 6, [2, 2], true, ("location", "good.bin")),
+            ExternalInitializer("empty", 1, [0, 4], true, ("location", "good.bin"), ("offset", "8")),
+            ExternalInitializer("strings", 8, [2], true, ("location", "good.bin"), ("offset", "32"), ("length", "10")),
+            ExternalInitializer("unsized", 8, [2], true, ("location", "good.bin"), ("offset", "64"))));
+
+        Assert.Equal(["good.bin"], layouts.Keys);
+        AssertExternal(layouts["good.bin"],
+            ("first", "I32", [2, 2], 4, 0, 16),
+            ("second", "F32", [4], 4, 16, 16),
+            ("strings", "UNKNOWN", [2], 0, 32, 10));
+    }
+
+    [Fact]
+    public void Onnx_external_layouts_of_what_is_no_well_formed_model_are_empty()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        var (good, raw) = OnnxWithExternalData(rng);
+        Assert.Empty(ReadExternal([]));
+        Assert.Empty(ReadExternal(Files.RandomBytes(rng, 5000)));
+        Assert.Empty(ReadExternal(good[..^1]));
+        Assert.Empty(ReadExternal(Concat(good, [0x0B, 0x0C])));
+        Assert.Empty(ReadExternal(new Proto().Varint(1, 8).Bytes(2, "no graph").ToArray()));
+        var external = ExternalInitializer("w", 1, [4], true, ("location", "w.bin"));
+        Assert.Empty(ReadExternal(new Proto().Message(7, new Proto().Message(5, external)).ToArray()));
+        // A group inside an external_data entry, an entry that is no message, a location that is not UTF-8.
+        Assert.Empty(ReadExternal(OnnxModel(new Proto().Packed(1, 4).Varint(2, 1).Bytes(8, "w").Bytes(13, [0x0B, 0x0C]).Varint(14, 1))));
+        Assert.Empty(ReadExternal(OnnxModel(new Proto().Packed(1, 4).Varint(2, 1).Bytes(8, "w").Varint(13, 5).Varint(14, 1))));
+        Assert.Empty(ReadExternal(OnnxModel(new Proto().Packed(1, 4).Varint(2, 1).Bytes(8, "w").Message(13, new Proto().Bytes(1, "location").Bytes(2, [0x77, 0xFF, 0x2E])).Varint(14, 1))));
+        // TryRead does not read external_data, so what ReadExternalLayouts refuses there it still accepts.
+        var odd = OnnxModel(new Proto().Packed(1, 4).Varint(2, 1).Bytes(8, "bias").Bytes(9, raw).Varint(13, 5));
+        AssertLayout(odd, ReadBytes(odd, "model.onnx"), "onnx", new Expected("bias", "F32", [4], 4, raw));
+        Assert.Empty(ReadExternal(odd));
+    }
+
     // ----- what is not a container -----
 
     [Fact]
@@ -875,6 +1115,45 @@ public sealed class TensorLayoutTests(ITestOutputHelper output) : IDisposable
             }
         }
         output.WriteLine($"{format}: {iterations} mutations, {stillRead} still gave a layout, {clock.ElapsedMilliseconds} ms");
+    }
+
+    /// <summary>
+    /// The same corruption applied to a model with external data never makes ReadExternalLayouts
+    /// throw, and whatever it still returns names plain files and keeps each file's tensors sorted,
+    /// non-overlapping, at non-negative offsets and consistent with their shapes.
+    /// </summary>
+    [Fact]
+    public void Corrupted_onnx_external_data_never_throws_and_any_external_layout_keeps_the_invariants()
+    {
+        const int iterations = 400;
+        int seed = TestSeed.Get(output);
+        var rng = new Random(seed);
+        var (file, _) = OnnxWithExternalData(rng);
+        var sample = new Sample(file, file.Length);
+        Assert.Equal(2, ReadExternal(sample.Bytes).Count);
+        string path = Path.Combine(_box.Root, "mutated.onnx");
+        int stillRead = 0;
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < iterations; i++)
+        {
+            var (mutated, what) = Mutate(rng, sample);
+            string context = $"onnx external data, seed {seed} (KINTSUGI_TEST_SEED={seed}), iteration {i}: {what}";
+            File.WriteAllBytes(path, mutated);
+            IReadOnlyDictionary<string, TensorLayout>? layouts = null;
+            var e = Record.Exception(() =>
+            {
+                using var handle = File.OpenHandle(path);
+                layouts = OnnxReader.ReadExternalLayouts(handle, RandomAccess.GetLength(handle));
+            });
+            Assert.True(e is null, $"{context}: ReadExternalLayouts threw {e}");
+            Assert.NotNull(layouts);
+            if (layouts.Count > 0)
+            {
+                stillRead++;
+                AssertExternalInvariants(layouts, context);
+            }
+        }
+        output.WriteLine($"onnx external data: {iterations} mutations, {stillRead} still gave a layout, {clock.ElapsedMilliseconds} ms");
     }
 
     private static (byte[] Bytes, string What) Mutate(Random rng, Sample sample)

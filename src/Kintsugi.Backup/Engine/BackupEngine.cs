@@ -94,6 +94,7 @@ public sealed class BackupEngine
         private readonly Chunker _chunker;
         private readonly Channel<ChunkJob> _chunks;
         private readonly ConcurrentDictionary<BlobId, byte> _pending = new();
+        private readonly ConcurrentDictionary<string, Lazy<IReadOnlyDictionary<string, TensorLayout>>> _externalLayouts = new(StringComparer.Ordinal);
         private readonly ConcurrentBag<byte[]> _readBuffers = [];
         private readonly SemaphoreSlim _readSlots;
         private readonly ConcurrentQueue<BackupIssue> _issues = new();
@@ -492,7 +493,8 @@ public sealed class BackupEngine
         {
             var content = new List<string>();
             using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.SequentialScan);
-            var layout = _request.TensorAware ? TensorLayoutReader.TryRead(handle, RandomAccess.GetLength(handle)) : null;
+            long fileLength = RandomAccess.GetLength(handle);
+            var layout = _request.TensorAware ? TensorLayoutReader.TryRead(handle, fileLength) ?? ExternalLayoutOf(path, fileLength) : null;
             if (layout is null || layout.Tensors.All(t => t.Length < TensorSplitter.MinTensorBytes))
             {
                 long length = await ChunkRangeAsync(handle, 0, -1, content, ct).ConfigureAwait(false);
@@ -521,6 +523,47 @@ public sealed class BackupEngine
                 end = range.Offset + range.Length;
             }
             return new FileContent(content, end, layout.Format, refs);
+        }
+
+        /// <summary>
+        /// The layout an ONNX model beside <paramref name="path"/> gives it as its external data file,
+        /// if every tensor the model places there lies inside it. Models are read once per folder.
+        /// </summary>
+        private TensorLayout? ExternalLayoutOf(string path, long fileLength)
+        {
+            string dir = Path.GetDirectoryName(path) ?? "/";
+            var layouts = _externalLayouts.GetOrAdd(dir, d => new Lazy<IReadOnlyDictionary<string, TensorLayout>>(() => ReadOnnxModels(d))).Value;
+            return layouts.TryGetValue(Path.GetFileName(path), out var layout) && layout.Tensors.All(t => t.Offset + t.Length <= fileLength) ? layout : null;
+        }
+
+        private const int MaxOnnxModelsPerFolder = 16;
+
+        private static IReadOnlyDictionary<string, TensorLayout> ReadOnnxModels(string dir)
+        {
+            var result = new Dictionary<string, TensorLayout>(StringComparer.Ordinal);
+            try
+            {
+                foreach (var model in Directory.EnumerateFiles(dir, "*.onnx").Order(StringComparer.Ordinal).Take(MaxOnnxModelsPerFolder))
+                {
+                    try
+                    {
+                        using var handle = File.OpenHandle(model, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                        foreach (var (location, layout) in OnnxReader.ReadExternalLayouts(handle, RandomAccess.GetLength(handle)))
+                        {
+                            result.TryAdd(location, layout);
+                        }
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        // An unreadable model only costs its external data the tensor-aware split; the model itself is reported when it is backed up.
+                    }
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Likewise for a folder that cannot be listed.
+            }
+            return result;
         }
 
         private async Task StorePieceAsync(SafeFileHandle handle, SplitRange range, TensorSegment tensor, TensorRef? baseTensor, Node? baseNode, List<string> content, CancellationToken ct)

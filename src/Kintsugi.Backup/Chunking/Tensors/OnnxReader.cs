@@ -1,19 +1,28 @@
 using System.Text;
+using System.Text.Unicode;
 
 namespace Kintsugi.Backup.Chunking.Tensors;
 
 /// <summary>
 /// ONNX: a protobuf ModelProto whose graph (field 7) holds initializers (GraphProto field 5), each a
-/// TensorProto with dims (1), data_type (2), name (8) and raw_data (9). raw_data is the tensor's
-/// bytes, little-endian, in place in the file. ONNX has no magic, so the whole file must parse as a
-/// ModelProto with an ir_version, a graph and at least one raw_data initializer before it is believed.
-/// The walk streams: nested messages are read field by field and raw_data payloads are skipped by
-/// offset, never loaded. Initializers without raw_data (typed fields, external data) are not listed.
+/// TensorProto with dims (1), data_type (2), name (8), raw_data (9), external_data (13) and
+/// data_location (14). raw_data is the tensor's bytes, little-endian, in place in the file. ONNX has
+/// no magic, so the whole file must parse as a ModelProto with an ir_version and a graph before it is
+/// believed. The walk streams: nested messages are read field by field and raw_data payloads are
+/// skipped by offset, never loaded. <see cref="Read"/> lists raw_data initializers (and needs at least
+/// one); <see cref="ReadExternalLayouts"/> lists the initializers whose bytes live in files beside the
+/// model. Both go through the one walk, <see cref="WalkInitializers"/>.
 /// </summary>
-internal static class OnnxReader
+internal static partial class OnnxReader
 {
     private const int MaxNameLength = 64 * 1024;
     private const int MaxDims = 64;
+
+    /// <summary>external_data entries accepted on one initializer (ONNX writes at most five keys).</summary>
+    private const int MaxExternalEntries = 64;
+
+    /// <summary>TensorProto.DataLocation.EXTERNAL.</summary>
+    private const long DataLocationExternal = 1;
 
     private enum WireType
     {
@@ -23,11 +32,67 @@ internal static class OnnxReader
         Fixed32 = 5,
     }
 
+    /// <summary>
+    /// What one graph initializer holds, as far as the readers need it. <see cref="RawOffset"/> is -1
+    /// without raw_data. <see cref="External"/> is external_data's key/value pairs in file order; it is
+    /// empty unless the walk was asked to read them.
+    /// </summary>
+    private sealed record Initializer(
+        string Name,
+        long DataType,
+        long[] Dims,
+        long RawOffset,
+        long RawLength,
+        long DataLocation,
+        IReadOnlyList<KeyValuePair<string, string>> External);
+
     public static TensorLayout? Read(ContainerFile file)
+    {
+        var tensors = new List<TensorSegment>();
+        bool model = WalkInitializers(file, readExternalData: false, initializer =>
+        {
+            if (RawSegment(initializer) is { } tensor)
+            {
+                tensors.Add(tensor);
+            }
+        });
+        return model && tensors.Count > 0 ? new TensorLayout("onnx", tensors) : null;
+    }
+
+    /// <summary>
+    /// The initializer's raw_data as a segment of the model file, or null where it has none or its
+    /// data_location is EXTERNAL (the bytes then live in another file, whatever raw_data says).
+    /// </summary>
+    private static TensorSegment? RawSegment(Initializer initializer)
+    {
+        if (initializer.RawOffset < 0 || initializer.DataLocation == DataLocationExternal)
+        {
+            return null;
+        }
+        var (dtype, elementSize, bitsPerElement) = DataType(initializer.DataType);
+        long elements = TensorLayoutReader.ElementCount(initializer.Dims);
+        if (bitsPerElement > 0 && ByteSize(elements, bitsPerElement) != initializer.RawLength)
+        {
+            throw ContainerFile.Malformed($"initializer '{initializer.Name}' has {initializer.RawLength} bytes for {elements} elements of {bitsPerElement} bits");
+        }
+        return new TensorSegment(initializer.Name, dtype, initializer.Dims, initializer.RawOffset, initializer.RawLength, elementSize);
+    }
+
+    /// <summary>The bytes of <paramref name="elements"/> elements of <paramref name="bitsPerElement"/> bits, rounded up; overflow throws.</summary>
+    private static long ByteSize(long elements, int bitsPerElement) => checked((elements * bitsPerElement) + 7) / 8;
+
+    /// <summary>
+    /// Walks the ModelProto in <paramref name="file"/> and hands every graph initializer to
+    /// <paramref name="visit"/>, in file order, as soon as it is read. True when the model has an
+    /// ir_version and a graph. external_data is only parsed when <paramref name="readExternalData"/>
+    /// is set; otherwise it is skipped like any unknown field, so <see cref="Read"/> judges a file
+    /// exactly as it did before external data was understood. Anything malformed throws
+    /// <see cref="InvalidDataException"/>.
+    /// </summary>
+    private static bool WalkInitializers(ContainerFile file, bool readExternalData, Action<Initializer> visit)
     {
         var cursor = new ContainerCursor(file, 0, file.Length);
         bool irVersion = false, graph = false;
-        var tensors = new List<TensorSegment>();
         while (!cursor.AtEnd)
         {
             var (field, wire) = ReadTag(cursor);
@@ -41,7 +106,7 @@ internal static class OnnxReader
             {
                 Expect(wire, WireType.Length);
                 long end = EndOfLength(cursor);
-                ReadGraph(cursor, end, tensors);
+                WalkGraph(cursor, end, readExternalData, visit);
                 graph = true;
             }
             else
@@ -49,10 +114,10 @@ internal static class OnnxReader
                 SkipField(cursor, wire);
             }
         }
-        return irVersion && graph && tensors.Count > 0 ? new TensorLayout("onnx", tensors) : null;
+        return irVersion && graph;
     }
 
-    private static void ReadGraph(ContainerCursor cursor, long end, List<TensorSegment> tensors)
+    private static void WalkGraph(ContainerCursor cursor, long end, bool readExternalData, Action<Initializer> visit)
     {
         while (cursor.Position < end)
         {
@@ -65,10 +130,7 @@ internal static class OnnxReader
                 {
                     throw ContainerFile.Malformed("an initializer reaches past its graph");
                 }
-                if (ReadTensor(cursor, tensorEnd) is { } tensor)
-                {
-                    tensors.Add(tensor);
-                }
+                visit(ReadInitializer(cursor, tensorEnd, readExternalData));
             }
             else
             {
@@ -81,11 +143,12 @@ internal static class OnnxReader
         }
     }
 
-    private static TensorSegment? ReadTensor(ContainerCursor cursor, long end)
+    private static Initializer ReadInitializer(ContainerCursor cursor, long end, bool readExternalData)
     {
         var dims = new List<long>();
         long dataType = 0, rawOffset = -1, rawLength = 0, location = 0;
         string name = "";
+        List<KeyValuePair<string, string>>? external = null;
         while (cursor.Position < end)
         {
             var (field, wire) = ReadTag(cursor);
@@ -130,6 +193,18 @@ internal static class OnnxReader
                         cursor.Seek(rawEnd);
                         break;
                     }
+                case 13 when readExternalData:
+                    {
+                        Expect(wire, WireType.Length);
+                        long entryEnd = EndOfLength(cursor);
+                        external ??= [];
+                        if (external.Count >= MaxExternalEntries)
+                        {
+                            throw ContainerFile.Malformed($"an initializer has more than {MaxExternalEntries} external_data entries");
+                        }
+                        external.Add(ReadStringEntry(cursor, entryEnd));
+                        break;
+                    }
                 case 14:
                     Expect(wire, WireType.Varint);
                     location = (long)ReadVarint(cursor);
@@ -143,18 +218,49 @@ internal static class OnnxReader
         {
             throw ContainerFile.Malformed("a tensor field reaches past the tensor");
         }
-        // data_location EXTERNAL (1) means the bytes live in another file, whatever raw_data says.
-        if (rawOffset < 0 || location == 1)
+        return new Initializer(name, dataType, dims.ToArray(), rawOffset, rawLength, location, external ?? []);
+    }
+
+    /// <summary>
+    /// A StringStringEntryProto: key (1) and value (2), each missing one being empty and a repeated one
+    /// taking its last value, as protobuf does. Both must be UTF-8: they name files, so a byte string
+    /// that only decodes with replacement characters is refused rather than silently changed.
+    /// </summary>
+    private static KeyValuePair<string, string> ReadStringEntry(ContainerCursor cursor, long end)
+    {
+        string key = "", value = "";
+        while (cursor.Position < end)
         {
-            return null;
+            var (field, wire) = ReadTag(cursor);
+            if (field is 1 or 2)
+            {
+                Expect(wire, WireType.Length);
+                long length = EndOfLength(cursor) - cursor.Position;
+                var bytes = cursor.ReadBytes(length, MaxNameLength);
+                if (!Utf8.IsValid(bytes))
+                {
+                    throw ContainerFile.Malformed("an external_data entry is not UTF-8");
+                }
+                string text = Encoding.UTF8.GetString(bytes);
+                if (field == 1)
+                {
+                    key = text;
+                }
+                else
+                {
+                    value = text;
+                }
+            }
+            else
+            {
+                SkipField(cursor, wire);
+            }
         }
-        var (dtype, elementSize, bitsPerElement) = DataType(dataType);
-        long elements = TensorLayoutReader.ElementCount(dims);
-        if (bitsPerElement > 0 && checked((elements * bitsPerElement) + 7) / 8 != rawLength)
+        if (cursor.Position != end)
         {
-            throw ContainerFile.Malformed($"initializer '{name}' has {rawLength} bytes for {elements} elements of {bitsPerElement} bits");
+            throw ContainerFile.Malformed("an external_data field reaches past its entry");
         }
-        return new TensorSegment(name, dtype, dims.ToArray(), rawOffset, rawLength, elementSize);
+        return new KeyValuePair<string, string>(key, value);
     }
 
     private static void AddDim(List<long> dims, ulong value)

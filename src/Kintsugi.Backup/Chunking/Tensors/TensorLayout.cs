@@ -14,5 +14,5 @@ public sealed record TensorSegment(string Name, string DType, IReadOnlyList<long
 /// Bytes between tensors (headers, pickles, zip records, padding) are not listed: whoever splits the
 /// file treats them as opaque bytes.
 /// </summary>
-/// <param name="Format">"safetensors", "pytorch-zip", "npy", "npz", "gguf" or "onnx".</param>
+/// <param name="Format">"safetensors", "pytorch-zip", "npy", "npz", "gguf", "onnx", or "onnx-external" (a file of initializer bytes named by an ONNX model beside it).</param>
 public sealed record TensorLayout(string Format, IReadOnlyList<TensorSegment> Tensors);
