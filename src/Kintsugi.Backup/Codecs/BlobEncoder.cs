@@ -112,19 +112,7 @@ internal static class BlobEncoder
                     throw KintsugiException.Corrupt(what, $"compressed content declares {size} bytes, more than the {maxLength} allowed");
                 }
                 var output = new byte[(int)size];
-                int n;
-                try
-                {
-                    n = Decompressor.Unwrap(encoded, output);
-                }
-                catch (ZstdException e)
-                {
-                    throw KintsugiException.Corrupt(what, "zstd: " + e.Message);
-                }
-                if (n != output.Length)
-                {
-                    throw KintsugiException.Corrupt(what, "decompressed length differs from the declared one");
-                }
+                Unwrap(encoded, output, what);
                 return output;
             default:
                 throw KintsugiException.Corrupt(what, $"unknown codec {(byte)codec}; a newer Kintsugi may be needed");
@@ -182,7 +170,7 @@ internal static class BlobEncoder
         }
         if (n != destination.Length)
         {
-            throw KintsugiException.Corrupt(what, "decompressed length differs from the raw length");
+            throw KintsugiException.Corrupt(what, "decompressed length differs from the expected one");
         }
     }
 }
