@@ -3,7 +3,7 @@ using Kintsugi.Backup.Format;
 
 namespace Kintsugi.Backup.Codecs;
 
-/// <summary>An encoded blob payload: what kind of blob it makes, how it is encoded, and the bytes.</summary>
+/// <summary>An encoded blob payload: what kind of blob it makes, how it is encoded, and the bytes (rented from <see cref="ArrayPool{T}.Shared"/>: the caller returns them).</summary>
 internal readonly record struct EncodedPiece(BlobKind Kind, BlobCodec Codec, byte[] Bytes, int Length);
 
 /// <summary>
@@ -48,8 +48,10 @@ internal static class PieceEncoder
             }
             if (f is null || (d is { } dd && dd.Length < f.Value.Length))
             {
+                Return(f);
                 return new EncodedPiece(BlobKind.Delta, d!.Value.Codec, d.Value.Bytes, d.Value.Length);
             }
+            Return(d);
             return new EncodedPiece(BlobKind.TensorPiece, f.Value.Codec, f.Value.Bytes, f.Value.Length);
         }
         finally
@@ -58,9 +60,13 @@ internal static class PieceEncoder
         }
     }
 
-    /// <summary>Stored, zstd or byte planes + zstd, whichever is smallest (planes only for a known element width).</summary>
-    internal static (BlobCodec Codec, byte[] Bytes, int Length) EncodeBest(ReadOnlySpan<byte> data, int planeWidth) =>
-        EncodeBest(data, planeWidth, Estimate.Of(data, planeWidth));
+    private static void Return((BlobCodec Codec, byte[] Bytes, int Length)? encoded)
+    {
+        if (encoded is { } e)
+        {
+            ArrayPool<byte>.Shared.Return(e.Bytes);
+        }
+    }
 
     private static (BlobCodec Codec, byte[] Bytes, int Length) EncodeBest(ReadOnlySpan<byte> data, int planeWidth, Estimate estimate)
     {
@@ -76,10 +82,20 @@ internal static class PieceEncoder
                     return planes.Value;
                 }
             }
+            else
+            {
+                ArrayPool<byte>.Shared.Return(encoded);
+            }
         }
-        var buffer = new byte[BlobEncoder.MaxEncodedLength(data.Length) + 1];
+        var buffer = ArrayPool<byte>.Shared.Rent(BlobEncoder.MaxEncodedLength(data.Length) + 1);
         var (codec, n) = BlobEncoder.Encode(data, buffer);
-        return planes is { } p && p.Length < n ? p : (codec, buffer, n);
+        if (planes is { } p && p.Length < n)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            return p;
+        }
+        Return(planes);
+        return (codec, buffer, n);
     }
 
     private enum Choice { Plain, Planes, Both }
@@ -205,7 +221,7 @@ internal static class PieceEncoder
         try
         {
             BytePlanes.Split(data, planes.AsSpan(0, planesLength), width);
-            var encoded = new byte[1 + BlobEncoder.MaxEncodedLength(planesLength)];
+            var encoded = ArrayPool<byte>.Shared.Rent(1 + BlobEncoder.MaxEncodedLength(planesLength));
             encoded[0] = (byte)width;
             length = 1 + BlobEncoder.CompressPlanes(planes.AsSpan(0, planesLength), encoded.AsSpan(1));
             return encoded;

@@ -121,17 +121,21 @@ public sealed partial class BackupEngine
             }
         }
 
-        /// <summary>The base's plaintext; a base that cannot be read only costs the delta (the piece is stored whole).</summary>
+        /// <summary>
+        /// The base's plaintext, in an array rented from the shared pool (the caller returns it); a
+        /// base that cannot be read only costs the delta (the piece is stored whole).
+        /// </summary>
         private async Task<byte[]?> ReadBaseAsync(IndexEntry entry, CancellationToken ct)
         {
+            var plain = ArrayPool<byte>.Shared.Rent((int)entry.RawLength);
             try
             {
-                var plain = new byte[entry.RawLength];
-                await _reader.ReadAsync(entry, plain, ct).ConfigureAwait(false);
+                await _reader.ReadAsync(entry, plain.AsMemory(0, (int)entry.RawLength), ct).ConfigureAwait(false);
                 return plain;
             }
             catch (Exception e) when (e is KintsugiException or IOException)
             {
+                ArrayPool<byte>.Shared.Return(plain);
                 _issues.Enqueue(new BackupIssue($"blob {entry.Id.Short}", $"warning: base of a delta cannot be read ({e.Message}); stored the piece whole. Run `kintsugi check --read-data`"));
                 return null;
             }

@@ -610,22 +610,48 @@ public sealed partial class BackupEngine
                     BlobKind kind = job.Kind;
                     BlobCodec codec;
                     byte[] sealedBytes;
+                    int sealedLength;
                     BlobId baseId = default;
                     if (job.Kind == BlobKind.TensorPiece)
                     {
                         var basePlain = job.Base is { } b ? await ReadBaseAsync(b, ct).ConfigureAwait(false) : null;
-                        var piece = PieceEncoder.Encode(job.Buffer.AsSpan(0, job.Length), job.PlaneWidth, basePlain);
+                        EncodedPiece piece;
+                        try
+                        {
+                            piece = PieceEncoder.Encode(job.Buffer.AsSpan(0, job.Length), job.PlaneWidth, basePlain is null ? default : basePlain.AsSpan(0, (int)job.Base!.Value.RawLength));
+                        }
+                        finally
+                        {
+                            if (basePlain is not null)
+                            {
+                                ArrayPool<byte>.Shared.Return(basePlain);
+                            }
+                        }
                         (kind, codec) = (piece.Kind, piece.Codec);
                         baseId = kind == BlobKind.Delta ? job.Base!.Value.Id : default;
-                        sealedBytes = BlobSealer.SealEncoded(_key, job.Id, kind, codec, (uint)job.Length, piece.Bytes.AsSpan(0, piece.Length), baseId);
+                        try
+                        {
+                            (sealedBytes, sealedLength) = BlobSealer.SealEncodedPooled(_key, job.Id, kind, codec, (uint)job.Length, piece.Bytes.AsSpan(0, piece.Length), baseId);
+                        }
+                        finally
+                        {
+                            ArrayPool<byte>.Shared.Return(piece.Bytes);
+                        }
                     }
                     else
                     {
-                        (codec, sealedBytes) = BlobSealer.Seal(_key, job.Id, job.Kind, job.Buffer.AsSpan(0, job.Length));
+                        (codec, sealedBytes, sealedLength) = BlobSealer.SealPooled(_key, job.Id, job.Kind, job.Buffer.AsSpan(0, job.Length));
                     }
-                    await _packs.AddAsync(job.Id, kind, codec, job.Length, sealedBytes, baseId, ct).ConfigureAwait(false);
+                    try
+                    {
+                        await _packs.AddAsync(job.Id, kind, codec, job.Length, sealedBytes.AsMemory(0, sealedLength), baseId, ct).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(sealedBytes);
+                    }
                     Interlocked.Add(ref _bytesAdded, job.Length);
-                    Interlocked.Add(ref _bytesStored, sealedBytes.Length);
+                    Interlocked.Add(ref _bytesStored, sealedLength);
                     Interlocked.Increment(ref _blobsAdded);
                 }
                 finally

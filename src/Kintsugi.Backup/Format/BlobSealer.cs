@@ -11,6 +11,36 @@ internal static class BlobSealer
         return (codec, SealEncoded(key, id, kind, codec, (uint)plaintext.Length, encoded.AsSpan(0, length)));
     }
 
+    /// <summary>
+    /// Seals <paramref name="plaintext"/>, choosing zstd or stored, into an array rented from
+    /// <see cref="System.Buffers.ArrayPool{T}.Shared"/> (the caller returns it); the backup's hot path.
+    /// </summary>
+    public static (BlobCodec Codec, byte[] Sealed, int Length) SealPooled(MasterKey key, BlobId id, BlobKind kind, ReadOnlySpan<byte> plaintext)
+    {
+        var encoded = System.Buffers.ArrayPool<byte>.Shared.Rent(Codecs.BlobEncoder.MaxEncodedLength(plaintext.Length));
+        try
+        {
+            var (codec, length) = Codecs.BlobEncoder.Encode(plaintext, encoded);
+            var (sealedBytes, sealedLength) = SealEncodedPooled(key, id, kind, codec, (uint)plaintext.Length, encoded.AsSpan(0, length));
+            return (codec, sealedBytes, sealedLength);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(encoded);
+        }
+    }
+
+    /// <summary>As <see cref="SealEncoded"/>, into an array rented from the shared pool (the caller returns it).</summary>
+    public static (byte[] Sealed, int Length) SealEncodedPooled(MasterKey key, BlobId id, BlobKind kind, BlobCodec codec, uint rawLength, ReadOnlySpan<byte> encoded, BlobId baseId = default)
+    {
+        Span<byte> ad = stackalloc byte[PackEntry.AssociatedDataSize];
+        int adLength = PackEntry.WriteAssociatedData(ad, id, kind, codec, rawLength, baseId);
+        int length = encoded.Length + Aead.Overhead;
+        var sealedBytes = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+        Aead.Seal(key.EncryptionKey, encoded, ad[..adLength], sealedBytes.AsSpan(0, length));
+        return (sealedBytes, length);
+    }
+
     /// <summary>Seals an already encoded payload whose plaintext is <paramref name="rawLength"/> bytes long.</summary>
     public static byte[] SealEncoded(MasterKey key, BlobId id, BlobKind kind, BlobCodec codec, uint rawLength, ReadOnlySpan<byte> encoded, BlobId baseId = default)
     {

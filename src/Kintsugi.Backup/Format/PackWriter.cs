@@ -31,11 +31,30 @@ internal sealed class PackWriter
 
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
 
+    /// <summary>A pack being filled; its buffer is rented from the shared pool and given back once the pack is stored.</summary>
     private sealed class OpenPack(int capacity)
     {
-        public byte[] Buffer = new byte[capacity + capacity / 4];
+        public byte[] Buffer = capacity == 0 ? [] : System.Buffers.ArrayPool<byte>.Shared.Rent(capacity + capacity / 4);
         public int Length;
         public readonly List<PackEntry> Entries = [];
+
+        /// <summary>Makes room for <paramref name="needed"/> bytes in all, keeping what is there.</summary>
+        public void Grow(int needed)
+        {
+            var bigger = System.Buffers.ArrayPool<byte>.Shared.Rent(needed);
+            Buffer.AsSpan(0, Length).CopyTo(bigger);
+            Release();
+            Buffer = bigger;
+        }
+
+        public void Release()
+        {
+            if (Buffer.Length > 0)
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(Buffer);
+            }
+            Buffer = [];
+        }
     }
 
     /// <summary>Appends one sealed blob; stores the pack when it is full.</summary>
@@ -47,7 +66,7 @@ internal sealed class PackWriter
             var pack = _current;
             if (pack.Length + sealedBytes.Length > pack.Buffer.Length)
             {
-                Array.Resize(ref pack.Buffer, pack.Length + sealedBytes.Length + pack.Buffer.Length / 4);
+                pack.Grow(pack.Length + sealedBytes.Length + pack.Buffer.Length / 4);
             }
             sealedBytes.Span.CopyTo(pack.Buffer.AsSpan(pack.Length));
             pack.Entries.Add(new PackEntry(id, kind, codec, (uint)pack.Length, (uint)sealedBytes.Length, (uint)rawLength, baseId));
@@ -77,6 +96,10 @@ internal sealed class PackWriter
         {
             await StoreAsync(pack, ct).ConfigureAwait(false);
         }
+        else
+        {
+            pack.Release();
+        }
     }
 
     private async Task StoreAsync(OpenPack pack, CancellationToken ct)
@@ -84,12 +107,19 @@ internal sealed class PackWriter
         var header = PackFormat.SealHeader(_key, pack.Entries);
         if (pack.Length + header.Length > pack.Buffer.Length)
         {
-            Array.Resize(ref pack.Buffer, pack.Length + header.Length);
+            pack.Grow(pack.Length + header.Length);
         }
         header.CopyTo(pack.Buffer, pack.Length);
         int total = pack.Length + header.Length;
         var name = BlobId.HashOf(pack.Buffer.AsSpan(0, total));
-        await _store.PutAsync(FileKind.Pack, name.ToString(), pack.Buffer.AsMemory(0, total), cancellationToken: ct).ConfigureAwait(false);
+        try
+        {
+            await _store.PutAsync(FileKind.Pack, name.ToString(), pack.Buffer.AsMemory(0, total), cancellationToken: ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            pack.Release();
+        }
         Interlocked.Increment(ref _packsWritten);
         Interlocked.Add(ref _bytesWritten, total);
         await _onPackStored(pack.Entries.Select(e => e.InPack(name)).ToList(), ct).ConfigureAwait(false);
