@@ -183,6 +183,23 @@ public sealed class CheckEngine
         {
             error($"data/{name}", e.Message);
         }
+        long verified;
+        var plain = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(PackFormat.MaxBlobRawLength, entries.Max(e => e.RawLength)));
+        try
+        {
+            verified = VerifyBlobs(pack, entries, data, plain, damaged, deltas, error, ct);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(plain);
+        }
+        return (verified, data.Length);
+    }
+
+    /// <summary>Opens every blob of a pack read whole, into <paramref name="plain"/>; returns how many whole blobs were verified.</summary>
+    private long VerifyBlobs(BlobId pack, List<IndexEntry> entries, byte[] data, byte[] plain, ConcurrentDictionary<BlobId, string> damaged, ConcurrentBag<IndexEntry> deltas, Action<string, string> error, CancellationToken ct)
+    {
+        string name = pack.ToString();
         long verified = 0;
         foreach (var entry in entries)
         {
@@ -193,14 +210,16 @@ public sealed class CheckEngine
                 {
                     throw KintsugiException.Corrupt($"blob {entry.Id.Short}", "beyond the end of its pack");
                 }
+                var sealedBytes = data.AsSpan((int)entry.Offset, (int)entry.StoredLength);
+                var plaintext = plain.AsSpan(0, (int)entry.RawLength);
                 if (entry.IsDelta)
                 {
                     // Authenticated here; the content it rebuilds is verified with its chain afterwards.
-                    BlobSealer.Decode(_repo.Key, entry, data.AsSpan((int)entry.Offset, (int)entry.StoredLength), new byte[entry.RawLength]);
+                    BlobSealer.Decode(_repo.Key, entry, sealedBytes, plaintext);
                     deltas.Add(entry);
                     continue;
                 }
-                BlobSealer.Open(_repo.Key, entry, data.AsSpan((int)entry.Offset, (int)entry.StoredLength));
+                BlobSealer.Open(_repo.Key, entry, sealedBytes, plaintext);
                 verified++;
             }
             catch (KintsugiException e)
@@ -209,7 +228,7 @@ public sealed class CheckEngine
                 error($"data/{name}", e.Message);
             }
         }
-        return (verified, data.Length);
+        return verified;
     }
 
     /// <summary>
@@ -246,7 +265,15 @@ public sealed class CheckEngine
         {
             try
             {
-                await reader.ReadAsync(entry, new byte[entry.RawLength], token).ConfigureAwait(false);
+                var plain = System.Buffers.ArrayPool<byte>.Shared.Rent((int)entry.RawLength);
+                try
+                {
+                    await reader.ReadAsync(entry, plain.AsMemory(0, (int)entry.RawLength), token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    System.Buffers.ArrayPool<byte>.Shared.Return(plain);
+                }
                 Interlocked.Increment(ref verified);
             }
             catch (Exception e) when (e is KintsugiException or IOException)
