@@ -1,5 +1,5 @@
 using Kintsugi.Backup.Format;
-using ZstdSharp;
+using ZstdNet;
 
 namespace Kintsugi.Backup.Codecs;
 
@@ -23,7 +23,7 @@ internal static class BlobEncoder
     [ThreadStatic] private static Compressor? t_planesCompressor;
     [ThreadStatic] private static Decompressor? t_decompressor;
 
-    private static Compressor Compressor => t_compressor ??= new Compressor(Level);
+    private static Compressor Compressor => t_compressor ??= new Compressor(new CompressionOptions(Level));
 
     private static Decompressor Decompressor => t_decompressor ??= new Decompressor();
 
@@ -63,12 +63,15 @@ internal static class BlobEncoder
 
     public static int MaxEncodedLength(int rawLength) => Compressor.GetCompressBound(rawLength);
 
+    /// <summary>What the native library reports for frames it cannot decode; all of it means a corrupt blob here.</summary>
+    private static bool IsZstdFailure(Exception e) => e is ZstdException or InvalidDataException or InsufficientMemoryException or ArgumentException;
+
     /// <summary>zstd at <see cref="Level"/> into <paramref name="destination"/> (at least <see cref="MaxEncodedLength"/> long).</summary>
     internal static int Compress(ReadOnlySpan<byte> source, Span<byte> destination) => Compressor.Wrap(source, destination);
 
     /// <summary>zstd at <see cref="PlanesLevel"/>, for byte planes.</summary>
     internal static int CompressPlanes(ReadOnlySpan<byte> source, Span<byte> destination) =>
-        (t_planesCompressor ??= new Compressor(PlanesLevel)).Wrap(source, destination);
+        (t_planesCompressor ??= new Compressor(new CompressionOptions(PlanesLevel))).Wrap(source, destination);
 
     internal static bool Saves(int encoded, int raw) => Pays(encoded, raw);
 
@@ -79,9 +82,15 @@ internal static class BlobEncoder
             return false;
         }
         var sample = plaintext.Slice(plaintext.Length / 2 - SampleSize / 2, SampleSize);
-        Span<byte> buffer = new byte[Compressor.GetCompressBound(SampleSize)];
-        int n = Compressor.Wrap(sample, buffer);
-        return !Pays(n, SampleSize);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Compressor.GetCompressBound(SampleSize));
+        try
+        {
+            return !Pays(Compressor.Wrap(sample, buffer), SampleSize);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>Decodes; refuses output larger than <paramref name="maxLength"/> so a hostile blob cannot exhaust memory.</summary>
@@ -103,7 +112,7 @@ internal static class BlobEncoder
                 {
                     size = Decompressor.GetDecompressedSize(encoded);
                 }
-                catch (ZstdException e)
+                catch (Exception e) when (IsZstdFailure(e))
                 {
                     throw KintsugiException.Corrupt(what, "zstd: " + e.Message);
                 }
@@ -162,9 +171,9 @@ internal static class BlobEncoder
         int n;
         try
         {
-            n = Decompressor.Unwrap(encoded, destination);
+            n = Decompressor.Unwrap(encoded, destination, bufferSizePrecheck: true);
         }
-        catch (ZstdException e)
+        catch (Exception e) when (IsZstdFailure(e))
         {
             throw KintsugiException.Corrupt(what, "zstd: " + e.Message);
         }
