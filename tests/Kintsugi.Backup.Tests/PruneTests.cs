@@ -32,17 +32,24 @@ public sealed class PruneTests(ITestOutputHelper output) : IDisposable
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         Write(files, "shared.bin", Files.RandomBytes(rng, 1 << 20));
         Write(files, "old.bin", Files.RandomBytes(rng, 3 << 20));
-        history.Add(((await Sandbox.BackupAsync(repo, _box.Source)).Snapshot, new(files, StringComparer.Ordinal)));
+        history.Add(((await BackupInOrderAsync(repo)).Snapshot, new(files, StringComparer.Ordinal)));
 
         File.Delete(Path.Combine(_box.Source, "old.bin"));
         files.Remove(Path.Combine(_box.Source, "old.bin"));
         Write(files, "dir/new.bin", Files.RandomBytes(rng, 2 << 20));
-        history.Add(((await Sandbox.BackupAsync(repo, _box.Source)).Snapshot, new(files, StringComparer.Ordinal)));
+        history.Add(((await BackupInOrderAsync(repo)).Snapshot, new(files, StringComparer.Ordinal)));
 
         Write(files, "dir/small.txt", Files.CompressibleBytes(rng, 10_000));
-        history.Add(((await Sandbox.BackupAsync(repo, _box.Source)).Snapshot, new(files, StringComparer.Ordinal)));
+        history.Add(((await BackupInOrderAsync(repo)).Snapshot, new(files, StringComparer.Ordinal)));
         return new History(repo, history);
     }
+
+    /// <summary>
+    /// One reader and one sealer: files go into packs in name order, so old.bin fills packs of its
+    /// own (with parallel workers its chunks may interleave with others' in every pack).
+    /// </summary>
+    private async Task<BackupResult> BackupInOrderAsync(Repository repo) =>
+        await new BackupEngine(repo).RunAsync(new BackupRequest { Paths = [_box.Source], Host = Sandbox.Host, Workers = 1 });
 
     /// <summary>Forget: deletes the snapshot files the policy does not keep; returns the ids removed.</summary>
     private static async Task<List<BlobId>> ForgetAsync(Repository repo, RetentionPolicy policy)

@@ -126,6 +126,8 @@ public sealed partial class BackupEngine
             _index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
             _reader = new BlobReader(_repo, _index);
             _packs = new PackWriter(_repo.Store, _key, _repo.Config.PackSize, OnPackStoredAsync);
+            // After a failure, the pack being filled is discarded rather than left in tmp/.
+            await using var packs = _packs;
             var parent = await FindParentAsync(paths, ct).ConfigureAwait(false);
             var scan = Task.Run(() => Scan(paths, ct), ct);
 

@@ -119,7 +119,7 @@ public sealed class PruneEngine
         }
 
         var newEntries = new List<IndexEntry>();
-        var writer = new PackWriter(_repo.Store, _repo.Key, _repo.Config.PackSize, (entries, _) =>
+        await using var writer = new PackWriter(_repo.Store, _repo.Key, _repo.Config.PackSize, (entries, _) =>
         {
             newEntries.AddRange(entries);
             return Task.CompletedTask;

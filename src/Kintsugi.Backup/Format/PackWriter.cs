@@ -1,20 +1,23 @@
+using System.Security.Cryptography;
 using Kintsugi.Backup.Storage;
 
 namespace Kintsugi.Backup.Format;
 
 /// <summary>
-/// Collects sealed blobs into packs of about the repository's pack size and stores each full pack.
-/// Safe for concurrent adders; a full pack is stored by the adder that filled it, outside the lock,
-/// so several packs can be written at once. Memory: one open pack plus the packs being stored.
+/// Collects sealed blobs into packs of about the repository's pack size. Blobs are appended to a
+/// pending file of the store as they come, with the pack's hash computed along the way, so a pack
+/// never sits in memory; a full pack gets its header and trailer and is committed under its hash by
+/// the adder that filled it, outside the lock, so several packs can be committed at once.
+/// Safe for concurrent adders. Dispose to discard a pack that was never finished.
 /// </summary>
-internal sealed class PackWriter
+internal sealed class PackWriter : IAsyncDisposable
 {
     private readonly IBlobStore _store;
     private readonly MasterKey _key;
     private readonly int _packSize;
     private readonly Func<IReadOnlyList<IndexEntry>, CancellationToken, Task> _onPackStored;
     private readonly Lock _lock = new();
-    private OpenPack _current;
+    private OpenPack? _current;
     private long _packsWritten;
     private long _bytesWritten;
 
@@ -24,36 +27,28 @@ internal sealed class PackWriter
         _key = key;
         _packSize = packSize;
         _onPackStored = onPackStored;
-        _current = new OpenPack(packSize);
     }
 
     public long PacksWritten => Interlocked.Read(ref _packsWritten);
 
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
 
-    /// <summary>A pack being filled; its buffer is rented from the shared pool and given back once the pack is stored.</summary>
-    private sealed class OpenPack(int capacity)
+    private sealed class OpenPack(IPendingFile file)
     {
-        public byte[] Buffer = capacity == 0 ? [] : System.Buffers.ArrayPool<byte>.Shared.Rent(capacity + capacity / 4);
-        public int Length;
-        public readonly List<PackEntry> Entries = [];
+        public IPendingFile File { get; } = file;
+        public IncrementalHash Hash { get; } = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        public List<PackEntry> Entries { get; } = [];
 
-        /// <summary>Makes room for <paramref name="needed"/> bytes in all, keeping what is there.</summary>
-        public void Grow(int needed)
+        public void Append(ReadOnlySpan<byte> bytes)
         {
-            var bigger = System.Buffers.ArrayPool<byte>.Shared.Rent(needed);
-            Buffer.AsSpan(0, Length).CopyTo(bigger);
-            Release();
-            Buffer = bigger;
+            File.Write(bytes);
+            Hash.AppendData(bytes);
         }
 
-        public void Release()
+        public async ValueTask DiscardAsync()
         {
-            if (Buffer.Length > 0)
-            {
-                System.Buffers.ArrayPool<byte>.Shared.Return(Buffer);
-            }
-            Buffer = [];
+            Hash.Dispose();
+            await File.DisposeAsync().ConfigureAwait(false);
         }
     }
 
@@ -63,18 +58,18 @@ internal sealed class PackWriter
         OpenPack? full = null;
         lock (_lock)
         {
-            var pack = _current;
-            if (pack.Length + sealedBytes.Length > pack.Buffer.Length)
+            var pack = _current ??= new OpenPack(_store.CreatePending(FileKind.Pack));
+            long offset = pack.File.Length;
+            if (offset + sealedBytes.Length > uint.MaxValue)
             {
-                pack.Grow(pack.Length + sealedBytes.Length + pack.Buffer.Length / 4);
+                throw new InvalidOperationException("a pack grew past 4 GiB; the pack size is far smaller than that");
             }
-            sealedBytes.Span.CopyTo(pack.Buffer.AsSpan(pack.Length));
-            pack.Entries.Add(new PackEntry(id, kind, codec, (uint)pack.Length, (uint)sealedBytes.Length, (uint)rawLength, baseId));
-            pack.Length += sealedBytes.Length;
-            if (pack.Length >= _packSize)
+            pack.Append(sealedBytes.Span);
+            pack.Entries.Add(new PackEntry(id, kind, codec, (uint)offset, (uint)sealedBytes.Length, (uint)rawLength, baseId));
+            if (pack.File.Length >= _packSize)
             {
                 full = pack;
-                _current = new OpenPack(_packSize);
+                _current = null;
             }
         }
         if (full is not null)
@@ -86,43 +81,50 @@ internal sealed class PackWriter
     /// <summary>Stores the last, partly filled pack.</summary>
     public async Task FlushAsync(CancellationToken ct)
     {
-        OpenPack pack;
+        OpenPack? pack;
         lock (_lock)
         {
             pack = _current;
-            _current = new OpenPack(0);
+            _current = null;
         }
-        if (pack.Entries.Count > 0)
+        if (pack is not null)
         {
             await StoreAsync(pack, ct).ConfigureAwait(false);
-        }
-        else
-        {
-            pack.Release();
         }
     }
 
     private async Task StoreAsync(OpenPack pack, CancellationToken ct)
     {
-        var header = PackFormat.SealHeader(_key, pack.Entries);
-        if (pack.Length + header.Length > pack.Buffer.Length)
-        {
-            pack.Grow(pack.Length + header.Length);
-        }
-        header.CopyTo(pack.Buffer, pack.Length);
-        int total = pack.Length + header.Length;
-        var name = BlobId.HashOf(pack.Buffer.AsSpan(0, total));
+        BlobId name;
+        long total;
         try
         {
-            await _store.PutAsync(FileKind.Pack, name.ToString(), pack.Buffer.AsMemory(0, total), cancellationToken: ct).ConfigureAwait(false);
+            pack.Append(PackFormat.SealHeader(_key, pack.Entries));
+            total = pack.File.Length;
+            name = BlobId.Read(pack.Hash.GetHashAndReset());
+            await pack.File.CommitAsync(name.ToString(), overwrite: false, ct).ConfigureAwait(false);
         }
         finally
         {
-            pack.Release();
+            await pack.DiscardAsync().ConfigureAwait(false);
         }
         Interlocked.Increment(ref _packsWritten);
         Interlocked.Add(ref _bytesWritten, total);
         await _onPackStored(pack.Entries.Select(e => e.InPack(name)).ToList(), ct).ConfigureAwait(false);
     }
 
+    /// <summary>Discards the pack being filled, if any (after a failure: nothing of it is referenced).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        OpenPack? pack;
+        lock (_lock)
+        {
+            pack = _current;
+            _current = null;
+        }
+        if (pack is not null)
+        {
+            await pack.DiscardAsync().ConfigureAwait(false);
+        }
+    }
 }

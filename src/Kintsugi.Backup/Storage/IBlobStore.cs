@@ -18,6 +18,13 @@ public interface IBlobStore
     /// <summary>Stores <paramref name="data"/> under the name, atomically; a file that already exists is left as it is, unless <paramref name="overwrite"/>.</summary>
     Task PutAsync(FileKind kind, string name, ReadOnlyMemory<byte> data, bool overwrite = false, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Starts a file whose name is known only once it is complete (a pack is named by its hash).
+    /// Nothing is visible under any name until <see cref="IPendingFile.CommitAsync"/>; disposing
+    /// an uncommitted file discards it.
+    /// </summary>
+    IPendingFile CreatePending(FileKind kind);
+
     /// <summary>Reads a whole file.</summary>
     Task<byte[]> GetAsync(FileKind kind, string name, CancellationToken cancellationToken = default);
 
@@ -32,4 +39,17 @@ public interface IBlobStore
 
     /// <summary>Creates the folder structure of a new repository.</summary>
     void Create();
+}
+
+/// <summary>A file being written to a store, appended to in order, and named when complete.</summary>
+public interface IPendingFile : IAsyncDisposable
+{
+    /// <summary>The bytes written so far.</summary>
+    long Length { get; }
+
+    /// <summary>Appends <paramref name="data"/>.</summary>
+    void Write(ReadOnlySpan<byte> data);
+
+    /// <summary>Makes the file durable and gives it its name, atomically; an existing file of that name is kept unless <paramref name="overwrite"/>.</summary>
+    Task CommitAsync(string name, bool overwrite, CancellationToken cancellationToken);
 }

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Microsoft.Win32.SafeHandles;
 
 namespace Kintsugi.Backup.Storage;
 
@@ -62,41 +63,99 @@ public sealed class LocalBlobStore : IBlobStore
 
     public async Task PutAsync(FileKind kind, string name, ReadOnlyMemory<byte> data, bool overwrite = false, CancellationToken cancellationToken = default)
     {
-        string target = PathOf(kind, name);
-        if (!overwrite && File.Exists(target))
+        if (!overwrite && File.Exists(PathOf(kind, name)))
         {
             return;
         }
-        string temp = Path.Combine(TempDirectory, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)));
-        try
+        await using var pending = CreatePending(kind);
+        pending.Write(data.Span);
+        await pending.CommitAsync(name, overwrite, cancellationToken).ConfigureAwait(false);
+    }
+
+    public IPendingFile CreatePending(FileKind kind) => new PendingFile(this, kind);
+
+    /// <summary>
+    /// A file written into tmp/ and, once complete, fsynced and renamed to its name (then its folder
+    /// fsynced): a reader never sees it half-written, and a crash leaves only a temporary file.
+    /// </summary>
+    private sealed class PendingFile : IPendingFile
+    {
+        private readonly LocalBlobStore _store;
+        private readonly FileKind _kind;
+        private readonly string _temp;
+        private SafeFileHandle? _handle;
+
+        public PendingFile(LocalBlobStore store, FileKind kind)
         {
-            using (var handle = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, data.Length))
-            {
-                await RandomAccess.WriteAsync(handle, data, 0, cancellationToken).ConfigureAwait(false);
-                RandomAccess.FlushToDisk(handle);
-            }
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+            _store = store;
+            _kind = kind;
+            _temp = Path.Combine(store.TempDirectory, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)));
             try
             {
-                File.Move(temp, target, overwrite);
+                _handle = File.OpenHandle(_temp, FileMode.CreateNew, FileAccess.Write, FileShare.None);
             }
-            catch (IOException) when (!overwrite && File.Exists(target))
+            catch (IOException e)
             {
-                // Another writer stored the same content-addressed file first: it is the same file.
-                TryDelete(temp);
-                return;
+                throw KintsugiException.FromIo(e, _temp);
             }
-            Platform.Posix.FsyncDirectory(Path.GetDirectoryName(target)!);
         }
-        catch (IOException e)
+
+        public long Length { get; private set; }
+
+        public void Write(ReadOnlySpan<byte> data)
         {
-            TryDelete(temp);
-            throw KintsugiException.FromIo(e, target);
+            var handle = _handle ?? throw new InvalidOperationException("the file was already committed");
+            try
+            {
+                RandomAccess.Write(handle, data, Length);
+            }
+            catch (IOException e)
+            {
+                throw KintsugiException.FromIo(e, _temp);
+            }
+            Length += data.Length;
         }
-        catch
+
+        public Task CommitAsync(string name, bool overwrite, CancellationToken cancellationToken)
         {
-            TryDelete(temp);
-            throw;
+            var handle = _handle ?? throw new InvalidOperationException("the file was already committed");
+            cancellationToken.ThrowIfCancellationRequested();
+            string target = _store.PathOf(_kind, name);
+            try
+            {
+                RandomAccess.FlushToDisk(handle);
+                handle.Dispose();
+                _handle = null;
+                File.SetUnixFileMode(_temp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+                try
+                {
+                    File.Move(_temp, target, overwrite);
+                }
+                catch (IOException) when (!overwrite && File.Exists(target))
+                {
+                    // Another writer stored the same content-addressed file first: it is the same file.
+                    TryDelete(_temp);
+                    return Task.CompletedTask;
+                }
+                Platform.Posix.FsyncDirectory(Path.GetDirectoryName(target)!);
+            }
+            catch (IOException e)
+            {
+                TryDelete(_temp);
+                throw KintsugiException.FromIo(e, target);
+            }
+            return Task.CompletedTask;
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            if (_handle is not null)
+            {
+                _handle.Dispose();
+                _handle = null;
+                TryDelete(_temp);
+            }
+            return ValueTask.CompletedTask;
         }
     }
 
