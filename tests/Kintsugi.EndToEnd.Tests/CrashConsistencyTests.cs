@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Kintsugi.EndToEnd.Tests.Harness;
+using Xunit.Abstractions;
+
+namespace Kintsugi.EndToEnd.Tests;
+
+/// <summary>
+/// <c>kintsugi backup</c> and <c>kintsugi forget --prune</c> killed with SIGKILL at random moments, as
+/// real processes. After every kill, with no manual unlock: <c>check --read-data</c> passes, every
+/// snapshot restores bit-exact, and the next backup succeeds and stores nothing it already has; at the
+/// end prune removes every leftover. The default run tries a few kill points; KINTSUGI_CRASH_RUNS
+/// raises it (tests/crash-soak.sh), and KINTSUGI_TEST_SEED replays one.
+/// </summary>
+public sealed class CrashConsistencyTests(ITestOutputHelper output)
+{
+    private static int Runs => int.TryParse(Environment.GetEnvironmentVariable("KINTSUGI_CRASH_RUNS"), CultureInfo.InvariantCulture, out int n) && n > 0 ? n : 4;
+
+    private static int Seed(ITestOutputHelper output)
+    {
+        string? fromEnv = Environment.GetEnvironmentVariable("KINTSUGI_TEST_SEED");
+        int seed = string.IsNullOrWhiteSpace(fromEnv) ? Random.Shared.Next() : int.Parse(fromEnv, CultureInfo.InvariantCulture);
+        output.WriteLine($"seed {seed} (rerun with KINTSUGI_TEST_SEED={seed} to reproduce)");
+        return seed;
+    }
+
+    /// <summary>Starts kintsugi against the workspace's repository and SIGKILLs it after <paramref name="delay"/>; returns whether it had already finished.</summary>
+    private static async Task<bool> RunAndKillAsync(Workspace ws, TimeSpan delay, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+        foreach (var a in new[] { Cli.Dll, "--repo", ws.Repo, "--password-file", ws.PasswordFile, "--quiet" }.Concat(args))
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using var process = Process.Start(psi)!;
+        process.StandardInput.Close();
+        var drain = Task.WhenAll(process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
+        bool finished = process.WaitForExit((int)delay.TotalMilliseconds);
+        if (!finished)
+        {
+            process.Kill(entireProcessTree: false); // SIGKILL
+        }
+        await process.WaitForExitAsync();
+        await drain;
+        return finished;
+    }
+
+    private static void Mutate(Random rng, string src, int step)
+    {
+        FileTree.WriteRandom(Path.Combine(src, $"step-{step:D3}.bin"), rng.Next(8, 25) << 20);
+        File.WriteAllText(Path.Combine(src, "notes", "log.txt"), $"step {step}\n");
+    }
+
+    private async Task AssertRepositoryWholeAsync(Workspace ws, Dictionary<string, SortedDictionary<string, string>> expected, string src, string context)
+    {
+        var check = await ws.RepoAsync("check", "--read-data", "--json");
+        Assert.True(check.ExitCode == 0, $"{context}: check --read-data failed\n{check}");
+        foreach (var snap in await ws.SnapshotsAsync())
+        {
+            string id = snap.GetProperty("id").GetString()!;
+            Assert.True(expected.TryGetValue(id, out var listing), $"{context}: snapshot {id[..8]} was not made by any backup of this test");
+            string target = ws.PathOf("restore-" + Guid.NewGuid().ToString("N")[..8]);
+            (await ws.RepoAsync("restore", id, "--target", target)).ShouldSucceed();
+            FileTree.AssertSameListing(listing, FileTree.Listing(target + src), $"{context}: snapshot {id[..8]} restored");
+            Directory.Delete(target, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Backups_and_prunes_killed_at_random_moments_lose_nothing_committed()
+    {
+        var rng = new Random(Seed(output));
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        Directory.CreateDirectory(Path.Combine(src, "notes"));
+        await ws.InitAsync();
+        var expected = new Dictionary<string, SortedDictionary<string, string>>(StringComparer.Ordinal);
+        int step = 0, killed = 0, completedBeforeKill = 0;
+
+        async Task BackupAsync()
+        {
+            var listing = FileTree.Listing(src);
+            string id = (await ws.BackupAsync(src)).GetProperty("snapshot").GetString()!;
+            expected[id] = listing;
+        }
+
+        Mutate(rng, src, step++);
+        var clock = Stopwatch.StartNew();
+        await BackupAsync();
+        // Kill points spread over a whole run, start-up included (a backup of a new step file takes about as long as this one).
+        int span = Math.Max(200, (int)clock.ElapsedMilliseconds);
+        output.WriteLine($"a full backup takes {span} ms here");
+        for (int run = 0; run < Runs; run++)
+        {
+            bool prune = run % 3 == 2;
+            var delay = TimeSpan.FromMilliseconds(rng.Next(span / 10, span));
+            string context = $"run {run} ({(prune ? "forget --prune" : "backup")} killed after {delay.TotalMilliseconds} ms)";
+            var before = (await ws.SnapshotsAsync()).Select(s => s.GetProperty("id").GetString()!).ToHashSet(StringComparer.Ordinal);
+            var listing = FileTree.Listing(src);
+            if (!prune)
+            {
+                Mutate(rng, src, step++);
+                listing = FileTree.Listing(src);
+            }
+            bool finished = prune
+                ? await RunAndKillAsync(ws, delay, "forget", "--keep-last", "2", "--prune")
+                : await RunAndKillAsync(ws, delay, "backup", src);
+            killed += finished ? 0 : 1;
+            completedBeforeKill += finished ? 1 : 0;
+            foreach (var id in (await ws.SnapshotsAsync()).Select(s => s.GetProperty("id").GetString()!).Where(id => !before.Contains(id)))
+            {
+                // The killed backup got as far as its snapshot: it holds the tree as it was.
+                expected[id] = listing;
+            }
+            output.WriteLine($"{context}: {(finished ? "finished before the kill" : "killed")}");
+            await AssertRepositoryWholeAsync(ws, expected, src, context);
+
+            var next = await ws.BackupAsync(src);
+            expected[next.GetProperty("snapshot").GetString()!] = FileTree.Listing(src);
+            Assert.True(next.GetProperty("summary").GetProperty("bytes_read").GetInt64() <= new FileInfo(Path.Combine(src, "notes", "log.txt")).Length + (25 << 20),
+                $"{context}: the backup after the kill read more than what changed since the last snapshot");
+        }
+
+        (await ws.RepoAsync("prune")).ShouldSucceed();
+        var final = (await ws.RepoAsync("check", "--read-data", "--json")).ShouldSucceed().Json();
+        var warnings = final.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("message").GetString()).ToList();
+        Assert.True(warnings.Count == 0, "prune leaves no leftovers: " + string.Join("; ", warnings));
+        await AssertRepositoryWholeAsync(ws, expected, src, "after the final prune");
+        output.WriteLine($"{Runs} runs: {killed} killed, {completedBeforeKill} finished before their kill point");
+    }
+}
