@@ -3,12 +3,13 @@ namespace Kintsugi.Backup.Format;
 /// <summary>Seals and opens single blobs: encode (zstd, byte planes or stored), then AES-256-GCM with the blob header as associated data.</summary>
 internal static class BlobSealer
 {
-    /// <summary>Seals <paramref name="plaintext"/> into a new array, choosing zstd or stored.</summary>
+    /// <summary>Seals <paramref name="plaintext"/> into a new array of exactly its sealed length, choosing zstd or stored.</summary>
     public static (BlobCodec Codec, byte[] Sealed) Seal(MasterKey key, BlobId id, BlobKind kind, ReadOnlySpan<byte> plaintext)
     {
-        var encoded = new byte[Codecs.BlobEncoder.MaxEncodedLength(plaintext.Length)];
-        var (codec, length) = Codecs.BlobEncoder.Encode(plaintext, encoded);
-        return (codec, SealEncoded(key, id, kind, codec, (uint)plaintext.Length, encoded.AsSpan(0, length)));
+        var (codec, pooled, length) = SealPooled(key, id, kind, plaintext);
+        var sealedBytes = pooled.AsSpan(0, length).ToArray();
+        System.Buffers.ArrayPool<byte>.Shared.Return(pooled);
+        return (codec, sealedBytes);
     }
 
     /// <summary>
@@ -30,7 +31,10 @@ internal static class BlobSealer
         }
     }
 
-    /// <summary>As <see cref="SealEncoded"/>, into an array rented from the shared pool (the caller returns it).</summary>
+    /// <summary>
+    /// Seals an already encoded payload whose plaintext is <paramref name="rawLength"/> bytes long
+    /// (a delta also binds its base id), into an array rented from the shared pool (the caller returns it).
+    /// </summary>
     public static (byte[] Sealed, int Length) SealEncodedPooled(MasterKey key, BlobId id, BlobKind kind, BlobCodec codec, uint rawLength, ReadOnlySpan<byte> encoded, BlobId baseId = default)
     {
         Span<byte> ad = stackalloc byte[PackEntry.AssociatedDataSize];
@@ -39,16 +43,6 @@ internal static class BlobSealer
         var sealedBytes = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
         Aead.Seal(key.EncryptionKey, encoded, ad[..adLength], sealedBytes.AsSpan(0, length));
         return (sealedBytes, length);
-    }
-
-    /// <summary>Seals an already encoded payload whose plaintext is <paramref name="rawLength"/> bytes long.</summary>
-    public static byte[] SealEncoded(MasterKey key, BlobId id, BlobKind kind, BlobCodec codec, uint rawLength, ReadOnlySpan<byte> encoded, BlobId baseId = default)
-    {
-        Span<byte> ad = stackalloc byte[PackEntry.AssociatedDataSize];
-        int adLength = PackEntry.WriteAssociatedData(ad, id, kind, codec, rawLength, baseId);
-        var sealedBytes = new byte[encoded.Length + Aead.Overhead];
-        Aead.Seal(key.EncryptionKey, encoded, ad[..adLength], sealedBytes);
-        return sealedBytes;
     }
 
     /// <summary>Opens a sealed blob that is not a delta, decodes it and checks that its keyed hash is its id.</summary>
