@@ -236,6 +236,9 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
                   - http: { url: "http://127.0.0.1:{port}/health" }
                     every: 200ms
                     timeout: 200ms
+                    # A loaded machine can take seconds to start Python: failures before a replica's
+                    # first healthy answer do not count for this long.
+                    startup: 20s
                     failures: 2
                     then: failover
             """);
