@@ -160,7 +160,7 @@ public sealed class Repository
         {
             throw new KintsugiException(ErrorKind.InvalidInput, "this is the repository's only key; removing it would make the repository unreadable");
         }
-        await Store.DeleteAsync(FileKind.Key, key.Id, ct).ConfigureAwait(false);
+        await new Parity.ParityEngine(Store).DeleteAsync([(FileKind.Key, key.Id)], ct).ConfigureAwait(false);
         return key.Id;
     }
 

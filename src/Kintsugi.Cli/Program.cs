@@ -32,6 +32,8 @@ internal static class Program
         root.Subcommands.Add(ForgetCommand.CreatePrune());
         root.Subcommands.Add(KeyCommand.Create());
         root.Subcommands.Add(UnlockCommand.Create());
+        root.Subcommands.Add(ParityCommand.Create());
+        root.Subcommands.Add(ParityCommand.CreateRepair());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(StatusCommand.Create());

@@ -198,7 +198,29 @@ public sealed partial class BackupEngine
                 },
             };
             var id = await _repo.SaveSnapshotAsync(snapshot, ct).ConfigureAwait(false);
+            await ProtectWithParityAsync(ct).ConfigureAwait(false);
             return new BackupResult(new SnapshotRef(id, snapshot), _issues.ToList());
+        }
+
+        /// <summary>
+        /// Where the repository keeps parity, adds the new packs, index file and snapshot to it. The
+        /// snapshot is already committed: a failure here leaves them unprotected until the next
+        /// backup or `kintsugi parity update`, and is reported as a warning, not a failed backup.
+        /// </summary>
+        private async Task ProtectWithParityAsync(CancellationToken ct)
+        {
+            try
+            {
+                var cover = await new Parity.ParityEngine(_repo.Store).CoverAsync(ct: ct).ConfigureAwait(false);
+                foreach (var skipped in cover.Skipped)
+                {
+                    _issues.Enqueue(new BackupIssue(_repo.Store.Location, $"warning: not protected by parity: {skipped}"));
+                }
+            }
+            catch (KintsugiException e)
+            {
+                _issues.Enqueue(new BackupIssue(_repo.Store.Location, $"warning: the new files are not yet protected by parity ({e.Message}); run `kintsugi parity update`"));
+            }
         }
 
         private async Task<SnapshotRef?> FindParentAsync(List<string> paths, CancellationToken ct)

@@ -146,20 +146,17 @@ public sealed class PruneEngine
             .Concat(newEntries)
             .ToList();
         var newIndex = await _repo.SaveIndexAsync(finalEntries, ct).ConfigureAwait(false);
-        int replaced = 0;
-        foreach (var name in indexFiles.Where(n => !newIndex.Contains(n)))
-        {
-            await _repo.Store.DeleteAsync(FileKind.Index, name, ct).ConfigureAwait(false);
-            replaced++;
-        }
-        foreach (var pack in delete.Concat(repack))
-        {
-            await _repo.Store.DeleteAsync(FileKind.Pack, pack.ToString(), ct).ConfigureAwait(false);
-        }
-        foreach (var name in unindexed)
-        {
-            await _repo.Store.DeleteAsync(FileKind.Pack, name, ct).ConfigureAwait(false);
-        }
+        // Old index files go before their packs (a crash in between leaves packs no index lists,
+        // which the next prune removes). Parity groups first protect the new packs and index files,
+        // then let go of the files about to be deleted, before any is deleted.
+        var parity = new Parity.ParityEngine(_repo.Store);
+        var doomed = indexFiles.Where(n => !newIndex.Contains(n)).Select(n => (FileKind.Index, n))
+            .Concat(delete.Concat(repack).Select(p => (FileKind.Pack, p.ToString())))
+            .Concat(unindexed.Select(n => (FileKind.Pack, n)))
+            .ToList();
+        await parity.CoverAsync(doomed, ct: ct).ConfigureAwait(false);
+        await parity.DeleteAsync(doomed, ct).ConfigureAwait(false);
+        int replaced = doomed.Count(d => d.Item1 == FileKind.Index);
         int temps = _repo.Store is LocalBlobStore local ? local.CleanTemporaryFiles(TimeSpan.Zero, _repo.Time.GetUtcNow()) : 0;
         return new PruneResult(delete.Count + unindexed.Count, repack.Count, (int)writer.PacksWritten, bytesFreed, blobsRemoved, blobsKept, replaced, temps, false);
     }

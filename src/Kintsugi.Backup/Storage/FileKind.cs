@@ -9,4 +9,8 @@ public enum FileKind
     Index,
     Snapshot,
     Lock,
+    /// <summary>Parity groups (erasure-coded redundancy over the other files), in <c>parity/</c>.</summary>
+    Parity,
+    /// <summary>The parity settings, the fixed name <c>parity/settings</c> (plain JSON).</summary>
+    ParitySettings,
 }

@@ -24,7 +24,7 @@ public sealed class LocalBlobStore : IBlobStore
     public void Create()
     {
         Directory.CreateDirectory(_root);
-        foreach (var dir in new[] { "keys", "index", "snapshots", "locks", "tmp" })
+        foreach (var dir in new[] { "keys", "index", "snapshots", "locks", "tmp", "parity" })
         {
             Directory.CreateDirectory(Path.Combine(_root, dir));
         }
@@ -47,6 +47,8 @@ public sealed class LocalBlobStore : IBlobStore
             FileKind.Index => Path.Combine(_root, "index", name),
             FileKind.Snapshot => Path.Combine(_root, "snapshots", name),
             FileKind.Lock => Path.Combine(_root, "locks", name),
+            FileKind.Parity => Path.Combine(_root, "parity", name),
+            FileKind.ParitySettings => Path.Combine(_root, "parity", "settings"),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
     }
@@ -127,6 +129,11 @@ public sealed class LocalBlobStore : IBlobStore
                 handle.Dispose();
                 _handle = null;
                 File.SetUnixFileMode(_temp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+                if (_kind is FileKind.Parity or FileKind.ParitySettings)
+                {
+                    // Repositories created before parity existed have no parity/ folder yet.
+                    Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                }
                 try
                 {
                     File.Move(_temp, target, overwrite);

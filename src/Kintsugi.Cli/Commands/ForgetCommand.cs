@@ -2,6 +2,7 @@ using System.CommandLine;
 using Kintsugi.Backup;
 using Kintsugi.Backup.Engine;
 using Kintsugi.Backup.Format;
+using Kintsugi.Backup.Parity;
 using Kintsugi.Backup.Storage;
 using Kintsugi.Cli.Rendering;
 using Spectre.Console;
@@ -54,7 +55,10 @@ internal static class ForgetCommand
             bool dry = p.GetValue(dryRun);
             bool doPrune = p.GetValue(prune);
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            await using var repoLock = await repo.LockAsync(doPrune && !dry, CliContext.Host, doPrune ? "forget --prune" : "forget", ct).ConfigureAwait(false);
+            var parity = new ParityEngine(repo.Store);
+            // With parity, forgetting changes parity groups, which a backup's parity pass must not do at the same time.
+            bool exclusive = !dry && (doPrune || repo.Store.List(FileKind.Parity).Count > 0);
+            await using var repoLock = await repo.LockAsync(exclusive, CliContext.Host, doPrune ? "forget --prune" : "forget", ct).ConfigureAwait(false);
             var snapshots = await repo.LoadSnapshotsAsync(onError: (name, e) => ctx.Warn($"kintsugi: warning: {e.Message}; it is left as it is"), ct: ct).ConfigureAwait(false);
             var groups = Retention.Apply(snapshots, policy, ctx.Time.LocalTimeZone);
             var removed = new List<SnapshotRef>();
@@ -63,11 +67,11 @@ internal static class ForgetCommand
                 foreach (var d in group.Decisions.Where(d => !d.Keep))
                 {
                     removed.Add(d.Snapshot);
-                    if (!dry)
-                    {
-                        await repo.Store.DeleteAsync(FileKind.Snapshot, d.Snapshot.Id.ToString(), ct).ConfigureAwait(false);
-                    }
                 }
+            }
+            if (!dry)
+            {
+                await parity.DeleteAsync([.. removed.Select(r => (FileKind.Snapshot, r.Id.ToString()))], ct).ConfigureAwait(false);
             }
             PruneResult? pruned = null;
             if (doPrune)

@@ -8,25 +8,33 @@ internal static class InitCommand
     public static Command Create()
     {
         var kdf = new KdfOptions();
-        var command = new Command("init", "Create a new repository (refuses a folder that already holds one or is not empty).\n" + ExitCodes.Help);
+        var parity = new Option<string?>("--parity") { Description = "Protect the repository with erasure-coded parity from the start, e.g. 8+2 (see `kintsugi parity set --help`)" };
+        var command = new Command("init", "Create a new repository (refuses a folder that already holds one or is not empty).\n" + ExitCodes.Help) { parity };
         kdf.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
             var store = ctx.OpenStore();
             var parameters = kdf.Read(ctx);
+            var paritySettings = ParityCommand.ParseOption(ctx.Parse.GetValue(parity));
             if (store.Exists(Backup.Storage.FileKind.Config, "config"))
             {
                 throw new KintsugiException(ErrorKind.RepositoryExists, $"a repository already exists at {store.Location}; use it as it is, or choose another path");
             }
             string password = ctx.ReadPassword(confirm: true, prompt: "new password");
             var repo = await Repository.InitAsync(store, password, parameters, null, CliContext.Host, CliContext.User, ctx.Time, ct).ConfigureAwait(false);
+            if (paritySettings is not null)
+            {
+                var engine = new Backup.Parity.ParityEngine(store);
+                await engine.SaveSettingsAsync(paritySettings, ct).ConfigureAwait(false);
+                await engine.CoverAsync(ct: ct).ConfigureAwait(false);
+            }
             if (ctx.Json)
             {
-                ctx.WriteJson(new { id = repo.Config.Id, repository = store.Location, key = repo.KeyId });
+                ctx.WriteJson(new { id = repo.Config.Id, repository = store.Location, key = repo.KeyId, parity = paritySettings?.Scheme });
             }
             else
             {
-                ctx.Say($"created repository {repo.Config.Id[..8]} at {store.Location}");
+                ctx.Say($"created repository {repo.Config.Id[..8]} at {store.Location}" + (paritySettings is null ? "" : $" with parity {paritySettings.Scheme}"));
                 ctx.Say("keep the password safe: without it the data cannot be read");
             }
             return ExitCodes.Ok;

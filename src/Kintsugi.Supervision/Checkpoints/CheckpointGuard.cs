@@ -266,9 +266,11 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         // Keep-last counts good checkpoints: bad ones (newer than a fault) must not push good ones out.
         var keep = mine.Where(s => !bad.Contains(s.Id.ToString())).Take(_spec.KeepLast).ToList();
         var oldestKept = keep.Count > 0 ? keep[^1].Snapshot.Time : DateTimeOffset.MaxValue;
-        foreach (var old in mine.Where(s => !keep.Contains(s) && s.Snapshot.Time < oldestKept))
+        var forget = mine.Where(s => !keep.Contains(s) && s.Snapshot.Time < oldestKept).ToList();
+        // Through the parity engine, so parity groups let go of the snapshots first (this guard's backups run one at a time).
+        await new Kintsugi.Backup.Parity.ParityEngine(repo.Store).DeleteAsync([.. forget.Select(s => (FileKind.Snapshot, s.Id.ToString()))], ct).ConfigureAwait(false);
+        foreach (var old in forget)
         {
-            await repo.Store.DeleteAsync(FileKind.Snapshot, old.Id.ToString(), ct).ConfigureAwait(false);
             _forgottenSincePrune++;
             lock (_lock)
             {

@@ -1,0 +1,188 @@
+using System.CommandLine;
+using System.Globalization;
+using Kintsugi.Backup;
+using Kintsugi.Backup.Parity;
+using Kintsugi.Backup.Storage;
+using Kintsugi.Cli.Rendering;
+
+namespace Kintsugi.Cli.Commands;
+
+/// <summary>`kintsugi parity` (status, set, update, off) and `kintsugi repair`. Neither needs the password: parity works on the stored bytes.</summary>
+internal static class ParityCommand
+{
+    private const string SchemeHelp = "DATA+PARITY, e.g. 8+2: groups of 8 data columns get 2 parity columns (25% more space once groups fill), and survive any 2 lost or damaged files per group, or damage in any 2 columns of every 64 KiB stripe row";
+
+    public static Command Create()
+    {
+        var command = new Command("parity", "Erasure-coded redundancy inside the repository (Reed–Solomon over groups of files), so that `kintsugi repair` can rebuild bit-rotted and lost files. Without a subcommand: shows what is protected. Needs no password.\n" + ExitCodes.Help);
+        command.SetHandler(StatusAsync);
+
+        var status = new Command("status", "Show the parity settings, how many files and bytes are protected, and the space parity takes.\n" + ExitCodes.Help);
+        status.SetHandler(StatusAsync);
+
+        var scheme = new Argument<string>("scheme") { Description = SchemeHelp };
+        var stripe = new Option<int?>("--stripe") { Description = $"Stripe size in bytes, a power of two from 4096 (default {ParitySettings.DefaultStripe}): damage is located and rebuilt per stripe" };
+        var set = new Command("set", "Turn parity on (or change the scheme used for new groups) and protect every file not yet protected.\n" + ExitCodes.Help) { scheme, stripe };
+        set.SetHandler(async (ctx, ct) =>
+        {
+            var store = RequireRepository(ctx);
+            var settings = ParitySettings.Parse(ctx.Parse.GetValue(scheme)!);
+            if (ctx.Parse.GetValue(stripe) is int s)
+            {
+                settings = settings with { StripeSize = s };
+                settings.Validate();
+            }
+            await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: false, CliContext.Host, "parity set", ctx.Time, ct).ConfigureAwait(false);
+            var engine = new ParityEngine(store);
+            await engine.SaveSettingsAsync(settings, ct).ConfigureAwait(false);
+            var cover = await engine.CoverAsync(ct: ct).ConfigureAwait(false);
+            return Report(ctx, settings, cover);
+        });
+
+        var update = new Command("update", "Protect every file not yet protected (backups do this themselves; this catches up after an interrupted one).\n" + ExitCodes.Help);
+        update.SetHandler(async (ctx, ct) =>
+        {
+            var store = RequireRepository(ctx);
+            await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: false, CliContext.Host, "parity update", ctx.Time, ct).ConfigureAwait(false);
+            var engine = new ParityEngine(store);
+            var settings = await engine.LoadSettingsAsync(ct).ConfigureAwait(false)
+                ?? throw new KintsugiException(ErrorKind.InvalidInput, $"parity is off in {store.Location}; turn it on with `kintsugi parity set 8+2`");
+            var cover = await engine.CoverAsync(ct: ct).ConfigureAwait(false);
+            return Report(ctx, settings, cover);
+        });
+
+        var off = new Command("off", "Turn parity off and delete every parity group (the data is untouched).\n" + ExitCodes.Help);
+        off.SetHandler(async (ctx, ct) =>
+        {
+            var store = RequireRepository(ctx);
+            await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: true, CliContext.Host, "parity off", ctx.Time, ct).ConfigureAwait(false);
+            int deleted = await new ParityEngine(store).DisableAsync(ct).ConfigureAwait(false);
+            if (ctx.Json)
+            {
+                ctx.WriteJson(new { groups_deleted = deleted });
+            }
+            ctx.Say($"parity is off; deleted {deleted} parity groups");
+            return ExitCodes.Ok;
+        });
+
+        command.Subcommands.Add(status);
+        command.Subcommands.Add(set);
+        command.Subcommands.Add(update);
+        command.Subcommands.Add(off);
+        return command;
+    }
+
+    public static Command CreateRepair()
+    {
+        var dryRun = new Option<bool>("--dry-run", "-n") { Description = "Only report what is damaged and what parity can rebuild; change nothing" };
+        var command = new Command("repair", "Read every repository file and every parity group, rebuild damaged or missing files from parity (each checked against its recorded SHA-256 before it is written back), rewrite damaged parity, and protect what is not yet protected. Needs no password, so it also repairs damaged key slots and config. Exit 1 when some damage could not be repaired.\n" + ExitCodes.Help) { dryRun };
+        command.SetHandler(async (ctx, ct) =>
+        {
+            var store = ctx.OpenStore();
+            if (!store.Exists(FileKind.Config, "config") && store.List(FileKind.Parity).Count == 0)
+            {
+                throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is neither a Kintsugi repository nor holds parity groups; check --repo / KINTSUGI_REPOSITORY");
+            }
+            bool dry = ctx.Parse.GetValue(dryRun);
+            await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: !dry, CliContext.Host, "repair", ctx.Time, ct).ConfigureAwait(false);
+            var result = await new ParityEngine(store).RepairAsync(dry, ctx.Time, ct).ConfigureAwait(false);
+            if (ctx.Json)
+            {
+                ctx.WriteJson(new
+                {
+                    files_checked = result.FilesChecked,
+                    bytes_checked = result.BytesChecked,
+                    repaired = result.Repaired,
+                    not_repaired = result.NotRepaired,
+                    groups_rewritten = result.GroupsRewritten,
+                    dry_run = result.DryRun,
+                    seconds = Math.Round(result.Elapsed.TotalSeconds, 3),
+                    files = result.Files.Select(f => new { kind = f.Kind.ToString().ToLowerInvariant(), name = f.Name, outcome = f.Outcome.ToString().ToLowerInvariant(), detail = f.Detail }),
+                });
+            }
+            foreach (var f in result.Files)
+            {
+                if (f.Outcome == RepairOutcome.Repaired)
+                {
+                    ctx.Say(f.ToString());
+                }
+                else
+                {
+                    ctx.Warn($"kintsugi: not repaired: {f}");
+                }
+            }
+            string rate = result.Elapsed > TimeSpan.Zero ? $" ({Units.Rate(result.BytesChecked, result.Elapsed)})" : "";
+            ctx.Say($"checked {result.FilesChecked} files ({Units.Bytes(result.BytesChecked)}) in {Units.Seconds(result.Elapsed.TotalSeconds)}{rate}: "
+                + (result.Files.Count == 0 ? "no damage found" : $"{result.Repaired} {(dry ? "repairable" : "repaired")}, {result.NotRepaired} not repairable")
+                + (result.GroupsRewritten > 0 ? $"; wrote {result.GroupsRewritten} parity groups" : ""));
+            if (result.NotRepaired > 0)
+            {
+                ctx.Warn($"kintsugi: {result.NotRepaired} damaged files could not be repaired; run `kintsugi check --read-data` to see which snapshots and files they affect");
+                return ExitCodes.Failed;
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    /// <summary>Parses --parity of init.</summary>
+    public static ParitySettings? ParseOption(string? value) => value is null ? null : ParitySettings.Parse(value);
+
+    private static IBlobStore RequireRepository(CliContext ctx)
+    {
+        var store = ctx.OpenStore();
+        if (!store.Exists(FileKind.Config, "config"))
+        {
+            throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
+        }
+        return store;
+    }
+
+    private static async Task<int> StatusAsync(CliContext ctx, CancellationToken ct)
+    {
+        var store = RequireRepository(ctx);
+        var status = await new ParityEngine(store).StatusAsync(ct).ConfigureAwait(false);
+        long data = status.CoveredBytes + status.UncoveredBytes;
+        if (ctx.Json)
+        {
+            ctx.WriteJson(new
+            {
+                scheme = status.Settings?.Scheme,
+                stripe = status.Settings?.StripeSize,
+                groups = status.Groups,
+                damaged_groups = status.DamagedGroups,
+                protected_files = status.CoveredFiles,
+                protected_bytes = status.CoveredBytes,
+                unprotected_files = status.UncoveredFiles,
+                unprotected_bytes = status.UncoveredBytes,
+                parity_bytes = status.ParityBytes,
+                overhead = data == 0 ? 0 : Math.Round((double)status.ParityBytes / data, 4),
+            });
+            return ExitCodes.Ok;
+        }
+        ctx.Say(status.Settings is { } s
+            ? $"parity {s.Scheme}, stripes of {Units.Bytes(s.StripeSize)}: each group survives {s.ParityColumns} damaged or lost files (or damaged stripes per row)"
+            : "parity is off" + (status.Groups > 0 ? $" (but {status.Groups} parity groups remain; `kintsugi parity off` deletes them)" : "; turn it on with `kintsugi parity set 8+2`"));
+        ctx.Say($"protected: {status.CoveredFiles} files ({Units.Bytes(status.CoveredBytes)}) in {status.Groups} groups; not protected: {status.UncoveredFiles} files ({Units.Bytes(status.UncoveredBytes)})");
+        ctx.Say($"parity takes {Units.Bytes(status.ParityBytes)}" + (data > 0 ? $", {((double)status.ParityBytes / data * 100).ToString("0.0", CultureInfo.InvariantCulture)}% of the repository's other files" : ""));
+        foreach (var d in status.DamagedGroups)
+        {
+            ctx.Warn($"kintsugi: parity group {d} is damaged; `kintsugi repair` rewrites it");
+        }
+        return ExitCodes.Ok;
+    }
+
+    private static int Report(CliContext ctx, ParitySettings settings, ParityCoverResult cover)
+    {
+        if (ctx.Json)
+        {
+            ctx.WriteJson(new { scheme = settings.Scheme, files_added = cover.FilesAdded, bytes_added = cover.BytesAdded, groups_written = cover.GroupsWritten, skipped = cover.Skipped });
+        }
+        ctx.Say($"parity {settings.Scheme}: protected {cover.FilesAdded} more files ({Units.Bytes(cover.BytesAdded)}), wrote {cover.GroupsWritten} parity groups");
+        foreach (var skipped in cover.Skipped)
+        {
+            ctx.Warn($"kintsugi: warning: not protected: {skipped}");
+        }
+        return cover.Skipped.Count > 0 ? ExitCodes.Partial : ExitCodes.Ok;
+    }
+}
