@@ -56,6 +56,9 @@ public sealed class CrashConsistencyTests(ITestOutputHelper output)
     {
         var check = await ws.RepoAsync("check", "--read-data", "--json");
         Assert.True(check.ExitCode == 0, $"{context}: check --read-data failed\n{check}");
+        // Parity groups never name a file that is gone or changed: a kill leaves at most files not yet protected.
+        var repair = await ws.RepoAsync("repair", "--dry-run", "--json");
+        Assert.True(repair.ExitCode == 0 && repair.Json().GetProperty("files").GetArrayLength() == 0, $"{context}: repair --dry-run found damage\n{repair}");
         foreach (var snap in await ws.SnapshotsAsync())
         {
             string id = snap.GetProperty("id").GetString()!;
@@ -75,6 +78,8 @@ public sealed class CrashConsistencyTests(ITestOutputHelper output)
         string src = ws.PathOf("src");
         Directory.CreateDirectory(Path.Combine(src, "notes"));
         await ws.InitAsync();
+        // With parity on, kills also land while parity groups are extended, shrunk and replaced.
+        (await ws.RepoAsync("parity", "set", "4+2")).ShouldSucceed();
         var expected = new Dictionary<string, SortedDictionary<string, string>>(StringComparer.Ordinal);
         int step = 0, killed = 0, completedBeforeKill = 0;
 
@@ -127,6 +132,9 @@ public sealed class CrashConsistencyTests(ITestOutputHelper output)
         var warnings = final.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("message").GetString()).ToList();
         Assert.True(warnings.Count == 0, "prune leaves no leftovers: " + string.Join("; ", warnings));
         await AssertRepositoryWholeAsync(ws, expected, src, "after the final prune");
+        (await ws.RepoAsync("parity", "update")).ShouldSucceed();
+        var parity = (await ws.RepoAsync("parity", "--json")).ShouldSucceed().Json();
+        Assert.Equal(0, parity.GetProperty("unprotected_files").GetInt32());
         output.WriteLine($"{Runs} runs: {killed} killed, {completedBeforeKill} finished before their kill point");
     }
 

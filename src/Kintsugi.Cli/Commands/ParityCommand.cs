@@ -26,12 +26,7 @@ internal static class ParityCommand
         set.SetHandler(async (ctx, ct) =>
         {
             var store = RequireRepository(ctx);
-            var settings = ParitySettings.Parse(ctx.Parse.GetValue(scheme)!);
-            if (ctx.Parse.GetValue(stripe) is int s)
-            {
-                settings = settings with { StripeSize = s };
-                settings.Validate();
-            }
+            var settings = ParseScheme(ctx.Parse.GetValue(scheme)!, ctx.Parse.GetValue(stripe));
             await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: false, CliContext.Host, "parity set", ctx.Time, ct).ConfigureAwait(false);
             var engine = new ParityEngine(store);
             await engine.SaveSettingsAsync(settings, ct).ConfigureAwait(false);
@@ -126,7 +121,26 @@ internal static class ParityCommand
     }
 
     /// <summary>Parses --parity of init.</summary>
-    public static ParitySettings? ParseOption(string? value) => value is null ? null : ParitySettings.Parse(value);
+    public static ParitySettings? ParseOption(string? value) => value is null ? null : ParseScheme(value, null);
+
+    /// <summary>A scheme (and stripe size) given on the command line; a bad one is a usage error.</summary>
+    private static ParitySettings ParseScheme(string scheme, int? stripe)
+    {
+        try
+        {
+            var settings = ParitySettings.Parse(scheme);
+            if (stripe is int s)
+            {
+                settings = settings with { StripeSize = s };
+                settings.Validate();
+            }
+            return settings;
+        }
+        catch (KintsugiException e) when (e.Kind == ErrorKind.InvalidInput)
+        {
+            throw new UsageException(e.Message);
+        }
+    }
 
     private static IBlobStore RequireRepository(CliContext ctx)
     {
