@@ -13,6 +13,8 @@ namespace Kintsugi.Backup.Parity;
 internal sealed class ParityGroupBuilder
 {
     private const int ReadChunk = 1 << 20;
+    /// <summary>Files up to this size are read once, whole, when they join a group.</summary>
+    private const int WholeReadLimit = 64 << 20;
 
     private readonly IBlobStore _store;
     private readonly ReedSolomon _rs;
@@ -23,6 +25,8 @@ internal sealed class ParityGroupBuilder
     private readonly int _oldRows;
     private readonly byte[] _oldHashes;
     private readonly HashSet<(int Column, int Row)> _touched = [];
+    /// <summary>Hashes of stripes that one added file fills alone, computed when it was read.</summary>
+    private readonly Dictionary<(int Column, int Row), byte[]> _known = [];
     private int _rowsAllocated;
 
     private ParityGroupBuilder(IBlobStore store, int k, int m, int stripe, long capacity, long sequence, string? replaces,
@@ -116,6 +120,52 @@ internal sealed class ParityGroupBuilder
     /// </summary>
     public async Task<string?> AddAsync(FileKind kind, string name, long length, int column, CancellationToken ct)
     {
+        if (length > WholeReadLimit)
+        {
+            return await AddStreamedAsync(kind, name, length, column, ct).ConfigureAwait(false);
+        }
+        // One read: hash, parity and the hashes of the stripes the file fills alone all come from memory.
+        var content = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Max(length, 1));
+        try
+        {
+            if (!await ReadWholeAsync(_store, kind, name, content.AsMemory(0, (int)length), ct).ConfigureAwait(false))
+            {
+                return "it could not be read whole";
+            }
+            var data = content.AsMemory(0, (int)length);
+            var sha = SHA256.HashData(data.Span);
+            if (ParityFile.NamedByHash(kind) && Convert.ToHexStringLower(sha) != name)
+            {
+                return "its bytes do not match its name (run `kintsugi check --read-data`)";
+            }
+            var member = new ParityMember(kind, name, column, _heights[column], length, sha);
+            EnsureRows(member.End);
+            var slices = new Memory<byte>[ParityColumns];
+            for (int j = 0; j < ParityColumns; j++)
+            {
+                slices[j] = _parity[j].AsMemory((int)member.Offset, (int)length);
+            }
+            _rs.Accumulate(column, data.Span, slices);
+            var full = new byte[32];
+            for (long r = (member.Offset + StripeSize - 1) / StripeSize; (r + 1) * StripeSize <= member.End; r++)
+            {
+                SHA256.HashData(data.Span.Slice((int)((r * StripeSize) - member.Offset), StripeSize), full);
+                _known[(column, (int)r)] = full.AsSpan(0, ParityGroup.StripeHashLength).ToArray();
+            }
+            _members.Add(member);
+            _heights[column] = member.End;
+            Touch(member);
+            Changed = true;
+            return null;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(content);
+        }
+    }
+
+    private async Task<string?> AddStreamedAsync(FileKind kind, string name, long length, int column, CancellationToken ct)
+    {
         var sha = await HashFileAsync(_store, kind, name, length, ct).ConfigureAwait(false);
         if (sha is null)
         {
@@ -138,6 +188,28 @@ internal sealed class ParityGroupBuilder
         return null;
     }
 
+    /// <summary>Reads exactly <paramref name="buffer"/>.Length bytes, and checks that the file is not longer.</summary>
+    private static async Task<bool> ReadWholeAsync(IBlobStore store, FileKind kind, string name, Memory<byte> buffer, CancellationToken ct)
+    {
+        try
+        {
+            await store.ReadAtAsync(kind, name, 0, buffer, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is KintsugiException or IOException)
+        {
+            return false;
+        }
+        try
+        {
+            await store.ReadAtAsync(kind, name, buffer.Length, new byte[1], ct).ConfigureAwait(false);
+            return false;
+        }
+        catch (Exception e) when (e is KintsugiException or IOException)
+        {
+            return true;
+        }
+    }
+
     /// <summary>Removes members (their files must still hold the bytes recorded); false when one does not, and then nothing is changed that matters: the caller drops the group.</summary>
     public async Task<bool> RemoveAsync(IReadOnlyCollection<ParityMember> members, CancellationToken ct)
     {
@@ -156,6 +228,7 @@ internal sealed class ParityGroupBuilder
                 return false;
             }
             _members.Remove(member);
+            _known.Clear();
             Touch(member);
             Changed = true;
         }
@@ -185,6 +258,11 @@ internal sealed class ParityGroupBuilder
                 if (r < _oldRows && !_touched.Contains((c, r)))
                 {
                     _oldHashes.AsSpan(((c * _oldRows) + r) * ParityGroup.StripeHashLength, ParityGroup.StripeHashLength).CopyTo(hashes.AsSpan(target));
+                    continue;
+                }
+                if (_known.TryGetValue((c, r), out var known) && (r >= _oldRows || !oldInColumn.Any(x => x.Offset < (long)(r + 1) * StripeSize && x.End > (long)r * StripeSize)))
+                {
+                    known.CopyTo(hashes.AsSpan(target));
                     continue;
                 }
                 if (r < _oldRows)
