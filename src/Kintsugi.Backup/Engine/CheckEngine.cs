@@ -135,6 +135,12 @@ public sealed class CheckEngine
             {
                 await CheckSnapshotAsync(snap, index, damaged, affected, Error, ct).ConfigureAwait(false);
             }
+            await CheckKeySlotsAsync(Error, ct).ConfigureAwait(false);
+            await CheckParityAsync(request.ReadData, Error, Warn, ct).ConfigureAwait(false);
+            if (problems.Any(p => p.Severity == "error") && _repo.Store.List(FileKind.Parity).Count > 0)
+            {
+                Warn("parity", "this repository keeps parity: `kintsugi repair` rebuilds damaged and missing files where it can");
+            }
             return new CheckResult(problems.ToList(), affected, snapshots.Count, byPack.Count, packsRead, blobsVerified, bytesRead);
         }
         finally
@@ -143,6 +149,66 @@ public sealed class CheckEngine
             {
                 await repoLock.DisposeAsync().ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>Every key slot's bytes must still hash to its name (a damaged slot no longer opens the repository).</summary>
+    private async Task CheckKeySlotsAsync(Action<string, string> error, CancellationToken ct)
+    {
+        foreach (var key in _repo.Store.List(FileKind.Key))
+        {
+            var bytes = await _repo.Store.GetAsync(FileKind.Key, key.Name, ct).ConfigureAwait(false);
+            if (Convert.ToHexStringLower(SHA256.HashData(bytes)) != key.Name)
+            {
+                error($"keys/{key.Name}", "key slot is damaged (its bytes do not match its name) and no longer opens the repository");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Where the repository keeps parity: every group header must parse, every file a group names
+    /// must exist (a missing snapshot or key slot is otherwise invisible), and, when reading data,
+    /// every group file must hash to its name. Files not yet protected are a warning.
+    /// </summary>
+    private async Task CheckParityAsync(bool readData, Action<string, string> error, Action<string, string> warn, CancellationToken ct)
+    {
+        var groups = _repo.Store.List(FileKind.Parity);
+        if (groups.Count == 0 && !_repo.Store.Exists(FileKind.ParitySettings, "settings"))
+        {
+            return;
+        }
+        var parity = new Parity.ParityEngine(_repo.Store);
+        Parity.ParityStatus status;
+        try
+        {
+            status = await parity.StatusAsync(ct).ConfigureAwait(false);
+        }
+        catch (KintsugiException e)
+        {
+            error("parity/settings", e.Message);
+            return;
+        }
+        foreach (var name in status.DamagedGroups)
+        {
+            error($"parity/{name}", "parity group is damaged; `kintsugi repair` rewrites it from the files it protects");
+        }
+        foreach (var (kind, name) in await parity.MissingMembersAsync(ct).ConfigureAwait(false))
+        {
+            error(Parity.ParityFile.Describe(kind, name), "is missing; a parity group protects it, so `kintsugi repair` can rebuild it");
+        }
+        if (readData)
+        {
+            foreach (var g in groups.Where(g => !status.DamagedGroups.Contains(g.Name)))
+            {
+                if (!await parity.GroupFileIntactAsync(g, ct).ConfigureAwait(false))
+                {
+                    error($"parity/{g.Name}", "parity group is damaged (its bytes do not match its name); `kintsugi repair` rewrites it");
+                }
+            }
+        }
+        if (status.Settings is not null && status.UncoveredFiles > 0)
+        {
+            warn("parity", $"{status.UncoveredFiles} files are not protected by parity yet (an interrupted backup); `kintsugi parity update` protects them");
         }
     }
 

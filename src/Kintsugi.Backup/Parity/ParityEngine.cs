@@ -110,6 +110,21 @@ public sealed class ParityEngine
             coveredFiles.Count, coveredFiles.Sum(f => f.File.Size), uncovered.Count, uncovered.Sum(f => f.File.Size), parityBytes);
     }
 
+    /// <summary>Files that a readable group names but that are not in the repository.</summary>
+    public async Task<IReadOnlyList<(FileKind Kind, string Name)>> MissingMembersAsync(CancellationToken ct = default)
+    {
+        var (groups, _) = await LoadGroupsAsync(ct).ConfigureAwait(false);
+        var present = ListProtected().Select(f => (f.Kind, f.File.Name)).ToHashSet();
+        return [.. groups.SelectMany(g => g.Group.Members).Select(m => (m.Kind, m.Name)).Distinct().Where(m => !present.Contains(m))];
+    }
+
+    /// <summary>Whether a group file's bytes hash to its name.</summary>
+    public async Task<bool> GroupFileIntactAsync(StoredFile file, CancellationToken ct = default)
+    {
+        var sha = await ParityGroupBuilder.HashFileAsync(_store, FileKind.Parity, file.Name, file.Size, ct).ConfigureAwait(false);
+        return sha is not null && Convert.ToHexStringLower(sha) == file.Name;
+    }
+
     // ----- keeping parity up to date -----
 
     /// <summary>
@@ -369,12 +384,8 @@ public sealed class ParityEngine
         }
     }
 
-    private async Task<bool> ParityIntactAsync(LoadedGroup g, CancellationToken ct)
-    {
-        var stored = _store.List(FileKind.Parity).FirstOrDefault(f => f.Name == g.Name);
-        var sha = await ParityGroupBuilder.HashFileAsync(_store, FileKind.Parity, g.Name, stored.Size, ct).ConfigureAwait(false);
-        return sha is not null && Convert.ToHexStringLower(sha) == g.Name;
-    }
+    private Task<bool> ParityIntactAsync(LoadedGroup g, CancellationToken ct) =>
+        GroupFileIntactAsync(_store.List(FileKind.Parity).FirstOrDefault(f => f.Name == g.Name), ct);
 
     /// <summary>Rebuilds the damaged members of one group, stripe row by stripe row; for each, its bytes (null when some row has too much damage) and how many bytes were lost.</summary>
     private async Task<Dictionary<ParityMember, (byte[]? Content, long Lost)>> ReconstructAsync(LoadedGroup loaded, IReadOnlyList<ParityMember> damaged, CancellationToken ct)
