@@ -67,6 +67,39 @@ public sealed class RepositoryLock : IAsyncDisposable
         return new RepositoryLock(store, name, record, time);
     }
 
+    /// <summary>
+    /// A shared lock for a command that only reads (restore, check). Where the repository cannot be
+    /// written — a read-only mount, a folder this user may not write — it returns null and the
+    /// command goes on without a lock: no process with the same view of the repository can prune it.
+    /// A conflicting exclusive lock still stops it (the locks are read before writing one).
+    /// </summary>
+    public static async Task<RepositoryLock?> AcquireForReadingAsync(IBlobStore store, string host, string command, TimeProvider time, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        try
+        {
+            return await AcquireAsync(store, exclusive: false, host, command, time, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsNotWritable(e))
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Whether a failed write means the repository cannot be written at all (EROFS, EACCES, EPERM).</summary>
+    private static bool IsNotWritable(Exception e)
+    {
+        const int EPERM = 1, EACCES = 13, EROFS = 30;
+        for (Exception? x = e; x is not null; x = x.InnerException)
+        {
+            if (x is UnauthorizedAccessException || (x is IOException io && (io.HResult & 0xFFFF) is EPERM or EACCES or EROFS))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     private static void ThrowOnConflict(IReadOnlyList<LockInfo> locks, bool exclusive, string ownName)
     {
         foreach (var other in locks)
@@ -107,7 +140,14 @@ public sealed class RepositoryLock : IAsyncDisposable
             var (stale, reason) = Judge(record, host, time.GetUtcNow());
             if (stale && IsLocal(record, host))
             {
-                await store.DeleteAsync(FileKind.Lock, file.Name, ct).ConfigureAwait(false);
+                try
+                {
+                    await store.DeleteAsync(FileKind.Lock, file.Name, ct).ConfigureAwait(false);
+                }
+                catch (Exception e) when (IsNotWritable(e))
+                {
+                    // A read-only repository keeps its stale locks; being stale, they block no one.
+                }
             }
             result.Add(new LockInfo(file.Name, record, stale, reason));
         }

@@ -216,6 +216,32 @@ internal sealed class CliContext
     }
 
     public void Warn(string line) => Error.WriteLine(line);
+
+    /// <summary>
+    /// <paramref name="text"/> with every control character written as <c>\xNN</c>. File names come
+    /// from shared folders and from repositories others wrote; printed raw, one could move the cursor,
+    /// retitle the terminal or forge a line of output.
+    /// </summary>
+    public static string Printable(string text)
+    {
+        if (!text.Any(char.IsControl))
+        {
+            return text;
+        }
+        var sb = new StringBuilder(text.Length + 16);
+        foreach (char c in text)
+        {
+            if (char.IsControl(c))
+            {
+                sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"\\x{(int)c:x2}");
+            }
+            else
+            {
+                sb.Append(c);
+            }
+        }
+        return sb.ToString();
+    }
 }
 
 /// <summary>A mistake in how the command was called: exit code 2.</summary>

@@ -174,10 +174,12 @@ public sealed class BadInputTests(ITestOutputHelper output) : IDisposable
         string blob = await PlantFileContentAsync(repo, "not a tree"u8.ToArray());
         var (_, snapshot) = await PlantTreeAsync(repo, new Tree { Nodes = [DirNode("dir", BlobId.Parse(blob))] }, asSnapshot: true);
 
-        var e = await Assert.ThrowsAsync<KintsugiException>(() =>
-            new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = _box.NewTarget("target"), Host = Sandbox.Host }));
+        var result = await new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = _box.NewTarget("target"), Host = Sandbox.Host });
 
-        Assert.Equal(ErrorKind.Corrupt, e.Kind);
+        // The folder is reported as unreadable (the blob is no tree), and nothing is restored under it.
+        var issue = Assert.Single(result.Issues, i => i.Path == "/dir");
+        Assert.StartsWith("folder not restored", issue.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(_box.NewTarget("target"), "dir")) && Directory.EnumerateFileSystemEntries(Path.Combine(_box.NewTarget("target"), "dir")).Any());
     }
 
     [Fact]

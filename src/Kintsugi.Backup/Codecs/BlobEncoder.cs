@@ -63,6 +63,24 @@ internal static class BlobEncoder
 
     public static int MaxEncodedLength(int rawLength) => Compressor.GetCompressBound(rawLength);
 
+    /// <summary>
+    /// The most zstd can expand its input: a frame is made of blocks, each regenerating at most
+    /// 128 KiB and taking at least 4 bytes (a 3-byte header and the byte an RLE block repeats).
+    /// </summary>
+    private const long MaxZstdExpansion = 128 * 1024 / 4;
+
+    /// <summary>
+    /// The longest plaintext <paramref name="encodedLength"/> bytes of a codec can decode to, so a
+    /// reader refuses a length no such payload can hold before allocating it.
+    /// </summary>
+    public static long MaxDecodedLength(BlobCodec codec, long encodedLength) => codec switch
+    {
+        BlobCodec.Stored => encodedLength,
+        BlobCodec.Zstd => encodedLength * MaxZstdExpansion,
+        BlobCodec.Planes => Math.Max(0, encodedLength - 1) * MaxZstdExpansion,
+        _ => long.MaxValue,
+    };
+
     /// <summary>What the native library reports for frames it cannot decode; all of it means a corrupt blob here.</summary>
     private static bool IsZstdFailure(Exception e) => e is ZstdException or InvalidDataException or InsufficientMemoryException or ArgumentException;
 
@@ -82,14 +100,14 @@ internal static class BlobEncoder
             return false;
         }
         var sample = plaintext.Slice(plaintext.Length / 2 - SampleSize / 2, SampleSize);
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Compressor.GetCompressBound(SampleSize));
+        var buffer = BufferPool.Shared.Rent(Compressor.GetCompressBound(SampleSize));
         try
         {
             return !Pays(Compressor.Wrap(sample, buffer), SampleSize);
         }
         finally
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            BufferPool.Shared.Return(buffer);
         }
     }
 
@@ -120,6 +138,10 @@ internal static class BlobEncoder
                 {
                     throw KintsugiException.Corrupt(what, $"compressed content declares {size} bytes, more than the {maxLength} allowed");
                 }
+                if (size > (ulong)MaxDecodedLength(codec, encoded.Length))
+                {
+                    throw KintsugiException.Corrupt(what, $"compressed content declares {size} bytes, more than its {encoded.Length} bytes can hold");
+                }
                 var output = new byte[(int)size];
                 Unwrap(encoded, output, what);
                 return output;
@@ -144,13 +166,17 @@ internal static class BlobEncoder
                 Unwrap(encoded, destination, what);
                 return;
             case BlobCodec.Planes:
+                if (destination.Length > MaxDecodedLength(codec, encoded.Length))
+                {
+                    throw KintsugiException.Corrupt(what, $"raw length {destination.Length} is more than its {encoded.Length} encoded bytes can hold");
+                }
                 if (encoded.IsEmpty || !BytePlanes.IsSupportedWidth(encoded[0]))
                 {
                     throw KintsugiException.Corrupt(what, $"byte planes of unsupported element width {(encoded.IsEmpty ? 0 : encoded[0])}");
                 }
                 int width = encoded[0];
                 int planesLength = BytePlanes.PlanesLength(destination.Length, width);
-                var planes = System.Buffers.ArrayPool<byte>.Shared.Rent(planesLength);
+                var planes = BufferPool.Shared.Rent(planesLength);
                 try
                 {
                     Unwrap(encoded[1..], planes.AsSpan(0, planesLength), what);
@@ -158,7 +184,7 @@ internal static class BlobEncoder
                 }
                 finally
                 {
-                    System.Buffers.ArrayPool<byte>.Shared.Return(planes);
+                    BufferPool.Shared.Return(planes);
                 }
                 return;
             default:

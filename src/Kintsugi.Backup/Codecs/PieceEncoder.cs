@@ -31,7 +31,7 @@ internal static class PieceEncoder
             var (codec, bytes, length) = EncodeBest(plain, planeWidth, full);
             return new EncodedPiece(BlobKind.TensorPiece, codec, bytes, length);
         }
-        var xor = ArrayPool<byte>.Shared.Rent(plain.Length);
+        var xor = BufferPool.Shared.Rent(plain.Length);
         try
         {
             var xorSpan = xor.AsSpan(0, plain.Length);
@@ -56,7 +56,7 @@ internal static class PieceEncoder
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(xor);
+            BufferPool.Shared.Return(xor);
         }
     }
 
@@ -64,7 +64,7 @@ internal static class PieceEncoder
     {
         if (encoded is { } e)
         {
-            ArrayPool<byte>.Shared.Return(e.Bytes);
+            BufferPool.Shared.Return(e.Bytes);
         }
     }
 
@@ -84,14 +84,14 @@ internal static class PieceEncoder
             }
             else
             {
-                ArrayPool<byte>.Shared.Return(encoded);
+                BufferPool.Shared.Return(encoded);
             }
         }
-        var buffer = ArrayPool<byte>.Shared.Rent(BlobEncoder.MaxEncodedLength(data.Length) + 1);
+        var buffer = BufferPool.Shared.Rent(BlobEncoder.MaxEncodedLength(data.Length) + 1);
         var (codec, n) = BlobEncoder.Encode(data, buffer);
         if (planes is { } p && p.Length < n)
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            BufferPool.Shared.Return(buffer);
             return p;
         }
         Return(planes);
@@ -217,18 +217,18 @@ internal static class PieceEncoder
     private static byte[] EncodePlanes(ReadOnlySpan<byte> data, int width, out int length)
     {
         int planesLength = BytePlanes.PlanesLength(data.Length, width);
-        var planes = ArrayPool<byte>.Shared.Rent(planesLength);
+        var planes = BufferPool.Shared.Rent(planesLength);
         try
         {
             BytePlanes.Split(data, planes.AsSpan(0, planesLength), width);
-            var encoded = ArrayPool<byte>.Shared.Rent(1 + BlobEncoder.MaxEncodedLength(planesLength));
+            var encoded = BufferPool.Shared.Rent(1 + BlobEncoder.MaxEncodedLength(planesLength));
             encoded[0] = (byte)width;
             length = 1 + BlobEncoder.CompressPlanes(planes.AsSpan(0, planesLength), encoded.AsSpan(1));
             return encoded;
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(planes);
+            BufferPool.Shared.Return(planes);
         }
     }
 }

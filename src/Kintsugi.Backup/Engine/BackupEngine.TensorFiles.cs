@@ -58,7 +58,7 @@ public sealed partial class BackupEngine
         private async Task StorePieceAsync(SafeFileHandle handle, SplitRange range, TensorSegment tensor, TensorRef? baseTensor, Node? baseNode, List<string> content, CancellationToken ct)
         {
             int length = (int)range.Length;
-            var buffer = ArrayPool<byte>.Shared.Rent(length);
+            var buffer = BufferPool.Shared.Rent(length);
             bool queued = false;
             try
             {
@@ -92,7 +92,7 @@ public sealed partial class BackupEngine
             {
                 if (!queued)
                 {
-                    ArrayPool<byte>.Shared.Return(buffer);
+                    BufferPool.Shared.Return(buffer);
                 }
             }
         }
@@ -127,7 +127,7 @@ public sealed partial class BackupEngine
         /// </summary>
         private async Task<byte[]?> ReadBaseAsync(IndexEntry entry, CancellationToken ct)
         {
-            var plain = ArrayPool<byte>.Shared.Rent((int)entry.RawLength);
+            var plain = BufferPool.Shared.Rent((int)entry.RawLength);
             try
             {
                 await _reader.ReadAsync(entry, plain.AsMemory(0, (int)entry.RawLength), ct).ConfigureAwait(false);
@@ -135,7 +135,7 @@ public sealed partial class BackupEngine
             }
             catch (Exception e) when (e is KintsugiException or IOException)
             {
-                ArrayPool<byte>.Shared.Return(plain);
+                BufferPool.Shared.Return(plain);
                 _issues.Enqueue(new BackupIssue($"blob {entry.Id.Short}", $"warning: base of a delta cannot be read ({e.Message}); stored the piece whole. Run `kintsugi check --read-data`"));
                 return null;
             }

@@ -117,7 +117,7 @@ public sealed partial class BackupEngine
             _chunks = Channel.CreateBounded<ChunkJob>(new BoundedChannelOptions(Math.Max(1, request.QueuedChunks)) { SingleReader = false, SingleWriter = false });
         }
 
-        private int ReadBufferSize => _chunker.MaxSize + 4 * 1024 * 1024;
+        private int ReadBufferSize => _chunker.MaxSize + 1024 * 1024;
 
         public async Task<BackupResult> ExecuteAsync(List<string> paths, CancellationToken ct)
         {
@@ -648,7 +648,7 @@ public sealed partial class BackupEngine
                         {
                             if (basePlain is not null)
                             {
-                                ArrayPool<byte>.Shared.Return(basePlain);
+                                BufferPool.Shared.Return(basePlain);
                             }
                         }
                         (kind, codec) = (piece.Kind, piece.Codec);
@@ -659,7 +659,7 @@ public sealed partial class BackupEngine
                         }
                         finally
                         {
-                            ArrayPool<byte>.Shared.Return(piece.Bytes);
+                            BufferPool.Shared.Return(piece.Bytes);
                         }
                     }
                     else
@@ -672,7 +672,7 @@ public sealed partial class BackupEngine
                     }
                     finally
                     {
-                        ArrayPool<byte>.Shared.Return(sealedBytes);
+                        BufferPool.Shared.Return(sealedBytes);
                     }
                     Interlocked.Add(ref _bytesAdded, job.Length);
                     Interlocked.Add(ref _bytesStored, sealedLength);
@@ -680,7 +680,7 @@ public sealed partial class BackupEngine
                 }
                 finally
                 {
-                    ArrayPool<byte>.Shared.Return(job.Buffer);
+                    BufferPool.Shared.Return(job.Buffer);
                 }
             }
         }
@@ -728,7 +728,7 @@ internal static class PooledCopy
     /// <summary>Copies <paramref name="data"/> into an array rented from the shared pool; the consumer returns it.</summary>
     public static byte[] Rent(ReadOnlySpan<byte> data)
     {
-        var array = ArrayPool<byte>.Shared.Rent(Math.Max(1, data.Length));
+        var array = BufferPool.Shared.Rent(Math.Max(1, data.Length));
         data.CopyTo(array);
         return array;
     }

@@ -15,7 +15,7 @@ public sealed record BackupRequest
     /// <summary>Files read at once, and blobs sealed at once. Defaults to the number of cores.</summary>
     public int Workers { get; init; } = Environment.ProcessorCount;
     /// <summary>Chunks waiting to be sealed; with the chunk size this bounds memory.</summary>
-    public int QueuedChunks { get; init; } = 8;
+    public int QueuedChunks { get; init; } = 4;
     public string? Program { get; init; }
     /// <summary>Split tensor containers (safetensors, PyTorch, NumPy, GGUF, ONNX) at tensor boundaries and code their pieces as floats and deltas; false treats every file as opaque bytes.</summary>
     public bool TensorAware { get; init; } = true;

@@ -54,7 +54,7 @@ internal sealed class BlobReader(Repository repo, MasterIndex index)
         {
             var chain = ChainOf(entry);
             await ReadLinkAsync(chain[^1], destination, ct).ConfigureAwait(false);
-            var payload = ArrayPool<byte>.Shared.Rent((int)entry.RawLength);
+            var payload = BufferPool.Shared.Rent((int)entry.RawLength);
             try
             {
                 for (int i = chain.Count - 2; i >= 0; i--)
@@ -65,7 +65,7 @@ internal sealed class BlobReader(Repository repo, MasterIndex index)
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(payload);
+                BufferPool.Shared.Return(payload);
             }
         }
         if (repo.Key.IdOf(destination.Span) != entry.Id)
@@ -87,7 +87,7 @@ internal sealed class BlobReader(Repository repo, MasterIndex index)
     /// <summary>Reads, authenticates and decodes one blob's payload (a delta's XOR, or a whole blob's plaintext).</summary>
     private async Task ReadLinkAsync(IndexEntry entry, Memory<byte> destination, CancellationToken ct)
     {
-        var sealedBytes = ArrayPool<byte>.Shared.Rent((int)entry.StoredLength);
+        var sealedBytes = BufferPool.Shared.Rent((int)entry.StoredLength);
         try
         {
             await repo.Store.ReadAtAsync(Storage.FileKind.Pack, entry.Pack.ToString(), entry.Offset, sealedBytes.AsMemory(0, (int)entry.StoredLength), ct).ConfigureAwait(false);
@@ -95,7 +95,7 @@ internal sealed class BlobReader(Repository repo, MasterIndex index)
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(sealedBytes);
+            BufferPool.Shared.Return(sealedBytes);
         }
     }
 }

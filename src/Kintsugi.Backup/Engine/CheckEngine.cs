@@ -131,9 +131,10 @@ public sealed class CheckEngine
 
             var snapshots = await _repo.LoadSnapshotsAsync((name, e) => Error($"snapshots/{name}", e.Message), ct).ConfigureAwait(false);
             var affected = new List<AffectedFile>();
+            var damagedTrees = await FindDamagedTreesAsync(snapshots.Select(s => BlobId.TryParse(s.Snapshot.Tree, out var t) ? t : default).Where(t => t != default), index, damaged, ct).ConfigureAwait(false);
             foreach (var snap in snapshots)
             {
-                await CheckSnapshotAsync(snap, index, damaged, affected, Error, ct).ConfigureAwait(false);
+                await CheckSnapshotAsync(snap, index, damaged, damagedTrees, affected, Error, ct).ConfigureAwait(false);
             }
             await CheckKeySlotsAsync(Error, ct).ConfigureAwait(false);
             await CheckParityAsync(request.ReadData, Error, Warn, ct).ConfigureAwait(false);
@@ -225,7 +226,7 @@ public sealed class CheckEngine
             }
             return (0, 0);
         }
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent((int)size);
+        var buffer = BufferPool.Shared.Rent((int)size);
         try
         {
             try
@@ -245,7 +246,7 @@ public sealed class CheckEngine
         }
         finally
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            BufferPool.Shared.Return(buffer);
         }
     }
 
@@ -280,14 +281,14 @@ public sealed class CheckEngine
             error($"data/{name}", e.Message);
         }
         long verified;
-        var plain = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(PackFormat.MaxBlobRawLength, entries.Max(e => e.RawLength)));
+        var plain = BufferPool.Shared.Rent((int)Math.Min(PackFormat.MaxBlobRawLength, entries.Max(e => e.RawLength)));
         try
         {
             verified = VerifyBlobs(pack, entries, data, plain, damaged, deltas, error, ct);
         }
         finally
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(plain);
+            BufferPool.Shared.Return(plain);
         }
         return (verified, data.Length);
     }
@@ -361,14 +362,14 @@ public sealed class CheckEngine
         {
             try
             {
-                var plain = System.Buffers.ArrayPool<byte>.Shared.Rent((int)entry.RawLength);
+                var plain = BufferPool.Shared.Rent((int)entry.RawLength);
                 try
                 {
                     await reader.ReadAsync(entry, plain.AsMemory(0, (int)entry.RawLength), token).ConfigureAwait(false);
                 }
                 finally
                 {
-                    System.Buffers.ArrayPool<byte>.Shared.Return(plain);
+                    BufferPool.Shared.Return(plain);
                 }
                 Interlocked.Increment(ref verified);
             }
@@ -381,14 +382,127 @@ public sealed class CheckEngine
         return verified;
     }
 
-    private async Task CheckSnapshotAsync(SnapshotRef snap, MasterIndex index, ConcurrentDictionary<BlobId, string> damaged, List<AffectedFile> affected, Action<string, string> error, CancellationToken ct)
+    /// <summary>Most affected files listed per snapshot; a damaged folder shared by very many paths is not listed path by path beyond this.</summary>
+    private const int MaxAffectedPerSnapshot = 10_000;
+
+    /// <summary>A folder being evaluated: its subfolders still to look at, and whether anything under it is damaged so far.</summary>
+    private sealed class TreeFrame(BlobId id, List<BlobId> subfolders, bool damaged, int depth)
+    {
+        public BlobId Id { get; } = id;
+        public List<BlobId> Subfolders { get; } = subfolders;
+        public int Next { get; set; }
+        public bool Damaged { get; set; } = damaged;
+        public int Depth { get; } = depth;
+    }
+
+    /// <summary>
+    /// Every tree reachable from the snapshots, each read once however many folders and snapshots
+    /// share it, marked damaged when it cannot be read, a file in it has a blob that is missing or
+    /// damaged, or a tree under it is damaged. Only damaged trees are then walked path by path, so a
+    /// repository of many folders sharing subfolders is checked in time linear in its distinct trees.
+    /// </summary>
+    private async Task<Dictionary<BlobId, bool>> FindDamagedTreesAsync(IEnumerable<BlobId> roots, MasterIndex index, ConcurrentDictionary<BlobId, string> damaged, CancellationToken ct)
+    {
+        var result = new Dictionary<BlobId, bool>();
+        var stack = new Stack<TreeFrame>();
+        var onStack = new HashSet<BlobId>();
+        async Task<TreeFrame?> EnterAsync(BlobId id, int depth)
+        {
+            if (depth > TreeWalker.MaxDepth || damaged.ContainsKey(id))
+            {
+                result[id] = true;
+                return null;
+            }
+            Tree tree;
+            try
+            {
+                tree = await _repo.LoadTreeAsync(index, id, ct).ConfigureAwait(false);
+            }
+            catch (KintsugiException)
+            {
+                result[id] = true;
+                return null;
+            }
+            bool bad = false;
+            var subs = new List<BlobId>();
+            foreach (var node in tree.Nodes)
+            {
+                if (node.Type == NodeType.Directory && node.Subtree is not null && BlobId.TryParse(node.Subtree, out var sub))
+                {
+                    subs.Add(sub);
+                }
+                else if (node.Type == NodeType.File && node.Content is not null)
+                {
+                    bad |= node.Content.Any(c => !BlobId.TryParse(c, out var blob) || !index.Contains(blob) || damaged.ContainsKey(blob));
+                }
+            }
+            return new TreeFrame(id, [.. subs.Distinct()], bad, depth);
+        }
+        foreach (var root in roots.Distinct())
+        {
+            if (result.ContainsKey(root) || await EnterAsync(root, 0).ConfigureAwait(false) is not { } first)
+            {
+                continue;
+            }
+            stack.Push(first);
+            onStack.Add(first.Id);
+            while (stack.TryPeek(out var top))
+            {
+                ct.ThrowIfCancellationRequested();
+                if (top.Next < top.Subfolders.Count)
+                {
+                    var sub = top.Subfolders[top.Next++];
+                    if (result.TryGetValue(sub, out bool known))
+                    {
+                        top.Damaged |= known;
+                    }
+                    else if (onStack.Contains(sub))
+                    {
+                        top.Damaged = true;
+                    }
+                    else if (await EnterAsync(sub, top.Depth + 1).ConfigureAwait(false) is { } frame)
+                    {
+                        stack.Push(frame);
+                        onStack.Add(frame.Id);
+                    }
+                    else
+                    {
+                        top.Damaged = true;
+                    }
+                    continue;
+                }
+                stack.Pop();
+                onStack.Remove(top.Id);
+                result[top.Id] = top.Damaged;
+                if (stack.TryPeek(out var parent))
+                {
+                    parent.Damaged |= top.Damaged;
+                }
+            }
+        }
+        return result;
+    }
+
+    private async Task CheckSnapshotAsync(SnapshotRef snap, MasterIndex index, ConcurrentDictionary<BlobId, string> damaged, Dictionary<BlobId, bool> damagedTrees, List<AffectedFile> affected, Action<string, string> error, CancellationToken ct)
     {
         string subject = $"snapshot {snap.ShortId}";
+        int listed = 0;
+        void Affected(string path)
+        {
+            if (++listed <= MaxAffectedPerSnapshot)
+            {
+                affected.Add(new AffectedFile(snap.ShortId, path));
+            }
+        }
         var stack = new Stack<(string Path, BlobId Tree, int Depth)>();
         stack.Push(("", BlobId.Parse(snap.Snapshot.Tree), 0));
-        while (stack.Count > 0)
+        while (stack.Count > 0 && listed <= MaxAffectedPerSnapshot)
         {
             var (path, treeId, depth) = stack.Pop();
+            if (damagedTrees.TryGetValue(treeId, out bool bad) && !bad)
+            {
+                continue;
+            }
             if (depth > TreeWalker.MaxDepth)
             {
                 error(subject, $"folder {path} is nested deeper than {TreeWalker.MaxDepth} (a cycle?)");
@@ -406,7 +520,7 @@ public sealed class CheckEngine
             catch (KintsugiException e)
             {
                 error(subject, $"folder {(path.Length == 0 ? "/" : path)} cannot be read: {e.Message}");
-                affected.Add(new AffectedFile(snap.ShortId, path + "/ (whole folder)"));
+                Affected(path + "/ (whole folder)");
                 continue;
             }
             foreach (var node in tree.Nodes)
@@ -423,17 +537,21 @@ public sealed class CheckEngine
                         if (!BlobId.TryParse(c, out var id) || !index.Contains(id))
                         {
                             error(subject, $"{childPath}: blob {c[..Math.Min(8, c.Length)]} is not in the index");
-                            affected.Add(new AffectedFile(snap.ShortId, childPath));
+                            Affected(childPath);
                             break;
                         }
                         if (damaged.ContainsKey(id))
                         {
-                            affected.Add(new AffectedFile(snap.ShortId, childPath));
+                            Affected(childPath);
                             break;
                         }
                     }
                 }
             }
+        }
+        if (listed > MaxAffectedPerSnapshot)
+        {
+            error(subject, $"more than {MaxAffectedPerSnapshot} damaged files; only the first are listed");
         }
     }
 }

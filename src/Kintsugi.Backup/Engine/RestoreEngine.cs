@@ -30,12 +30,20 @@ public sealed class RestoreProgress
 }
 
 /// <summary>What a restore did.</summary>
-public sealed record RestoreResult(long Files, long Directories, long Symlinks, long Bytes, IReadOnlyList<BackupIssue> Issues);
+public sealed record RestoreResult(long Files, long Directories, long Symlinks, long Bytes, IReadOnlyList<BackupIssue> Issues)
+{
+    /// <summary>The repository could not be written (a read-only mount), so the restore ran without a lock.</summary>
+    public bool WithoutLock { get; init; }
+}
 
 /// <summary>
 /// Restores a snapshot into a target folder. Content blobs of all files are restored in parallel,
 /// each written at its offset, so one large file uses every core. Symlinks are created last and
 /// existing entries are replaced, never written through, so nothing lands outside the target.
+/// What cannot be restored (a damaged blob, a file whose size disagrees with its content, a folder
+/// whose name the target's file system refuses) is reported and the rest restored; a file that was
+/// not restored whole is removed rather than left looking complete. Devices and sockets are never
+/// created. A full disk stops the restore, removing the files it had not finished.
 /// </summary>
 public sealed class RestoreEngine
 {
@@ -50,6 +58,7 @@ public sealed class RestoreEngine
         public SafeFileHandle? Handle { get; set; }
         public int Remaining = blobs;
         public volatile bool Failed;
+        public volatile bool Finished;
     }
 
     private readonly record struct BlobJob(FileState File, long Offset, IndexEntry Entry);
@@ -59,18 +68,11 @@ public sealed class RestoreEngine
         ArgumentNullException.ThrowIfNull(snapshot);
         ArgumentNullException.ThrowIfNull(request);
         progress ??= new RestoreProgress();
-        RepositoryLock? repoLock = null;
+        var repoLock = await RepositoryLock.AcquireForReadingAsync(_repo.Store, request.Host, "restore", _repo.Time, ct).ConfigureAwait(false);
         try
         {
-            repoLock = await _repo.LockAsync(false, request.Host, "restore", ct).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is UnauthorizedAccessException || (e is KintsugiException k && k.Kind == ErrorKind.Failed))
-        {
-            // A repository on a read-only mount: restore without a lock, since nobody can prune it either.
-        }
-        try
-        {
-            return await RestoreAsync(snapshot, request, progress, ct).ConfigureAwait(false);
+            var result = await RestoreAsync(snapshot, request, progress, ct).ConfigureAwait(false);
+            return repoLock is null ? result with { WithoutLock = true } : result;
         }
         finally
         {
@@ -91,25 +93,47 @@ public sealed class RestoreEngine
         {
             includes.Clear();
         }
-        var index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
+        var root = TreeWalker.RootOf(snapshot);
+        // A damaged index file or folder listing costs the files it describes, not the whole restore.
+        var damage = new List<BackupIssue>();
+        var index = await _repo.LoadIndexAsync((name, e) => damage.Add(new BackupIssue($"index/{name}", $"warning: {e.Message}; the blobs it lists are not found")), ct).ConfigureAwait(false);
         string target = Path.GetFullPath(request.Target);
         if (File.Exists(target))
         {
             throw new KintsugiException(ErrorKind.InvalidInput, $"restore target {target} is a file; give a folder (it is created if missing)");
         }
-        Directory.CreateDirectory(target);
-        var issues = new ConcurrentQueue<BackupIssue>();
+        try
+        {
+            Directory.CreateDirectory(target);
+        }
+        catch (IOException e)
+        {
+            throw KintsugiException.FromIo(e, target);
+        }
+        var issues = new ConcurrentQueue<BackupIssue>(damage);
         var directories = new List<(string Path, Node Node)>();
         var symlinks = new List<(string Path, Node Node)>();
         var files = new List<(string Path, Node Node)>();
         var hardLinks = new List<(string Path, string Existing)>();
         var firstLink = new Dictionary<(ulong, ulong), string>();
         var matched = new HashSet<string>(StringComparer.Ordinal);
+        // Folders that could not be created: what is under them is not attempted (and not reported again).
+        var missingFolders = new HashSet<string>(StringComparer.Ordinal);
 
-        await foreach (var walked in TreeWalker.WalkAsync(_repo, index, BlobId.Parse(snapshot.Snapshot.Tree), ct).ConfigureAwait(false))
+        void Unreadable(string folder, KintsugiException e) =>
+            issues.Enqueue(new BackupIssue(folder, $"folder not restored: it cannot be read ({e.Message})"));
+        await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, ct).ConfigureAwait(false))
         {
             if (!Selected(walked.Path, includes))
             {
+                continue;
+            }
+            if (missingFolders.Contains(walked.Path[..walked.Path.LastIndexOf('/')]))
+            {
+                if (walked.Node.Type == NodeType.Directory)
+                {
+                    missingFolders.Add(walked.Path);
+                }
                 continue;
             }
             foreach (var inc in includes)
@@ -124,8 +148,14 @@ public sealed class RestoreEngine
             switch (node.Type)
             {
                 case NodeType.Directory:
-                    PrepareDirectory(local);
-                    directories.Add((local, node));
+                    if (TryCreate(local, "cannot create folder", () => PrepareDirectory(local), issues))
+                    {
+                        directories.Add((local, node));
+                    }
+                    else
+                    {
+                        missingFolders.Add(walked.Path);
+                    }
                     break;
                 case NodeType.File:
                     if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var existing))
@@ -147,9 +177,10 @@ public sealed class RestoreEngine
                     symlinks.Add((local, node));
                     break;
                 case NodeType.Fifo:
-                    RemoveExisting(local);
-                    Posix.MkFifo(local, node.Mode & 0x1FF);
-                    ApplyMetadata(local, node, issues);
+                    if (TryCreate(local, "cannot create FIFO", () => { RemoveExisting(local); Posix.MkFifo(local, node.Mode & 0x1FF); }, issues))
+                    {
+                        ApplyMetadata(local, node, issues);
+                    }
                     break;
                 default:
                     issues.Enqueue(new BackupIssue(walked.Path, $"warning: {node.Type.ToString().ToLowerInvariant()} not restored (special files are skipped for safety)"));
@@ -164,35 +195,73 @@ public sealed class RestoreEngine
         await RestoreFilesAsync(files, index, request, progress, issues, ct).ConfigureAwait(false);
         foreach (var (path, existing) in hardLinks)
         {
-            try
-            {
-                RemoveExisting(path);
-                Posix.Link(existing, path);
-            }
-            catch (IOException e)
-            {
-                issues.Enqueue(new BackupIssue(path, $"cannot create hard link: {e.Message}"));
-            }
+            TryCreate(path, "cannot create hard link", () => { RemoveExisting(path); Posix.Link(existing, path); }, issues);
         }
         foreach (var (path, node) in symlinks)
         {
-            try
+            string linkTarget = node.LinkTarget ?? "";
+            if (linkTarget.Length == 0 || linkTarget.Contains('\0', StringComparison.Ordinal))
             {
-                RemoveExisting(path);
-                File.CreateSymbolicLink(path, node.LinkTarget ?? "");
-                ApplyMetadata(path, node, issues);
+                issues.Enqueue(new BackupIssue(path, linkTarget.Length == 0 ? "symlink not restored: the snapshot records no target for it" : "symlink not restored: its target holds a NUL character"));
+                continue;
             }
-            catch (IOException e)
+            if (TryCreate(path, "cannot create symlink", () => { RemoveExisting(path); File.CreateSymbolicLink(path, linkTarget); }, issues))
             {
-                issues.Enqueue(new BackupIssue(path, $"cannot create symlink: {e.Message}"));
+                ApplyMetadata(path, node, issues);
             }
         }
         // Folders last and deepest first, so writing their contents does not change their mtime again.
         for (int i = directories.Count - 1; i >= 0; i--)
         {
-            ApplyMetadata(directories[i].Path, directories[i].Node, issues);
+            var (path, node) = directories[i];
+            // On a case-insensitive file system a symlink created above may now stand at a folder's
+            // path; chmod would follow it out of the target.
+            if (IsSymlink(path))
+            {
+                issues.Enqueue(new BackupIssue(path, "warning: metadata not restored: another entry of the snapshot took its place"));
+                continue;
+            }
+            ApplyMetadata(path, node, issues);
         }
         return new RestoreResult(files.Count + hardLinks.Count, directories.Count, symlinks.Count, progress.BytesDone, issues.ToList());
+    }
+
+    /// <summary>
+    /// Runs <paramref name="create"/>; a failure is reported as an issue (false), except a full
+    /// disk, which stops the restore.
+    /// </summary>
+    private static bool TryCreate(string path, string what, Action create, ConcurrentQueue<BackupIssue> issues)
+    {
+        try
+        {
+            create();
+            return true;
+        }
+        catch (IOException e) when (KintsugiException.FromIo(e, path) is not KintsugiException { Kind: ErrorKind.NoSpace })
+        {
+            issues.Enqueue(new BackupIssue(path, $"{what}: {e.Message}"));
+        }
+        catch (IOException e)
+        {
+            throw KintsugiException.FromIo(e, path);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            issues.Enqueue(new BackupIssue(path, $"{what}: {e.Message}"));
+        }
+        return false;
+    }
+
+    private static bool IsSymlink(string path)
+    {
+        try
+        {
+            return Posix.LStat(path).IsSymlink;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 
     private static void PrepareDirectory(string path)
@@ -250,6 +319,8 @@ public sealed class RestoreEngine
                 throw;
             }
         }, ct)).ToArray();
+        var created = new List<FileState>();
+        Exception? producerFailure = null;
         try
         {
             foreach (var (path, node) in files)
@@ -257,11 +328,16 @@ public sealed class RestoreEngine
                 IndexEntry[] entries;
                 try
                 {
-                    entries = (node.Content ?? []).Select(c => index.Get(BlobId.TryParse(c, out var id) ? id : throw KintsugiException.Corrupt($"file {path}", $"bad blob id '{c}'"))).ToArray();
+                    entries = (node.Content ?? []).Select(c => index.Get(BlobId.Parse(c))).ToArray();
                     int wrong = Array.FindIndex(entries, e => !e.Kind.IsContent());
                     if (wrong >= 0)
                     {
                         throw KintsugiException.Corrupt($"file {path}", $"content blob {entries[wrong].Id.Short} is not a data blob");
+                    }
+                    long length = entries.Sum(e => (long)e.RawLength);
+                    if (length != node.Size)
+                    {
+                        throw KintsugiException.Corrupt($"file {path}", $"its size {node.Size} does not match its content of {length} bytes");
                     }
                 }
                 catch (KintsugiException e)
@@ -270,16 +346,15 @@ public sealed class RestoreEngine
                     continue;
                 }
                 var state = new FileState(path, node, entries.Length);
-                try
+                if (!TryCreate(path, "cannot create", () =>
                 {
                     RemoveExisting(path);
                     state.Handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-                }
-                catch (IOException e)
+                }, issues))
                 {
-                    issues.Enqueue(new BackupIssue(path, $"cannot create: {e.Message}"));
                     continue;
                 }
+                created.Add(state);
                 if (entries.Length == 0)
                 {
                     Finish(state, issues);
@@ -293,10 +368,46 @@ public sealed class RestoreEngine
                 }
             }
         }
-        finally
+        catch (Exception e)
         {
-            jobs.Writer.Complete();
+            producerFailure = e;
+        }
+        jobs.Writer.TryComplete();
+        try
+        {
+            // A consumer's failure (a full disk) is the cause of the producer's (a closed channel), so it wins.
             await Task.WhenAll(consumers).ConfigureAwait(false);
+            if (producerFailure is not null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(producerFailure);
+            }
+        }
+        catch
+        {
+            RemoveUnfinished(created);
+            throw;
+        }
+    }
+
+    /// <summary>After a restore stopped: the files it had not finished are removed, so none is left looking complete.</summary>
+    private static void RemoveUnfinished(List<FileState> created)
+    {
+        foreach (var file in created.Where(f => !f.Finished))
+        {
+            file.Handle?.Dispose();
+            TryDelete(file.Path);
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Best effort: the restore already failed and says so.
         }
     }
 
@@ -326,7 +437,7 @@ public sealed class RestoreEngine
                 catch (KintsugiException e)
                 {
                     file.Failed = true;
-                    issues.Enqueue(new BackupIssue(file.Path, e.Message));
+                    issues.Enqueue(new BackupIssue(file.Path, $"not restored: {e.Message}"));
                 }
                 catch (IOException e)
                 {
@@ -335,7 +446,7 @@ public sealed class RestoreEngine
                     {
                         throw full;
                     }
-                    issues.Enqueue(new BackupIssue(file.Path, e.Message));
+                    issues.Enqueue(new BackupIssue(file.Path, $"not restored: {e.Message}"));
                 }
             }
             if (Interlocked.Decrement(ref file.Remaining) == 0)
@@ -345,17 +456,35 @@ public sealed class RestoreEngine
         }
     }
 
+    /// <summary>Gives a file whose blobs are all written its length and metadata; one that failed is removed, its issue already reported.</summary>
     private static void Finish(FileState file, ConcurrentQueue<BackupIssue> issues)
     {
+        if (file.Failed)
+        {
+            file.Handle!.Dispose();
+            TryDelete(file.Path);
+            file.Finished = true;
+            return;
+        }
         try
         {
             RandomAccess.SetLength(file.Handle!, file.Node.Size);
         }
         catch (IOException e)
         {
-            issues.Enqueue(new BackupIssue(file.Path, e.Message));
+            file.Failed = true;
+            file.Handle!.Dispose();
+            TryDelete(file.Path);
+            file.Finished = true;
+            if (KintsugiException.FromIo(e, file.Path) is KintsugiException { Kind: ErrorKind.NoSpace } full)
+            {
+                throw full;
+            }
+            issues.Enqueue(new BackupIssue(file.Path, $"not restored: {e.Message}"));
+            return;
         }
         file.Handle!.Dispose();
+        file.Finished = true;
         ApplyMetadata(file.Path, file.Node, issues);
     }
 

@@ -32,7 +32,7 @@ public sealed class StatsEngine
         var files = new List<FileStats>();
         var blobs = new Dictionary<BlobId, IndexEntry>();
         long bytesIn = 0;
-        var root = BlobId.Parse(snapshot.Snapshot.Tree);
+        var root = TreeWalker.RootOf(snapshot);
         if (index.TryGet(root, out var rootEntry))
         {
             blobs.TryAdd(root, rootEntry);

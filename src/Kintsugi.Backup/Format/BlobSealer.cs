@@ -8,7 +8,7 @@ internal static class BlobSealer
     {
         var (codec, pooled, length) = SealPooled(key, id, kind, plaintext);
         var sealedBytes = pooled.AsSpan(0, length).ToArray();
-        System.Buffers.ArrayPool<byte>.Shared.Return(pooled);
+        BufferPool.Shared.Return(pooled);
         return (codec, sealedBytes);
     }
 
@@ -18,7 +18,7 @@ internal static class BlobSealer
     /// </summary>
     public static (BlobCodec Codec, byte[] Sealed, int Length) SealPooled(MasterKey key, BlobId id, BlobKind kind, ReadOnlySpan<byte> plaintext)
     {
-        var encoded = System.Buffers.ArrayPool<byte>.Shared.Rent(Codecs.BlobEncoder.MaxEncodedLength(plaintext.Length));
+        var encoded = BufferPool.Shared.Rent(Codecs.BlobEncoder.MaxEncodedLength(plaintext.Length));
         try
         {
             var (codec, length) = Codecs.BlobEncoder.Encode(plaintext, encoded);
@@ -27,7 +27,7 @@ internal static class BlobSealer
         }
         finally
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(encoded);
+            BufferPool.Shared.Return(encoded);
         }
     }
 
@@ -40,7 +40,7 @@ internal static class BlobSealer
         Span<byte> ad = stackalloc byte[PackEntry.AssociatedDataSize];
         int adLength = PackEntry.WriteAssociatedData(ad, id, kind, codec, rawLength, baseId);
         int length = encoded.Length + Aead.Overhead;
-        var sealedBytes = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+        var sealedBytes = BufferPool.Shared.Rent(length);
         Aead.Seal(key.EncryptionKey, encoded, ad[..adLength], sealedBytes.AsSpan(0, length));
         return (sealedBytes, length);
     }
@@ -51,6 +51,12 @@ internal static class BlobSealer
         if (entry.RawLength > PackFormat.MaxBlobRawLength)
         {
             throw KintsugiException.Corrupt($"blob {entry.Id.Short} in pack {entry.Pack.Short}", "raw length out of range");
+        }
+        // The raw length is allocated before the bytes are authenticated: refuse one they cannot decode to.
+        long encodedLength = sealedBytes.Length - Aead.Overhead;
+        if (entry.RawLength > Codecs.BlobEncoder.MaxDecodedLength(entry.Codec, encodedLength))
+        {
+            throw KintsugiException.Corrupt($"blob {entry.Id.Short} in pack {entry.Pack.Short}", $"raw length {entry.RawLength} is more than its {Math.Max(0, encodedLength)} encoded bytes can hold");
         }
         var plain = new byte[entry.RawLength];
         Open(key, entry, sealedBytes, plain);
@@ -88,7 +94,7 @@ internal static class BlobSealer
         {
             throw KintsugiException.Corrupt(what, "shorter than its envelope");
         }
-        byte[] encoded = System.Buffers.ArrayPool<byte>.Shared.Rent(sealedBytes.Length - Aead.Overhead);
+        byte[] encoded = BufferPool.Shared.Rent(sealedBytes.Length - Aead.Overhead);
         try
         {
             var encodedSpan = encoded.AsSpan(0, sealedBytes.Length - Aead.Overhead);
@@ -100,7 +106,7 @@ internal static class BlobSealer
         }
         finally
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(encoded);
+            BufferPool.Shared.Return(encoded);
         }
     }
 }

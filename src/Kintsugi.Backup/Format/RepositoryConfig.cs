@@ -1,11 +1,19 @@
+using System.Numerics;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Kintsugi.Backup.Format;
 
 /// <summary>The repository's settings, sealed in the <c>config</c> file. Fixed at init.</summary>
-public sealed record RepositoryConfig
+public sealed record RepositoryConfig : IJsonOnDeserialized
 {
     public const int CurrentVersion = 1;
+    public const int ChunkerSeedSize = 32;
+    public const int MinChunkMin = 64;
+    /// <summary>Far below the 256 MiB blob limit, and the bound on the memory of each chunk in flight.</summary>
+    public const int MaxChunkMax = 64 * 1024 * 1024;
+    public const int MinPackSize = 1024;
+    public const int MaxPackSize = 1024 * 1024 * 1024;
 
     [JsonPropertyName("version")] public int Version { get; init; } = CurrentVersion;
     [JsonPropertyName("id")] public required string Id { get; init; }
@@ -15,6 +23,31 @@ public sealed record RepositoryConfig
     [JsonPropertyName("chunk_avg")] public int ChunkAverage { get; init; }
     [JsonPropertyName("chunk_max")] public int ChunkMax { get; init; }
     [JsonPropertyName("pack_size")] public int PackSize { get; init; }
+
+    /// <summary>
+    /// A config read from a repository is checked whole before anything is chunked or packed with it.
+    /// One of another version is left to the version check, which names the kintsugi needed.
+    /// </summary>
+    void IJsonOnDeserialized.OnDeserialized()
+    {
+        if (Version != CurrentVersion)
+        {
+            return;
+        }
+        Span<byte> seed = stackalloc byte[ChunkerSeedSize + 3];
+        if (!Convert.TryFromBase64String(ChunkerSeed, seed, out int seedLength) || seedLength != ChunkerSeedSize)
+        {
+            throw new JsonException($"chunker_seed is not {ChunkerSeedSize} bytes in base64");
+        }
+        if (ChunkMin < MinChunkMin || ChunkAverage <= ChunkMin || ChunkMax <= ChunkAverage || ChunkMax > MaxChunkMax || !BitOperations.IsPow2(ChunkAverage))
+        {
+            throw new JsonException($"chunk sizes {ChunkMin}/{ChunkAverage}/{ChunkMax} break {MinChunkMin} <= chunk_min < chunk_avg < chunk_max <= {MaxChunkMax} with chunk_avg a power of two");
+        }
+        if (PackSize is < MinPackSize or > MaxPackSize)
+        {
+            throw new JsonException($"pack_size {PackSize} is outside {MinPackSize} to {MaxPackSize}");
+        }
+    }
 }
 
 /// <summary>A key slot: the master key wrapped under a key derived from a password with Argon2id.</summary>
@@ -48,7 +81,11 @@ public sealed record LockRecord
     [JsonPropertyName("pid_namespace")] public string? PidNamespace { get; init; }
 }
 
-[JsonSourceGenerationOptions(WriteIndented = false, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
+/// <summary>
+/// The JSON documents of the format. Nullable annotations are respected, so a document whose
+/// required text field is null is refused when read, like one without it, instead of reaching its users.
+/// </summary>
+[JsonSourceGenerationOptions(WriteIndented = false, DefaultIgnoreCondition = JsonIgnoreCondition.Never, RespectNullableAnnotations = true)]
 [JsonSerializable(typeof(Tree))]
 [JsonSerializable(typeof(Snapshot))]
 [JsonSerializable(typeof(RepositoryConfig))]

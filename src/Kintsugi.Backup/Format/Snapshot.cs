@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Kintsugi.Backup.Format;
@@ -19,7 +20,7 @@ public sealed record BackupSummary
 }
 
 /// <summary>A snapshot: the single commit point of a backup. Stored as JSON in a sealed file of type Snapshot.</summary>
-public sealed record Snapshot
+public sealed record Snapshot : IJsonOnDeserialized
 {
     [JsonPropertyName("version")] public int Version { get; init; } = 1;
     [JsonPropertyName("time")] public required DateTimeOffset Time { get; init; }
@@ -34,6 +35,19 @@ public sealed record Snapshot
     [JsonPropertyName("program")] public string? Program { get; init; }
 
     public bool HasTag(string tag) => Tags?.Contains(tag, StringComparer.Ordinal) == true;
+
+    /// <summary>A snapshot read from a repository names its root tree by id and lists no null path or tag.</summary>
+    void IJsonOnDeserialized.OnDeserialized()
+    {
+        if (!BlobId.TryParse(Tree, out _))
+        {
+            throw new JsonException("its tree is not a 64-digit id");
+        }
+        if (Paths.Contains(null) || Tags?.Contains(null) == true)
+        {
+            throw new JsonException("a path or tag is null");
+        }
+    }
 }
 
 /// <summary>A snapshot with the id (file name) it is stored under.</summary>

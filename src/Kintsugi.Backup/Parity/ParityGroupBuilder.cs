@@ -125,7 +125,7 @@ internal sealed class ParityGroupBuilder
             return await AddStreamedAsync(kind, name, length, column, ct).ConfigureAwait(false);
         }
         // One read: hash, parity and the hashes of the stripes the file fills alone all come from memory.
-        var content = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Max(length, 1));
+        var content = BufferPool.Shared.Rent((int)Math.Max(length, 1));
         try
         {
             if (!await ReadWholeAsync(_store, kind, name, content.AsMemory(0, (int)length), ct).ConfigureAwait(false))
@@ -160,7 +160,7 @@ internal sealed class ParityGroupBuilder
         }
         finally
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(content);
+            BufferPool.Shared.Return(content);
         }
     }
 

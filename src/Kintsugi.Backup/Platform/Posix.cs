@@ -108,6 +108,19 @@ internal static partial class Posix
 
     public static bool IsRoot => geteuid() == 0;
 
+    /// <summary>How many names an open file still has (0 once it was deleted or replaced by a rename); 1 when that cannot be told.</summary>
+    public static unsafe uint LinkCount(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        const int AT_EMPTY_PATH = 0x1000;
+        const uint STATX_NLINK = 0x4;
+        byte* buf = stackalloc byte[256];
+        if (statx((int)handle.DangerousGetHandle(), "", AT_EMPTY_PATH, STATX_NLINK, buf) != 0)
+        {
+            return 1;
+        }
+        return MemoryMarshal.Read<uint>(new ReadOnlySpan<byte>(buf, 256)[16..]);
+    }
+
     /// <summary>lstat via statx; throws an IOException-derived error with the errno message.</summary>
     public static unsafe FileStatus LStat(string path)
     {

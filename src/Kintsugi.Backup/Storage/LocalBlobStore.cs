@@ -123,6 +123,7 @@ public sealed class LocalBlobStore : IBlobStore
             var handle = _handle ?? throw new InvalidOperationException("the file was already committed");
             cancellationToken.ThrowIfCancellationRequested();
             string target = _store.PathOf(_kind, name);
+            _store.ForgetHandle(target);
             try
             {
                 RandomAccess.FlushToDisk(handle);
@@ -196,35 +197,108 @@ public sealed class LocalBlobStore : IBlobStore
     public async ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         string path = PathOf(kind, name);
-        SafeFileHandleLease handle;
+        // Packs are read blob by blob (a restore reads thousands of small blobs): their handles are kept open.
+        bool cache = kind == FileKind.Pack;
+        var handle = cache ? LeaseCachedHandle(path) : null;
+        bool leased = handle is not null;
+        if (handle is null)
+        {
+            try
+            {
+                handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+            }
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+            {
+                string what = kind switch { FileKind.Pack => "pack", FileKind.Index => "index file", FileKind.Snapshot => "snapshot", FileKind.Key => "key slot", FileKind.Parity => "parity group", _ => "file" };
+                throw new KintsugiException(ErrorKind.Corrupt, $"{what} {name} is missing from the repository; run `kintsugi check` to see what is affected", e);
+            }
+            leased = cache && TryCache(path, handle);
+        }
         try
-        {
-            handle = new SafeFileHandleLease(File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete));
-        }
-        catch (FileNotFoundException e)
-        {
-            throw new KintsugiException(ErrorKind.Corrupt, $"pack {name} is missing from the repository; run `kintsugi check` to see what is affected", e);
-        }
-        using (handle)
         {
             int done = 0;
             while (done < buffer.Length)
             {
-                int n = await RandomAccess.ReadAsync(handle.Handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
+                int n = await RandomAccess.ReadAsync(handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
                 if (n == 0)
                 {
-                    throw KintsugiException.Corrupt($"pack {name}", $"it ends before byte {offset + buffer.Length}");
+                    throw KintsugiException.Corrupt($"{kind.ToString().ToLowerInvariant()} {name}", $"it ends before byte {offset + buffer.Length}");
                 }
                 done += n;
             }
         }
+        finally
+        {
+            if (leased)
+            {
+                handle.DangerousRelease();
+            }
+            else
+            {
+                handle.Dispose();
+            }
+        }
     }
 
-    private readonly struct SafeFileHandleLease(Microsoft.Win32.SafeHandles.SafeFileHandle handle) : IDisposable
-    {
-        public Microsoft.Win32.SafeHandles.SafeFileHandle Handle { get; } = handle;
+    private const int MaxCachedHandles = 64;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SafeFileHandle> _readHandles = new(StringComparer.Ordinal);
 
-        public void Dispose() => Handle.Dispose();
+    /// <summary>A cached handle with its reference count raised (release it with DangerousRelease), or null.</summary>
+    private SafeFileHandle? LeaseCachedHandle(string path)
+    {
+        if (!_readHandles.TryGetValue(path, out var handle))
+        {
+            return null;
+        }
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;
+        }
+        if (!added)
+        {
+            return null;
+        }
+        if (Platform.Posix.LinkCount(handle) == 0)
+        {
+            // Deleted or replaced (by repair, say) since it was opened: read the file that bears the name now.
+            handle.DangerousRelease();
+            ForgetHandle(path);
+            return null;
+        }
+        return handle;
+    }
+
+    /// <summary>Keeps a freshly opened handle for later reads; true when it is now cached and leased to the caller.</summary>
+    private bool TryCache(string path, SafeFileHandle handle)
+    {
+        if (_readHandles.Count >= MaxCachedHandles)
+        {
+            foreach (var old in _readHandles.Keys.Take(MaxCachedHandles / 4))
+            {
+                ForgetHandle(old);
+            }
+        }
+        if (!_readHandles.TryAdd(path, handle))
+        {
+            return false;
+        }
+        bool added = false;
+        handle.DangerousAddRef(ref added);
+        return added;
+    }
+
+    /// <summary>Closes a cached handle (at once, or when its last reader releases it): the file is being replaced or deleted.</summary>
+    private void ForgetHandle(string path)
+    {
+        if (_readHandles.TryRemove(path, out var handle))
+        {
+            handle.Dispose();
+        }
     }
 
     public IReadOnlyList<StoredFile> List(FileKind kind)
@@ -280,6 +354,7 @@ public sealed class LocalBlobStore : IBlobStore
     public Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
     {
         string path = PathOf(kind, name);
+        ForgetHandle(path);
         File.Delete(path);
         if (kind != FileKind.Lock)
         {

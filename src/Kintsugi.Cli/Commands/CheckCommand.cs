@@ -31,14 +31,14 @@ internal static class CheckCommand
             {
                 foreach (var p in result.Problems)
                 {
-                    ctx.Say($"{p.Severity}: {p.Subject}: {p.Message}");
+                    ctx.Say(CliContext.Printable($"{p.Severity}: {p.Subject}: {p.Message}"));
                 }
                 foreach (var group in result.AffectedFiles.GroupBy(f => f.Snapshot))
                 {
                     ctx.Say($"snapshot {group.Key}: {group.Count()} files damaged:");
                     foreach (var f in group.Take(50))
                     {
-                        ctx.Say($"    {f.Path}");
+                        ctx.Say($"    {CliContext.Printable(f.Path)}");
                     }
                     if (group.Count() > 50)
                     {

@@ -49,7 +49,7 @@ internal static class DiffCommand
             {
                 foreach (var (mark, path) in changes)
                 {
-                    ctx.Say($"{mark}    {path}");
+                    ctx.Say($"{mark}    {CliContext.Printable(path)}");
                 }
                 ctx.Say($"{added} added, {removed} removed, {modified} modified, {metadata} with metadata changes only");
             }
@@ -61,7 +61,7 @@ internal static class DiffCommand
     private static async Task<Dictionary<string, Node>> LoadAsync(Repository repo, MasterIndex index, SnapshotRef snap, CancellationToken ct)
     {
         var result = new Dictionary<string, Node>(StringComparer.Ordinal);
-        await foreach (var w in TreeWalker.WalkAsync(repo, index, BlobId.Parse(snap.Snapshot.Tree), ct).ConfigureAwait(false))
+        await foreach (var w in TreeWalker.WalkAsync(repo, index, TreeWalker.RootOf(snap), ct).ConfigureAwait(false))
         {
             result[w.Path] = w.Node;
         }

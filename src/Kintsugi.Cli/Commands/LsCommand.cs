@@ -23,7 +23,7 @@ internal static class LsCommand
             bool found = prefix is null || prefix == "/";
             var items = new List<object>();
             bool longMode = ctx.Parse.GetValue(longFormat);
-            await foreach (var w in TreeWalker.WalkAsync(repo, index, BlobId.Parse(snap.Snapshot.Tree), ct).ConfigureAwait(false))
+            await foreach (var w in TreeWalker.WalkAsync(repo, index, TreeWalker.RootOf(snap), ct).ConfigureAwait(false))
             {
                 if (prefix is not null && prefix != "/" && w.Path != prefix && !w.Path.StartsWith(prefix + "/", StringComparison.Ordinal))
                 {
@@ -39,11 +39,11 @@ internal static class LsCommand
                 {
                     string type = n.Type switch { NodeType.Directory => "d", NodeType.Symlink => "l", NodeType.File => "-", NodeType.Fifo => "p", NodeType.Socket => "s", NodeType.CharDevice => "c", _ => "b" };
                     string mtime = Units.Time(DateTimeOffset.FromUnixTimeMilliseconds(n.MtimeNs / 1_000_000));
-                    ctx.Say(string.Create(CultureInfo.InvariantCulture, $"{type}{Convert.ToString(n.Mode & 0x1FF, 8).PadLeft(4, '0')} {n.Uid,5} {n.Gid,5} {n.Size,14} {mtime} {w.Path}{(n.LinkTarget is { } t ? " -> " + t : "")}"));
+                    ctx.Say(string.Create(CultureInfo.InvariantCulture, $"{type}{Convert.ToString(n.Mode & 0x1FF, 8).PadLeft(4, '0')} {n.Uid,5} {n.Gid,5} {n.Size,14} {mtime} {CliContext.Printable(w.Path)}{(n.LinkTarget is { } t ? " -> " + CliContext.Printable(t) : "")}"));
                 }
                 else
                 {
-                    ctx.Say(w.Path);
+                    ctx.Say(CliContext.Printable(w.Path));
                 }
             }
             if (!found)

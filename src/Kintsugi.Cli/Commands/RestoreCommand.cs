@@ -27,12 +27,16 @@ internal static class RestoreCommand
             var clock = Stopwatch.StartNew();
             var result = await ProgressDisplay.RunAsync(ctx, "restore", () => (progress.BytesDone, progress.TotalBytes), new RestoreEngine(repo).RunAsync(snap, request, progress, ct)).ConfigureAwait(false);
             clock.Stop();
+            if (result.WithoutLock)
+            {
+                ctx.Warn($"kintsugi: warning: the repository at {repo.Store.Location} cannot be written (a read-only mount?); restored without a lock");
+            }
             int errors = 0;
             foreach (var issue in result.Issues)
             {
                 bool warning = issue.Message.StartsWith("warning:", StringComparison.Ordinal);
                 errors += warning ? 0 : 1;
-                ctx.Warn($"{(warning ? "" : "error: ")}{issue.Path}: {issue.Message}");
+                ctx.Warn(CliContext.Printable($"{(warning ? "" : "error: ")}{issue.Path}: {issue.Message}"));
             }
             if (ctx.Json)
             {

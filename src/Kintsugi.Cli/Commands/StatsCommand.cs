@@ -43,7 +43,7 @@ internal static class StatsCommand
             files.AddColumn("File").AddColumn("Layout").AddColumn(new TableColumn("Blobs").RightAligned()).AddColumn(new TableColumn("In").RightAligned()).AddColumn(new TableColumn("Stored").RightAligned()).AddColumn(new TableColumn("Ratio").RightAligned());
             foreach (var f in stats.Files)
             {
-                files.AddRow(Markup.Escape(f.Path), f.Layout ?? "-", f.Blobs.ToString(CultureInfo.InvariantCulture), Units.Bytes(f.BytesIn), Units.Bytes(f.BytesStored), Ratio(f.BytesStored, f.BytesIn));
+                files.AddRow(Markup.Escape(CliContext.Printable(f.Path)), f.Layout ?? "-", f.Blobs.ToString(CultureInfo.InvariantCulture), Units.Bytes(f.BytesIn), Units.Bytes(f.BytesStored), Ratio(f.BytesStored, f.BytesIn));
             }
             ctx.OutConsole.Write(files);
             var codecs = new Table().Border(TableBorder.Simple);
