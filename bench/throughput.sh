@@ -3,7 +3,7 @@
 # on the same model-directory corpus, side by side (issue 5: "at the speed of the machine, >= 3x restic").
 #
 #   bench/throughput.sh [--size-mb N] [--rounds N] [--tools kintsugi,restic,borg] [--install] [--keep]
-#                       [--memory-corpus-gb G] [--default-kdf]
+#                       [--memory-corpus-gb G] [--default-kdf] [--jit]
 #
 # The corpus (~N MB, default 512; generated once, untimed, seeded) is a model folder: an fp32
 # safetensors file (bench/ai_corpus.py frozen-finetune, ~210 MB at N=512) with config/tokenizer JSON,
@@ -19,13 +19,14 @@
 # and two ceilings: tar | tee | sha256 + fsync (read, hash, write) and sha256 FILES (read, hash).
 # Reported: the median wall seconds of --rounds N (default 3), MB/s (corpus MB / s; MB = 10^6 bytes),
 # peak RSS (max over rounds, /usr/bin/time -v), repository MB after the first backup, speed ratios.
-# Kintsugi runs as `dotnet kintsugi.dll`: its times include .NET startup. Its repositories use a fast
+# Kintsugi runs as `dotnet kintsugi.dll`, published ReadyToRun (--jit: a plain Release build): its
+# times include .NET startup. Its repositories use a fast
 # KDF (Argon2id 8 MiB, 1 iteration) unless --default-kdf; restic and borg use their defaults.
 # --memory-corpus-gb G (default 0: off) also backs up G GiB of random 256 MiB files with each tool
 # and reports peak RSS next to the main corpus (needs 2.5 x G GiB free). --keep keeps the work folder
 # (/tmp/kintsugi-throughput.*: corpus, repositories, logs).
 set -euo pipefail
-size_mb=512 rounds=3 install=0 keep=0 tools_opt=kintsugi,restic,borg mem_gb=0 default_kdf=0
+size_mb=512 rounds=3 install=0 keep=0 tools_opt=kintsugi,restic,borg mem_gb=0 default_kdf=0 jit=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --size-mb) size_mb=${2:?--size-mb needs a value}; shift 2 ;;
@@ -33,9 +34,10 @@ while [ $# -gt 0 ]; do
     --tools) tools_opt=${2:?--tools needs a value}; shift 2 ;;
     --memory-corpus-gb) mem_gb=${2:?--memory-corpus-gb needs a value}; shift 2 ;;
     --default-kdf) default_kdf=1; shift ;;
+    --jit) jit=1; shift ;;
     --install) install=1; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -88,10 +90,18 @@ corpus="$work/corpus"
 
 tools=() notes=() K=() kinit=()
 if wants kintsugi; then
-  dotnet build -c Release "$root/src/Kintsugi.Cli" -v q -nologo > "$work/logs/build.log" 2>&1 \
-    || { cat "$work/logs/build.log" >&2; echo "Release build of Kintsugi failed" >&2; exit 1; }
-  # A private copy: the build folder may be rebuilt while the bench runs.
-  cp -a "$root/src/Kintsugi.Cli/bin/Release/net10.0" "$work/kintsugi-bin"
+  # Published as it is shipped (README, "Install"): Release, ReadyToRun (precompiled, so a command
+  # does not spend its first 0.15 s in the JIT), into a private folder the bench alone uses.
+  # --jit builds the plain Release dll instead.
+  if [ "$jit" = 1 ]; then
+    dotnet build -c Release "$root/src/Kintsugi.Cli" -v q -nologo > "$work/logs/build.log" 2>&1 \
+      || { cat "$work/logs/build.log" >&2; echo "Release build of Kintsugi failed" >&2; exit 1; }
+    cp -a "$root/src/Kintsugi.Cli/bin/Release/net10.0" "$work/kintsugi-bin"
+  else
+    dotnet publish "$root/src/Kintsugi.Cli" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+      -o "$work/kintsugi-bin" -v q -nologo > "$work/logs/build.log" 2>&1 \
+      || { cat "$work/logs/build.log" >&2; echo "ReadyToRun publish of Kintsugi failed (try --jit)" >&2; exit 1; }
+  fi
   K=(dotnet "$work/kintsugi-bin/kintsugi.dll")
   kinit=()
   if [ "$default_kdf" = 0 ]; then

@@ -161,7 +161,7 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
         {
             for (int i = 0; i < 4; i++)
             {
-                Files.Write(Path.Combine(_box.Source, $"v{v}-f{i}.bin"), Files.RandomBytes(rng, rng.Next(100_000, 900_000)));
+                Files.Write(Path.Combine(_box.Source, $"v{v}-f{i}.bin"), Files.RandomBytes(rng, rng.Next(300_000, 900_000)));
             }
             Files.Write(Path.Combine(_box.Source, $"v{v}.txt"), Files.CompressibleBytes(rng, 20_000));
             snapshots.Add((await Sandbox.BackupAsync(repo, _box.Source)).Snapshot);
@@ -310,7 +310,8 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
     public async Task Damaged_parity_is_rewritten_by_repair_and_protects_again()
     {
         var rng = new Random(TestSeed.Get(output));
-        var (repo, snapshots) = await RepositoryWithParityAsync(rng);
+        // At least 4 × 1.2 MB of packs: more than one group of 4 columns of 1 MiB holds.
+        var (repo, snapshots) = await RepositoryWithParityAsync(rng, versions: 4);
         var store = (LocalBlobStore)repo.Store;
         var groups = await GroupsAsync(store);
         Assert.True(groups.Count >= 2, $"expected at least 2 groups, got {groups.Count}");
