@@ -416,7 +416,7 @@ public sealed class ParityEngine
             for (int c = 0; c < g.DataColumns; c++)
             {
                 bool read = await ParityGroupBuilder.AssembleAsync(_store, byColumn[c], r, s, data[c], ct).ConfigureAwait(false);
-                SHA256.HashData(data[c], hash);
+                ParityGroup.HashStripe(data[c], hash);
                 dataErased[c] = !read || !hash.AsSpan(0, ParityGroup.StripeHashLength).SequenceEqual(g.StripeHash(c, r));
             }
             for (int j = 0; j < g.ParityColumns; j++)
@@ -430,7 +430,7 @@ public sealed class ParityEngine
                 {
                     read = false;
                 }
-                SHA256.HashData(parity[j], hash);
+                ParityGroup.HashStripe(parity[j], hash);
                 parityErased[j] = !read || !hash.AsSpan(0, ParityGroup.StripeHashLength).SequenceEqual(g.StripeHash(g.DataColumns + j, r));
             }
             bool ok = rs.Reconstruct(dataMem, dataErased, parityMem, parityErased);

@@ -43,7 +43,7 @@ public sealed class ParityGroup
     /// <summary>Grows with every group written: the newest group is the one that takes new members.</summary>
     public required long Sequence { get; init; }
     public required IReadOnlyList<ParityMember> Members { get; init; }
-    /// <summary>(k + m) × rows truncated SHA-256 values: data columns first, then parity columns, row by row within a column.</summary>
+    /// <summary>(k + m) × rows stripe hashes (XXH128, <see cref="HashStripe"/>): data columns first, then parity columns, row by row within a column.</summary>
     public required byte[] StripeHashes { get; init; }
 
     public long ColumnLength => (long)Rows * StripeSize;
@@ -54,6 +54,14 @@ public sealed class ParityGroup
     public long HeaderLength => HeaderLengthFor(Members, DataColumns + ParityColumns, Rows);
 
     public long FileLength => HeaderLength + ParityBytes;
+
+    /// <summary>
+    /// The 16-byte hash of a stripe (XXH128): it only locates damage, which the SHA-256 of each
+    /// rebuilt file then rules out, so a fast non-cryptographic hash serves. Writes the first 16
+    /// bytes of <paramref name="destination"/>.
+    /// </summary>
+    internal static void HashStripe(ReadOnlySpan<byte> stripe, Span<byte> destination) =>
+        System.IO.Hashing.XxHash128.Hash(stripe, destination[..StripeHashLength]);
 
     public ReadOnlySpan<byte> StripeHash(int column, int row) =>
         StripeHashes.AsSpan(((column * Rows) + row) * StripeHashLength, StripeHashLength);

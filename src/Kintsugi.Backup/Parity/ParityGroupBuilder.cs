@@ -85,7 +85,7 @@ internal sealed class ParityGroupBuilder
             }
             for (int r = 0; r < group.Rows; r++)
             {
-                SHA256.HashData(parity[j].AsSpan(r * group.StripeSize, group.StripeSize), hash);
+                ParityGroup.HashStripe(parity[j].AsSpan(r * group.StripeSize, group.StripeSize), hash);
                 if (!hash.AsSpan(0, ParityGroup.StripeHashLength).SequenceEqual(group.StripeHash(group.DataColumns + j, r)))
                 {
                     return null;
@@ -132,25 +132,32 @@ internal sealed class ParityGroupBuilder
             {
                 return "it could not be read whole";
             }
-            var data = content.AsMemory(0, (int)length);
-            var sha = SHA256.HashData(data.Span);
-            if (ParityFile.NamedByHash(kind) && Convert.ToHexStringLower(sha) != name)
-            {
-                return "its bytes do not match its name (run `kintsugi check --read-data`)";
-            }
+            // The file's SHA-256 on one core while the other adds it to the parity and hashes its stripes.
+            var sha = new byte[32];
             var member = new ParityMember(kind, name, column, _heights[column], length, sha);
             EnsureRows(member.End);
-            var slices = new Memory<byte>[ParityColumns];
-            for (int j = 0; j < ParityColumns; j++)
+            var known = new List<((int, int) Stripe, byte[] Hash)>();
+            Parallel.Invoke(
+                () => SHA256.HashData(content.AsSpan(0, (int)length), sha),
+                () =>
+                {
+                    AccumulateInMemory(member, content.AsSpan(0, (int)length));
+                    var full = new byte[32];
+                    for (long r = (member.Offset + StripeSize - 1) / StripeSize; (r + 1) * StripeSize <= member.End; r++)
+                    {
+                        ParityGroup.HashStripe(content.AsSpan((int)((r * StripeSize) - member.Offset), StripeSize), full);
+                        known.Add(((column, (int)r), full.AsSpan(0, ParityGroup.StripeHashLength).ToArray()));
+                    }
+                });
+            if (ParityFile.NamedByHash(kind) && Convert.ToHexStringLower(sha) != name)
             {
-                slices[j] = _parity[j].AsMemory((int)member.Offset, (int)length);
+                // XOR is its own inverse: adding the bytes again takes them out.
+                AccumulateInMemory(member, content.AsSpan(0, (int)length));
+                return "its bytes do not match its name (run `kintsugi check --read-data`)";
             }
-            _rs.Accumulate(column, data.Span, slices);
-            var full = new byte[32];
-            for (long r = (member.Offset + StripeSize - 1) / StripeSize; (r + 1) * StripeSize <= member.End; r++)
+            foreach (var (stripe, hash) in known)
             {
-                SHA256.HashData(data.Span.Slice((int)((r * StripeSize) - member.Offset), StripeSize), full);
-                _known[(column, (int)r)] = full.AsSpan(0, ParityGroup.StripeHashLength).ToArray();
+                _known[stripe] = hash;
             }
             _members.Add(member);
             _heights[column] = member.End;
@@ -186,6 +193,16 @@ internal sealed class ParityGroupBuilder
         Touch(member);
         Changed = true;
         return null;
+    }
+
+    private void AccumulateInMemory(ParityMember member, ReadOnlySpan<byte> data)
+    {
+        var slices = new Memory<byte>[ParityColumns];
+        for (int j = 0; j < ParityColumns; j++)
+        {
+            slices[j] = _parity[j].AsMemory((int)member.Offset, data.Length);
+        }
+        _rs.Accumulate(member.Column, data, slices);
     }
 
     /// <summary>Reads exactly <paramref name="buffer"/>.Length bytes, and checks that the file is not longer.</summary>
@@ -272,7 +289,7 @@ internal sealed class ParityGroupBuilder
                     {
                         return null;
                     }
-                    SHA256.HashData(stripe, full);
+                    ParityGroup.HashStripe(stripe, full);
                     if (!full.AsSpan(0, ParityGroup.StripeHashLength).SequenceEqual(_oldHashes.AsSpan(((c * _oldRows) + r) * ParityGroup.StripeHashLength, ParityGroup.StripeHashLength)))
                     {
                         return null;
@@ -282,7 +299,7 @@ internal sealed class ParityGroupBuilder
                 {
                     return null;
                 }
-                SHA256.HashData(stripe, full);
+                ParityGroup.HashStripe(stripe, full);
                 full.AsSpan(0, ParityGroup.StripeHashLength).CopyTo(hashes.AsSpan(target));
             }
         }
@@ -296,7 +313,7 @@ internal sealed class ParityGroupBuilder
             }
             for (int r = 0; r < rows; r++)
             {
-                SHA256.HashData(parity[j].AsSpan(r * StripeSize, StripeSize), full);
+                ParityGroup.HashStripe(parity[j].AsSpan(r * StripeSize, StripeSize), full);
                 full.AsSpan(0, ParityGroup.StripeHashLength).CopyTo(hashes.AsSpan((((DataColumns + j) * rows) + r) * ParityGroup.StripeHashLength));
             }
         }
