@@ -263,7 +263,9 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
 
         var dry = await new ParityEngine(store).RepairAsync(dryRun: true, TimeProvider.System);
         Assert.Equal(0, dry.NotRepaired);
-        var result = await new ParityEngine(store).RepairAsync(dryRun: false, TimeProvider.System);
+        var progress = new ParityProgress();
+        var result = await new ParityEngine(store).RepairAsync(dryRun: false, TimeProvider.System, progress);
+        Assert.True(progress.TotalBytes == result.BytesChecked && progress.BytesDone == progress.TotalBytes, $"progress {progress.BytesDone} of {progress.TotalBytes}, {result.BytesChecked} bytes checked");
         output.WriteLine($"repair: {result.Repaired} repaired, {result.NotRepaired} not, {result.BytesChecked} bytes checked in {result.Elapsed.TotalSeconds:F3} s");
         Assert.Equal(0, result.NotRepaired);
         Assert.Equal(picked.Count, result.Repaired);

@@ -21,6 +21,15 @@ public sealed record ParityCoverResult(int FilesAdded, long BytesAdded, int Grou
     public static readonly ParityCoverResult None = new(0, 0, 0, 0, []);
 }
 
+/// <summary>Live counters for a progress display of a repair or a parity pass: bytes of repository files read.</summary>
+public sealed class ParityProgress
+{
+    internal long TotalBytesField, BytesDoneField;
+
+    public long TotalBytes => Interlocked.Read(ref TotalBytesField);
+    public long BytesDone => Interlocked.Read(ref BytesDoneField);
+}
+
 public enum RepairOutcome
 {
     /// <summary>Damaged or missing, rebuilt from parity and checked against its SHA-256.</summary>
@@ -133,7 +142,7 @@ public sealed class ParityEngine
     /// files about to be deleted; <paramref name="dropGroups"/> are groups to replace (their members
     /// count as uncovered, and their files are deleted once the new groups are written).
     /// </summary>
-    public async Task<ParityCoverResult> CoverAsync(IReadOnlyCollection<(FileKind Kind, string Name)>? exclude = null, IReadOnlyCollection<string>? dropGroups = null, ParitySettings? fallback = null, CancellationToken ct = default)
+    public async Task<ParityCoverResult> CoverAsync(IReadOnlyCollection<(FileKind Kind, string Name)>? exclude = null, IReadOnlyCollection<string>? dropGroups = null, ParitySettings? fallback = null, ParityProgress? progress = null, CancellationToken ct = default)
     {
         var settings = await LoadSettingsAsync(ct).ConfigureAwait(false) ?? fallback;
         if (settings is null)
@@ -157,6 +166,10 @@ public sealed class ParityEngine
             // groups are open at once (each holds m parity columns in memory): the newest existing
             // one, while it has room, and a new one.
             uncovered.Sort((a, b) => b.File.Size.CompareTo(a.File.Size));
+            if (progress is not null)
+            {
+                Interlocked.Add(ref progress.TotalBytesField, uncovered.Sum(f => f.File.Size));
+            }
             var active = new List<ParityGroupBuilder>();
             var open = kept.OrderByDescending(g => g.Group.Sequence).FirstOrDefault();
             if (open is not null && await ParityGroupBuilder.OpenAsync(_store, open.Name, open.Group, ct).ConfigureAwait(false) is { } existing && existing.SameGeometry(settings))
@@ -180,6 +193,10 @@ public sealed class ParityEngine
                     active.Add(builder);
                 }
                 string? problem = await builder.AddAsync(kind, file.Name, file.Size, builder.Place(file.Size), ct).ConfigureAwait(false);
+                if (progress is not null)
+                {
+                    Interlocked.Add(ref progress.BytesDoneField, file.Size);
+                }
                 if (problem is null)
                 {
                     added++;
@@ -241,7 +258,7 @@ public sealed class ParityEngine
             }
             if (drop.Count > 0)
             {
-                await CoverAsync(set, drop, fallback, ct).ConfigureAwait(false);
+                await CoverAsync(set, drop, fallback, null, ct).ConfigureAwait(false);
             }
         }
         foreach (var (kind, name) in files)
@@ -291,18 +308,21 @@ public sealed class ParityEngine
     /// written back), then rewrites groups whose own parity was damaged and protects what is not yet
     /// covered. With <paramref name="dryRun"/>, only reports.
     /// </summary>
-    public async Task<RepairResult> RepairAsync(bool dryRun, TimeProvider time, CancellationToken ct = default)
+    public async Task<RepairResult> RepairAsync(bool dryRun, TimeProvider time, ParityProgress? progress = null, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(time);
+        progress ??= new ParityProgress();
         long started = time.GetTimestamp();
         var (groups, damagedGroups) = await LoadGroupsAsync(ct).ConfigureAwait(false);
         var files = ListProtected();
+        Interlocked.Add(ref progress.TotalBytesField, files.Sum(f => f.File.Size));
         var hashes = new Dictionary<(FileKind, string), byte[]?>();
         long bytesChecked = 0;
         foreach (var (kind, file) in files)
         {
             hashes[(kind, file.Name)] = await ParityGroupBuilder.HashFileAsync(_store, kind, file.Name, file.Size, ct).ConfigureAwait(false);
             bytesChecked += file.Size;
+            Interlocked.Add(ref progress.BytesDoneField, file.Size);
         }
         bool Intact(ParityMember m) =>
             hashes.TryGetValue((m.Kind, m.Name), out var h) && h is not null && h.AsSpan().SequenceEqual(m.Sha256);
@@ -365,7 +385,7 @@ public sealed class ParityEngine
             var fallback = settings ?? groups.Select(g => new ParitySettings { DataColumns = g.Group.DataColumns, ParityColumns = g.Group.ParityColumns, StripeSize = g.Group.StripeSize, ColumnCapacity = g.Group.ColumnCapacity }).FirstOrDefault();
             if (drop.Count > 0 || settings is not null)
             {
-                var cover = await CoverAsync(null, drop, fallback, ct).ConfigureAwait(false);
+                var cover = await CoverAsync(null, drop, fallback, null, ct).ConfigureAwait(false);
                 rewritten = cover.GroupsWritten;
             }
         }

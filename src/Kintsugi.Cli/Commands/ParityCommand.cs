@@ -30,7 +30,8 @@ internal static class ParityCommand
             await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: false, CliContext.Host, "parity set", ctx.Time, ct).ConfigureAwait(false);
             var engine = new ParityEngine(store);
             await engine.SaveSettingsAsync(settings, ct).ConfigureAwait(false);
-            var cover = await engine.CoverAsync(ct: ct).ConfigureAwait(false);
+            var progress = new ParityProgress();
+            var cover = await ProgressDisplay.RunAsync(ctx, "parity", () => (progress.BytesDone, progress.TotalBytes), engine.CoverAsync(progress: progress, ct: ct)).ConfigureAwait(false);
             return Report(ctx, settings, cover);
         });
 
@@ -42,7 +43,8 @@ internal static class ParityCommand
             var engine = new ParityEngine(store);
             var settings = await engine.LoadSettingsAsync(ct).ConfigureAwait(false)
                 ?? throw new KintsugiException(ErrorKind.InvalidInput, $"parity is off in {store.Location}; turn it on with `kintsugi parity set 8+2`");
-            var cover = await engine.CoverAsync(ct: ct).ConfigureAwait(false);
+            var progress = new ParityProgress();
+            var cover = await ProgressDisplay.RunAsync(ctx, "parity", () => (progress.BytesDone, progress.TotalBytes), engine.CoverAsync(progress: progress, ct: ct)).ConfigureAwait(false);
             return Report(ctx, settings, cover);
         });
 
@@ -80,7 +82,8 @@ internal static class ParityCommand
             }
             bool dry = ctx.Parse.GetValue(dryRun);
             await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: !dry, CliContext.Host, "repair", ctx.Time, ct).ConfigureAwait(false);
-            var result = await new ParityEngine(store).RepairAsync(dry, ctx.Time, ct).ConfigureAwait(false);
+            var progress = new ParityProgress();
+            var result = await ProgressDisplay.RunAsync(ctx, "repair", () => (progress.BytesDone, progress.TotalBytes), new ParityEngine(store).RepairAsync(dry, ctx.Time, progress, ct)).ConfigureAwait(false);
             if (ctx.Json)
             {
                 ctx.WriteJson(new
