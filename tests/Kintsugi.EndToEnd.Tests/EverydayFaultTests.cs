@@ -118,6 +118,8 @@ public sealed class EverydayFaultTests(ITestOutputHelper output) : IDisposable
 
         Assert.True(caught, $"the backup finished before {reading} was seen open; it should take seconds\n{backup}");
         backup.ShouldExit(3).ShouldHaveNoStackTrace().StdErrShouldContain(next).StdErrShouldContain(reading);
+        Assert.Contains(backup.StdErrLines, l => l.Contains(next, StringComparison.Ordinal) && l.Contains("vanished before it was read", StringComparison.Ordinal));
+        Assert.Contains(backup.StdErrLines, l => l.Contains(reading, StringComparison.Ordinal) && l.Contains("vanished while it was read", StringComparison.Ordinal));
         var listing = (await _ws.RepoAsync("ls", "latest")).ShouldSucceed();
         Assert.Contains(kept, listing.StdOutLines);
         Assert.DoesNotContain(next, listing.StdOutLines);

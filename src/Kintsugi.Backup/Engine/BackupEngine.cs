@@ -461,9 +461,11 @@ public sealed partial class BackupEngine
                 var baseNode = parentNode?.Tensors is not null ? parentNode : sibling;
                 for (int attempt = 0; ; attempt++)
                 {
+                    bool readWhole = false;
                     try
                     {
                         read = await Task.Run(() => ChunkFileAsync(path, baseNode, ct), ct).ConfigureAwait(false);
+                        readWhole = true;
                         var after = Posix.LStat(path);
                         if (after.Size == status.Size && after.MtimeNs == status.MtimeNs && after.CtimeNs == status.CtimeNs)
                         {
@@ -478,7 +480,9 @@ public sealed partial class BackupEngine
                     }
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                     {
-                        _issues.Enqueue(new BackupIssue(path, e is FileNotFoundException ? "vanished before it was read" : e.Message));
+                        string why = e is not FileNotFoundException ? e.Message
+                            : readWhole ? "vanished while it was read; left out of the snapshot" : "vanished before it was read";
+                        _issues.Enqueue(new BackupIssue(path, why));
                         return null;
                     }
                 }
