@@ -139,6 +139,13 @@ public sealed class HostileRepositoryTests(ITestOutputHelper output) : IDisposab
         Assert.All(damaged.AffectedFiles, f => Assert.EndsWith("/leaf.txt", f.Path, StringComparison.Ordinal));
         Assert.InRange(damaged.AffectedFiles.Count, 1, 10_000);
         Assert.Contains(damaged.Problems, p => p.Message.Contains("only the first are listed", StringComparison.Ordinal));
+
+        // The readers that walk every path (restore, ls and diff, stats) refuse it once the walk has
+        // visited 100,000 entries for 82 distinct ones, instead of running for ever or growing without bound.
+        var snapshot = (await repo.LoadSnapshotsAsync()).Single();
+        await AssertRefusedAsync(() => WalkAllAsync(repo, snapshot), "share subfolders so often");
+        await AssertRefusedAsync(() => new StatsEngine(repo).RunAsync(snapshot), "share subfolders so often");
+        await AssertRestoreRefusesAsync(repo, snapshot, _box.NewTarget("shared"), "share subfolders so often");
     }
 
     // ----- what a tree may hold -----

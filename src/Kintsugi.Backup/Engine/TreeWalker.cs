@@ -17,6 +17,15 @@ public static class TreeWalker
 {
     public const int MaxDepth = 1024;
 
+    /// <summary>
+    /// Folders may share subfolders (identical folders are stored once), so a walk can visit a tree
+    /// many times. A hostile snapshot uses that to make 2⁴⁰ paths out of 41 trees. A walk that has
+    /// visited more than <see cref="AmplifiedNodesAllowed"/> entries, and more than
+    /// <see cref="AmplificationAllowed"/> times the distinct entries it has read, is refused.
+    /// </summary>
+    public const long AmplifiedNodesAllowed = 100_000;
+    public const long AmplificationAllowed = 1_000;
+
     /// <summary>A folder on the current path, with the subfolders of it still to walk.</summary>
     private sealed class Frame(string path, BlobId tree, int depth, List<(string Name, BlobId Tree)> subfolders)
     {
@@ -44,6 +53,8 @@ public static class TreeWalker
         // when it is entered.
         var path = new Stack<Frame>();
         var onPath = new HashSet<BlobId>();
+        var distinct = new HashSet<BlobId>();
+        long distinctNodes = 0, walkedNodes = 0;
         (string Path, BlobId Tree, int Depth)? next = ("", root, 0);
         while (next is var (folder, treeId, depth))
         {
@@ -59,6 +70,17 @@ public static class TreeWalker
             catch (KintsugiException e) when (onUnreadable is not null && e.Kind == ErrorKind.Corrupt)
             {
                 onUnreadable(folder.Length == 0 ? "/" : folder, e);
+            }
+            int count = tree?.Nodes.Count ?? 0;
+            walkedNodes += count;
+            if (distinct.Add(treeId))
+            {
+                distinctNodes += count;
+            }
+            if (walkedNodes > AmplifiedNodesAllowed && walkedNodes > AmplificationAllowed * distinctNodes)
+            {
+                throw KintsugiException.Corrupt($"tree {treeId.Short}",
+                    $"its folders share subfolders so often that the walk has visited {walkedNodes} entries out of {distinctNodes} distinct ones (a hostile snapshot?)");
             }
             var seen = new HashSet<string>(StringComparer.Ordinal);
             var subfolders = new List<(string, BlobId)>();
