@@ -160,7 +160,12 @@ public sealed class Repository
         {
             throw new KintsugiException(ErrorKind.InvalidInput, "this is the repository's only key; removing it would make the repository unreadable");
         }
-        await new Parity.ParityEngine(Store).DeleteAsync([(FileKind.Key, key.Id)], ct).ConfigureAwait(false);
+        // Exclusive: a backup's parity pass must not put the slot back into a group while it leaves one
+        // (repair would then bring a revoked password back).
+        await using (await LockAsync(exclusive: true, Environment.MachineName, "key remove", ct).ConfigureAwait(false))
+        {
+            await new Parity.ParityEngine(Store).DeleteAsync([(FileKind.Key, key.Id)], ct).ConfigureAwait(false);
+        }
         return key.Id;
     }
 

@@ -85,6 +85,9 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
         Assert.True(rebuilt > 0 && refused > 0);
     }
 
+    private static readonly byte[] PackSha = System.Security.Cryptography.SHA256.HashData("a pack"u8);
+    private static readonly byte[] SnapshotSha = System.Security.Cryptography.SHA256.HashData("a snapshot"u8);
+
     [Fact]
     public void The_group_header_parser_refuses_every_mutation_with_a_clean_error()
     {
@@ -100,8 +103,8 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
             Members =
             [
                 new ParityMember(FileKind.Config, "config", 0, 0, 100, new byte[32]),
-                new ParityMember(FileKind.Pack, new string('a', 64), 1, 0, 5000, new byte[32]),
-                new ParityMember(FileKind.Snapshot, new string('b', 64), 0, 100, 300, new byte[32]),
+                new ParityMember(FileKind.Pack, Convert.ToHexStringLower(PackSha), 1, 0, 5000, PackSha),
+                new ParityMember(FileKind.Snapshot, Convert.ToHexStringLower(SnapshotSha), 0, 100, 300, SnapshotSha),
             ],
             StripeHashes = Files.RandomBytes(rng, 5 * 2 * ParityGroup.StripeHashLength),
         };
@@ -386,6 +389,44 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
         var result = await new ParityEngine(store).RepairAsync(dryRun: false, TimeProvider.System);
         Assert.Equal(2, result.Repaired);
         await AssertAllRestoreBitExactAsync(snapshots.Take(1).ToList(), "after-prune");
+    }
+
+    [Fact]
+    public async Task Deleting_a_file_whose_stripe_neighbour_is_damaged_deletes_nothing_until_repair_has_run()
+    {
+        // Small files share stripes. When the neighbour of a file to delete is damaged in the stripe
+        // they share, the group cannot be updated in place, and rebuilding it from the files that stay
+        // would drop the damaged file's only redundancy: the deletion must refuse, deleting nothing.
+        var rng = new Random(TestSeed.Get(output));
+        var (repo, _) = await RepositoryWithParityAsync(rng, versions: 4);
+        var store = (LocalBlobStore)repo.Store;
+        int s = Small.StripeSize;
+        var pair = (await GroupsAsync(store)).SelectMany(g => g.Group.Members.Where(a => a.Kind is FileKind.Snapshot or FileKind.Index)
+                .SelectMany(a => g.Group.Members.Where(b => b != a && b.Column == a.Column && b.Length > 0 && a.Length > 0
+                    && a.Offset / s <= (b.End - 1) / s && b.Offset / s <= (a.End - 1) / s)
+                .Select(b => (Leaving: a, Damaged: b))))
+            .FirstOrDefault();
+        Assert.True(pair != default, "expected two small files sharing a stripe");
+        var (leaving, damaged) = pair;
+        output.WriteLine($"deleting {leaving}, damaging {damaged} in their shared stripe");
+        // Damage the neighbour inside the shared stripe.
+        long sharedRow = Math.Max(leaving.Offset, damaged.Offset) / s;
+        long at = Math.Clamp((sharedRow * s) - damaged.Offset, 0, damaged.Length - 1);
+        string damagedPath = store.PathOf(damaged.Kind, damaged.Name);
+        var bytes = File.ReadAllBytes(damagedPath);
+        bytes[at] ^= 0x01;
+        File.WriteAllBytes(damagedPath, bytes);
+
+        var e = await Assert.ThrowsAsync<KintsugiException>(() => new ParityEngine(store).DeleteAsync([(leaving.Kind, leaving.Name)]));
+        output.WriteLine(e.Message);
+        Assert.Contains("kintsugi repair", e.Message, StringComparison.Ordinal);
+        Assert.True(File.Exists(store.PathOf(leaving.Kind, leaving.Name)), "the file to delete was deleted anyway");
+
+        var repair = await new ParityEngine(store).RepairAsync(dryRun: false, TimeProvider.System);
+        Assert.Contains(repair.Files, f => f.Name == damaged.Name && f.Outcome == RepairOutcome.Repaired);
+        await new ParityEngine(store).DeleteAsync([(leaving.Kind, leaving.Name)]);
+        Assert.False(File.Exists(store.PathOf(leaving.Kind, leaving.Name)));
+        Assert.Empty((await new ParityEngine(store).RepairAsync(dryRun: true, TimeProvider.System)).Files);
     }
 
     [Fact]

@@ -217,7 +217,7 @@ public sealed partial class BackupEngine
                     _issues.Enqueue(new BackupIssue(_repo.Store.Location, $"warning: not protected by parity: {skipped}"));
                 }
             }
-            catch (KintsugiException e)
+            catch (Exception e) when (e is KintsugiException or IOException)
             {
                 _issues.Enqueue(new BackupIssue(_repo.Store.Location, $"warning: the new files are not yet protected by parity ({e.Message}); run `kintsugi parity update`"));
             }

@@ -19,6 +19,9 @@ public sealed record ParityStatus(
 public sealed record ParityCoverResult(int FilesAdded, long BytesAdded, int GroupsWritten, int GroupsDeleted, IReadOnlyList<string> Skipped)
 {
     public static readonly ParityCoverResult None = new(0, 0, 0, 0, []);
+
+    /// <summary>Groups asked to be replaced that were kept, because some of their files could not be protected anew.</summary>
+    public IReadOnlyList<string> GroupsKept { get; init; } = [];
 }
 
 /// <summary>Live counters for a progress display of a repair or a parity pass: bytes of repository files read.</summary>
@@ -131,7 +134,8 @@ public sealed class ParityEngine
     public async Task<bool> GroupFileIntactAsync(StoredFile file, CancellationToken ct = default)
     {
         var sha = await ParityGroupBuilder.HashFileAsync(_store, FileKind.Parity, file.Name, file.Size, ct).ConfigureAwait(false);
-        return sha is not null && Convert.ToHexStringLower(sha) == file.Name;
+        // One replaced by a concurrent parity pass since it was listed is gone, not damaged.
+        return sha is null ? !_store.Exists(FileKind.Parity, file.Name) : Convert.ToHexStringLower(sha) == file.Name;
     }
 
     // ----- keeping parity up to date -----
@@ -215,12 +219,33 @@ public sealed class ParityEngine
                 }
             }
         }
-        foreach (var name in dropped)
+        // A replaced group goes only once every file it protected (and that stays) is in a group again:
+        // it may be the last redundancy of a file that could not be taken in.
+        var keptDrops = new List<string>();
+        if (dropped.Count > 0)
         {
-            await _store.DeleteAsync(FileKind.Parity, name, ct).ConfigureAwait(false);
-            deleted++;
+            var (after, _) = await LoadGroupsAsync(ct).ConfigureAwait(false);
+            var protectedNow = after.Where(g => !dropped.Contains(g.Name)).SelectMany(g => g.Group.Members).Select(m => (m.Kind, m.Name)).ToHashSet();
+            foreach (var g in groups.Where(g => dropped.Contains(g.Name)))
+            {
+                if (g.Group.Members.All(m => excluded.Contains((m.Kind, m.Name)) || protectedNow.Contains((m.Kind, m.Name))))
+                {
+                    await _store.DeleteAsync(FileKind.Parity, g.Name, ct).ConfigureAwait(false);
+                    deleted++;
+                }
+                else
+                {
+                    keptDrops.Add(g.Name);
+                }
+            }
+            // Names given that were not even readable groups (damaged ones, in repair) protect nothing: they go.
+            foreach (var name in dropped.Where(n => !groups.Any(g => g.Name == n)))
+            {
+                await _store.DeleteAsync(FileKind.Parity, name, ct).ConfigureAwait(false);
+                deleted++;
+            }
         }
-        return new ParityCoverResult(added, bytes, written, deleted, skipped);
+        return new ParityCoverResult(added, bytes, written, deleted, skipped) { GroupsKept = keptDrops };
     }
 
     /// <summary>
@@ -252,13 +277,27 @@ public sealed class ParityEngine
                 var builder = await ParityGroupBuilder.OpenAsync(_store, g.Name, g.Group, ct).ConfigureAwait(false);
                 if (builder is null || !await builder.RemoveAsync(leaving, ct).ConfigureAwait(false) || !await WriteAsync(builder, ct).ConfigureAwait(false))
                 {
+                    // The group is to be rebuilt from the files that stay: each must still be what it protects,
+                    // or this group is that file's last redundancy and must not go.
+                    foreach (var stay in g.Group.Members.Where(m => !set.Contains((m.Kind, m.Name))))
+                    {
+                        var sha = await ParityGroupBuilder.HashFileAsync(_store, stay.Kind, stay.Name, stay.Length, ct).ConfigureAwait(false);
+                        if (sha is null || !sha.AsSpan().SequenceEqual(stay.Sha256))
+                        {
+                            throw new KintsugiException(ErrorKind.Corrupt, $"{stay} is damaged and parity group {g.Name[..8]} is what can rebuild it; run `kintsugi repair` first (nothing was deleted)");
+                        }
+                    }
                     drop.Add(g.Name);
                     fallback ??= new ParitySettings { DataColumns = g.Group.DataColumns, ParityColumns = g.Group.ParityColumns, StripeSize = g.Group.StripeSize, ColumnCapacity = g.Group.ColumnCapacity };
                 }
             }
             if (drop.Count > 0)
             {
-                await CoverAsync(set, drop, fallback, null, ct).ConfigureAwait(false);
+                var cover = await CoverAsync(set, drop, fallback, null, ct).ConfigureAwait(false);
+                if (cover.GroupsKept.Count > 0)
+                {
+                    throw new KintsugiException(ErrorKind.Failed, $"parity groups {string.Join(", ", cover.GroupsKept.Select(n => n[..8]))} could not be rebuilt without the files to delete ({string.Join("; ", cover.Skipped)}); nothing was deleted; run `kintsugi repair`, then try again");
+                }
             }
         }
         foreach (var (kind, name) in files)
@@ -500,13 +539,13 @@ public sealed class ParityEngine
                 await _store.ReadAtAsync(FileKind.Parity, f.Name, 0, header, ct).ConfigureAwait(false);
                 groups.Add(new LoadedGroup(f.Name, ParityGroup.Parse(header, what)));
             }
-            catch (KintsugiException e)
+            catch (Exception e) when (e is KintsugiException or IOException)
             {
-                damaged.Add((f.Name, e.Message));
-            }
-            catch (IOException e)
-            {
-                damaged.Add((f.Name, e.Message));
+                // A group replaced by a concurrent parity pass since the listing is gone, not damaged.
+                if (_store.Exists(FileKind.Parity, f.Name))
+                {
+                    damaged.Add((f.Name, e.Message));
+                }
             }
         }
         Debug.Assert(groups.Select(g => g.Name).Distinct().Count() == groups.Count);

@@ -202,6 +202,10 @@ public sealed class ParityGroup
             {
                 throw KintsugiException.Corrupt(what, $"member {ParityFile.Describe(kind, name)} lies outside its column");
             }
+            if (ParityFile.NamedByHash(kind) && Convert.ToHexStringLower(sha) != name)
+            {
+                throw KintsugiException.Corrupt(what, $"member {ParityFile.Describe(kind, name)} records a SHA-256 other than its name");
+            }
             if (!seen.Add((kind, name)))
             {
                 throw KintsugiException.Corrupt(what, $"member {ParityFile.Describe(kind, name)} is listed twice");

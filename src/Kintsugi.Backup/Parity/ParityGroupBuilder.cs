@@ -346,7 +346,8 @@ internal sealed class ParityGroupBuilder
     private void EnsureRows(long end)
     {
         long rows = (end + StripeSize - 1) / StripeSize;
-        if (rows > ParityGroup.MaxRows || rows * StripeSize > Array.MaxLength)
+        if (rows > ParityGroup.MaxRows || rows * StripeSize > Array.MaxLength
+            || (long)(DataColumns + ParityColumns) * rows * ParityGroup.StripeHashLength > ParityGroup.MaxHeaderLength / 2)
         {
             throw new KintsugiException(ErrorKind.Failed, $"a parity column would grow to {end} bytes, more than this kintsugi holds in memory; use a larger stripe or smaller packs");
         }

@@ -56,9 +56,10 @@ public sealed record ParitySettings
         {
             throw new KintsugiException(ErrorKind.InvalidInput, $"parity stripe size {StripeSize} is not a power of two from {ParityGroup.MinStripe} to {ParityGroup.MaxStripe}");
         }
-        if (ColumnCapacity < StripeSize || ColumnCapacity > ParityGroup.MaxColumnBytes / 16)
+        // A column is held in memory while its group is written: at most 1 GiB.
+        if (ColumnCapacity < StripeSize || ColumnCapacity > 1L << 30)
         {
-            throw new KintsugiException(ErrorKind.InvalidInput, $"parity column size {ColumnCapacity} is out of range ({StripeSize} to {ParityGroup.MaxColumnBytes / 16} bytes)");
+            throw new KintsugiException(ErrorKind.InvalidInput, $"parity column size {ColumnCapacity} is out of range ({StripeSize} to {1L << 30} bytes)");
         }
     }
 

@@ -219,7 +219,16 @@ public sealed class LocalBlobStore : IBlobStore
             int done = 0;
             while (done < buffer.Length)
             {
-                int n = await RandomAccess.ReadAsync(handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
+                int n;
+                try
+                {
+                    n = await RandomAccess.ReadAsync(handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
+                }
+                catch (IOException e) when (KintsugiException.FromIo(e, path) is KintsugiException { Kind: not ErrorKind.NoSpace })
+                {
+                    // A bad sector is damage to this file: callers treat it like any other damage.
+                    throw new KintsugiException(ErrorKind.Corrupt, $"{kind.ToString().ToLowerInvariant()} {name} cannot be read ({e.Message}); run `kintsugi check --read-data` to see what is affected", e);
+                }
                 if (n == 0)
                 {
                     throw KintsugiException.Corrupt($"{kind.ToString().ToLowerInvariant()} {name}", $"it ends before byte {offset + buffer.Length}");
@@ -283,13 +292,19 @@ public sealed class LocalBlobStore : IBlobStore
                 ForgetHandle(old);
             }
         }
-        if (!_readHandles.TryAdd(path, handle))
+        // Leased before it is published, so that an eviction racing with us cannot close it under our read.
+        bool added = false;
+        handle.DangerousAddRef(ref added);
+        if (!added)
         {
             return false;
         }
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        return added;
+        if (!_readHandles.TryAdd(path, handle))
+        {
+            handle.DangerousRelease();
+            return false;
+        }
+        return true;
     }
 
     /// <summary>Closes a cached handle (at once, or when its last reader releases it): the file is being replaced or deleted.</summary>

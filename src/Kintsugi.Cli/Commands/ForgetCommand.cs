@@ -57,7 +57,7 @@ internal static class ForgetCommand
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
             var parity = new ParityEngine(repo.Store);
             // With parity, forgetting changes parity groups, which a backup's parity pass must not do at the same time.
-            bool exclusive = !dry && (doPrune || repo.Store.List(FileKind.Parity).Count > 0);
+            bool exclusive = !dry && (doPrune || repo.Store.Exists(FileKind.ParitySettings, "settings") || repo.Store.List(FileKind.Parity).Count > 0);
             await using var repoLock = await repo.LockAsync(exclusive, CliContext.Host, doPrune ? "forget --prune" : "forget", ct).ConfigureAwait(false);
             var snapshots = await repo.LoadSnapshotsAsync(onError: (name, e) => ctx.Warn($"kintsugi: warning: {e.Message}; it is left as it is"), ct: ct).ConfigureAwait(false);
             var groups = Retention.Apply(snapshots, policy, ctx.Time.LocalTimeZone);

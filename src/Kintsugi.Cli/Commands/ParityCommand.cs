@@ -27,7 +27,8 @@ internal static class ParityCommand
         {
             var store = RequireRepository(ctx);
             var settings = ParseScheme(ctx.Parse.GetValue(scheme)!, ctx.Parse.GetValue(stripe));
-            await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: false, CliContext.Host, "parity set", ctx.Time, ct).ConfigureAwait(false);
+            // Exclusive: a forget that started while parity was off would not know to keep groups in step.
+            await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: true, CliContext.Host, "parity set", ctx.Time, ct).ConfigureAwait(false);
             var engine = new ParityEngine(store);
             await engine.SaveSettingsAsync(settings, ct).ConfigureAwait(false);
             var progress = new ParityProgress();

@@ -267,8 +267,22 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         var keep = mine.Where(s => !bad.Contains(s.Id.ToString())).Take(_spec.KeepLast).ToList();
         var oldestKept = keep.Count > 0 ? keep[^1].Snapshot.Time : DateTimeOffset.MaxValue;
         var forget = mine.Where(s => !keep.Contains(s) && s.Snapshot.Time < oldestKept).ToList();
-        // Through the parity engine, so parity groups let go of the snapshots first (this guard's backups run one at a time).
-        await new Kintsugi.Backup.Parity.ParityEngine(repo.Store).DeleteAsync([.. forget.Select(s => (FileKind.Snapshot, s.Id.ToString()))], ct).ConfigureAwait(false);
+        if (forget.Count == 0)
+        {
+            return;
+        }
+        // Through the parity engine, so parity groups let go of the snapshots first, under an exclusive
+        // lock so that no other process's backup puts them back into a group meanwhile; when another
+        // process holds the repository, forgetting waits for the next checkpoint.
+        try
+        {
+            await using var exclusive = await repo.LockAsync(exclusive: true, _host, "kintsugi run (forget)", ct).ConfigureAwait(false);
+            await new Kintsugi.Backup.Parity.ParityEngine(repo.Store).DeleteAsync([.. forget.Select(s => (FileKind.Snapshot, s.Id.ToString()))], ct).ConfigureAwait(false);
+        }
+        catch (KintsugiException e) when (e.Kind == ErrorKind.Locked)
+        {
+            return;
+        }
         foreach (var old in forget)
         {
             _forgottenSincePrune++;
