@@ -195,12 +195,13 @@ internal sealed class ParityGroupBuilder
         return null;
     }
 
-    private void AccumulateInMemory(ParityMember member, ReadOnlySpan<byte> data)
+    /// <summary>XORs <paramref name="data"/>, the member's bytes from <paramref name="at"/> on, into the parity columns.</summary>
+    private void AccumulateInMemory(ParityMember member, ReadOnlySpan<byte> data, long at = 0)
     {
         var slices = new Memory<byte>[ParityColumns];
         for (int j = 0; j < ParityColumns; j++)
         {
-            slices[j] = _parity[j].AsMemory((int)member.Offset, data.Length);
+            slices[j] = _parity[j].AsMemory((int)(member.Offset + at), data.Length);
         }
         _rs.Accumulate(member.Column, data, slices);
     }
@@ -365,46 +366,38 @@ internal sealed class ParityGroupBuilder
     /// <summary>XORs the member's contribution into the parity columns (which adds or, done again, removes it).</summary>
     private async Task<bool> AccumulateAsync(ParityMember member, CancellationToken ct)
     {
-        var buffer = new byte[(int)Math.Min(ReadChunk, Math.Max(member.Length, 1))];
-        var slices = new Memory<byte>[ParityColumns];
-        for (long done = 0; done < member.Length;)
+        long done = await XorFileAsync(member, member.Length, ct).ConfigureAwait(false);
+        if (done == member.Length)
         {
-            int n = (int)Math.Min(buffer.Length, member.Length - done);
+            return true;
+        }
+        // Take out what was added so far, so the parity stays consistent with the member list.
+        if (await XorFileAsync(member, done, ct).ConfigureAwait(false) != done)
+        {
+            throw new KintsugiException(ErrorKind.Corrupt, $"{member} could not be read again while its parity was undone; run `kintsugi repair`");
+        }
+        return false;
+    }
+
+    /// <summary>XORs the first <paramref name="upTo"/> bytes of a member's file into the parity; returns how many were added before a read failed.</summary>
+    private async Task<long> XorFileAsync(ParityMember member, long upTo, CancellationToken ct)
+    {
+        var buffer = new byte[(int)Math.Min(ReadChunk, Math.Max(upTo, 1))];
+        for (long done = 0; done < upTo;)
+        {
+            int n = (int)Math.Min(buffer.Length, upTo - done);
             try
             {
                 await _store.ReadAtAsync(member.Kind, member.Name, done, buffer.AsMemory(0, n), ct).ConfigureAwait(false);
             }
             catch (Exception e) when (e is KintsugiException or IOException)
             {
-                // Undo what was added so far, so the parity stays consistent with the member list.
-                await UndoAsync(member, done, ct).ConfigureAwait(false);
-                return false;
+                return done;
             }
-            for (int j = 0; j < ParityColumns; j++)
-            {
-                slices[j] = _parity[j].AsMemory((int)(member.Offset + done), n);
-            }
-            _rs.Accumulate(member.Column, buffer.AsSpan(0, n), slices);
+            AccumulateInMemory(member, buffer.AsSpan(0, n), done);
             done += n;
         }
-        return true;
-    }
-
-    private async Task UndoAsync(ParityMember member, long upTo, CancellationToken ct)
-    {
-        var buffer = new byte[ReadChunk];
-        var slices = new Memory<byte>[ParityColumns];
-        for (long done = 0; done < upTo;)
-        {
-            int n = (int)Math.Min(buffer.Length, upTo - done);
-            await _store.ReadAtAsync(member.Kind, member.Name, done, buffer.AsMemory(0, n), ct).ConfigureAwait(false);
-            for (int j = 0; j < ParityColumns; j++)
-            {
-                slices[j] = _parity[j].AsMemory((int)(member.Offset + done), n);
-            }
-            _rs.Accumulate(member.Column, buffer.AsSpan(0, n), slices);
-            done += n;
-        }
+        return upTo;
     }
 
     /// <summary>The SHA-256 of a whole file of the expected length; null when it is missing or of another length.</summary>

@@ -31,9 +31,7 @@ internal static class ParityCommand
             await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: true, CliContext.Host, "parity set", ctx.Time, ct).ConfigureAwait(false);
             var engine = new ParityEngine(store);
             await engine.SaveSettingsAsync(settings, ct).ConfigureAwait(false);
-            var progress = new ParityProgress();
-            var cover = await ProgressDisplay.RunAsync(ctx, "parity", () => (progress.BytesDone, progress.TotalBytes), engine.CoverAsync(progress: progress, ct: ct)).ConfigureAwait(false);
-            return Report(ctx, settings, cover);
+            return Report(ctx, settings, await CoverAsync(ctx, engine, ct).ConfigureAwait(false));
         });
 
         var update = new Command("update", "Protect every file not yet protected (backups do this themselves; this catches up after an interrupted one).\n" + ExitCodes.Help);
@@ -44,9 +42,7 @@ internal static class ParityCommand
             var engine = new ParityEngine(store);
             var settings = await engine.LoadSettingsAsync(ct).ConfigureAwait(false)
                 ?? throw new KintsugiException(ErrorKind.InvalidInput, $"parity is off in {store.Location}; turn it on with `kintsugi parity set 8+2`");
-            var progress = new ParityProgress();
-            var cover = await ProgressDisplay.RunAsync(ctx, "parity", () => (progress.BytesDone, progress.TotalBytes), engine.CoverAsync(progress: progress, ct: ct)).ConfigureAwait(false);
-            return Report(ctx, settings, cover);
+            return Report(ctx, settings, await CoverAsync(ctx, engine, ct).ConfigureAwait(false));
         });
 
         var off = new Command("off", "Turn parity off and delete every parity group (the data is untouched).\n" + ExitCodes.Help);
@@ -188,6 +184,13 @@ internal static class ParityCommand
             ctx.Warn($"kintsugi: parity group {d} is damaged; `kintsugi repair` rewrites it");
         }
         return ExitCodes.Ok;
+    }
+
+    /// <summary>Protects every file not yet protected, with a progress bar on a terminal.</summary>
+    private static Task<ParityCoverResult> CoverAsync(CliContext ctx, ParityEngine engine, CancellationToken ct)
+    {
+        var progress = new ParityProgress();
+        return ProgressDisplay.RunAsync(ctx, "parity", () => (progress.BytesDone, progress.TotalBytes), engine.CoverAsync(progress: progress, ct: ct));
     }
 
     private static int Report(CliContext ctx, ParitySettings settings, ParityCoverResult cover)
