@@ -288,7 +288,7 @@ public sealed class ParityEngine
                         }
                     }
                     drop.Add(g.Name);
-                    fallback ??= new ParitySettings { DataColumns = g.Group.DataColumns, ParityColumns = g.Group.ParityColumns, StripeSize = g.Group.StripeSize, ColumnCapacity = g.Group.ColumnCapacity };
+                    fallback ??= g.Group.Geometry;
                 }
             }
             if (drop.Count > 0)
@@ -421,7 +421,7 @@ public sealed class ParityEngine
             }
             drop.AddRange(damagedGroups.Select(d => d.Name));
             var settings = await TryLoadSettingsAsync(ct).ConfigureAwait(false);
-            var fallback = settings ?? groups.Select(g => new ParitySettings { DataColumns = g.Group.DataColumns, ParityColumns = g.Group.ParityColumns, StripeSize = g.Group.StripeSize, ColumnCapacity = g.Group.ColumnCapacity }).FirstOrDefault();
+            var fallback = settings ?? groups.Select(g => g.Group.Geometry).FirstOrDefault();
             if (drop.Count > 0 || settings is not null)
             {
                 var cover = await CoverAsync(null, drop, fallback, null, ct).ConfigureAwait(false);

@@ -48,6 +48,9 @@ public sealed class ParityGroup
 
     public long ColumnLength => (long)Rows * StripeSize;
 
+    /// <summary>This group's geometry as settings, for writing groups like it when the repository's settings are gone.</summary>
+    internal ParitySettings Geometry => new() { DataColumns = DataColumns, ParityColumns = ParityColumns, StripeSize = StripeSize, ColumnCapacity = ColumnCapacity };
+
     public long ParityBytes => ParityColumns * ColumnLength;
 
     /// <summary>Bytes before the parity data: the header and its hash.</summary>
