@@ -3,7 +3,7 @@
 # on the same model-directory corpus, side by side (issue 5: "at the speed of the machine, >= 3x restic").
 #
 #   bench/throughput.sh [--size-mb N] [--rounds N] [--tools kintsugi,restic,borg] [--install] [--keep]
-#                       [--memory-corpus-gb G] [--default-kdf] [--jit]
+#                       [--memory-corpus-gb G] [--default-kdf] [--build installed|r2r|jit]
 #
 # The corpus (~N MB, default 512; generated once, untimed, seeded) is a model folder: an fp32
 # safetensors file (bench/ai_corpus.py frozen-finetune, ~210 MB at N=512) with config/tokenizer JSON,
@@ -19,14 +19,16 @@
 # and two ceilings: tar | tee | sha256 + fsync (read, hash, write) and sha256 FILES (read, hash).
 # Reported: the median wall seconds of --rounds N (default 3), MB/s (corpus MB / s; MB = 10^6 bytes),
 # peak RSS (max over rounds, /usr/bin/time -v), repository MB after the first backup, speed ratios.
-# Kintsugi runs as `dotnet kintsugi.dll`, published ReadyToRun (--jit: a plain Release build): its
-# times include .NET startup. Its repositories use a fast
+# Kintsugi runs as it is installed (README, "Install"; --build installed, the default): published
+# self-contained with the framework and Kintsugi precompiled together (ReadyToRun composite), run as
+# `kintsugi`. --build r2r: framework-dependent ReadyToRun (`dotnet kintsugi.dll`); --build jit: a plain
+# Release build. Its times include .NET startup. Its repositories use a fast
 # KDF (Argon2id 8 MiB, 1 iteration) unless --default-kdf; restic and borg use their defaults.
 # --memory-corpus-gb G (default 0: off) also backs up G GiB of random 256 MiB files with each tool
 # and reports peak RSS next to the main corpus (needs 2.5 x G GiB free). --keep keeps the work folder
 # (/tmp/kintsugi-throughput.*: corpus, repositories, logs).
 set -euo pipefail
-size_mb=512 rounds=3 install=0 keep=0 tools_opt=kintsugi,restic,borg mem_gb=0 default_kdf=0 jit=0
+size_mb=512 rounds=3 install=0 keep=0 tools_opt=kintsugi,restic,borg mem_gb=0 default_kdf=0 build=installed
 while [ $# -gt 0 ]; do
   case "$1" in
     --size-mb) size_mb=${2:?--size-mb needs a value}; shift 2 ;;
@@ -34,15 +36,17 @@ while [ $# -gt 0 ]; do
     --tools) tools_opt=${2:?--tools needs a value}; shift 2 ;;
     --memory-corpus-gb) mem_gb=${2:?--memory-corpus-gb needs a value}; shift 2 ;;
     --default-kdf) default_kdf=1; shift ;;
-    --jit) jit=1; shift ;;
+    --build) build=${2:?--build needs installed, r2r or jit}; shift 2 ;;
+    --jit) build=jit; shift ;;
     --install) install=1; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ $size_mb =~ ^[1-9][0-9]*$ ]] && [ "$size_mb" -ge 50 ] || { echo "--size-mb must be an integer >= 50" >&2; exit 2; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "--rounds must be a positive integer" >&2; exit 2; }
+case "$build" in installed|r2r|jit) ;; *) echo "--build must be installed, r2r or jit" >&2; exit 2 ;; esac
 [[ $mem_gb =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "--memory-corpus-gb must be a number >= 0" >&2; exit 2; }
 IFS=, read -r -a wanted <<< "$tools_opt"
 [ ${#wanted[@]} -gt 0 ] || { echo "--tools needs at least one of kintsugi,restic,borg" >&2; exit 2; }
@@ -90,19 +94,30 @@ corpus="$work/corpus"
 
 tools=() notes=() K=() kinit=()
 if wants kintsugi; then
-  # Published as it is shipped (README, "Install"): Release, ReadyToRun (precompiled, so a command
-  # does not spend its first 0.15 s in the JIT), into a private folder the bench alone uses.
-  # --jit builds the plain Release dll instead.
-  if [ "$jit" = 1 ]; then
-    dotnet build -c Release "$root/src/Kintsugi.Cli" -v q -nologo > "$work/logs/build.log" 2>&1 \
-      || { cat "$work/logs/build.log" >&2; echo "Release build of Kintsugi failed" >&2; exit 1; }
-    cp -a "$root/src/Kintsugi.Cli/bin/Release/net10.0" "$work/kintsugi-bin"
-  else
-    dotnet publish "$root/src/Kintsugi.Cli" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-      -o "$work/kintsugi-bin" -v q -nologo > "$work/logs/build.log" 2>&1 \
-      || { cat "$work/logs/build.log" >&2; echo "ReadyToRun publish of Kintsugi failed (try --jit)" >&2; exit 1; }
-  fi
-  K=(dotnet "$work/kintsugi-bin/kintsugi.dll")
+  # Built as --build says into a private folder the bench alone uses (default: as it is installed,
+  # README "Install": precompiled with the framework, so a command spends no time in the JIT for
+  # what it runs once). The publishes of one RID share obj/…/linux-x64, and a composite publish
+  # leaves precompiled images there that a later plain one would reuse (and crash at start-up):
+  # each publish starts from clean intermediates.
+  publish() {
+    rm -rf "$root"/src/*/obj/Release/net10.0/linux-x64
+    dotnet publish "$root/src/Kintsugi.Cli" -c Release -r linux-x64 "$@" -o "$work/kintsugi-bin" -v q -nologo \
+      > "$work/logs/build.log" 2>&1 \
+      || { cat "$work/logs/build.log" >&2; echo "publish of Kintsugi failed (try --build jit)" >&2; exit 1; }
+  }
+  case "$build" in
+    installed)
+      publish --self-contained true -p:PublishReadyToRun=true -p:PublishReadyToRunComposite=true
+      K=("$work/kintsugi-bin/kintsugi") ;;
+    r2r)
+      publish --self-contained false -p:PublishReadyToRun=true
+      K=(dotnet "$work/kintsugi-bin/kintsugi.dll") ;;
+    jit)
+      dotnet build -c Release "$root/src/Kintsugi.Cli" -v q -nologo > "$work/logs/build.log" 2>&1 \
+        || { cat "$work/logs/build.log" >&2; echo "Release build of Kintsugi failed" >&2; exit 1; }
+      cp -a "$root/src/Kintsugi.Cli/bin/Release/net10.0" "$work/kintsugi-bin"
+      K=(dotnet "$work/kintsugi-bin/kintsugi.dll") ;;
+  esac
   kinit=()
   if [ "$default_kdf" = 0 ]; then
     "${K[@]}" init --help 2>/dev/null | grep -- --kdf-memory >/dev/null && kinit=(--kdf-memory 8 --kdf-iterations 1)
@@ -502,7 +517,7 @@ echo
 ver=""
 for t in "${tools[@]}"; do [ -n "${VERIFY[$t]:-}" ] && ver="$ver $t ${VERIFY[$t]},"; done
 echo "restores compared byte for byte with the corpus (diff -r, untimed):${ver%,}"
-echo "notes: kintsugi times include .NET startup (dotnet kintsugi.dll); \`open\` (list snapshots) is each tool's fixed cost per command."
+echo "notes: kintsugi (--build $build: ${K[*]##*/}) times include .NET startup; \`open\` (list snapshots) is each tool's fixed cost per command."
 echo "  MB/s = corpus MB / median seconds (check reads the repository: 3 snapshots of the corpus). \`sync\` runs before every timed command; caches are not dropped."
 echo "  SHA-256 in the ceilings: $sha_name; the first ceiling is a pipeline of single-threaded processes (tar, tee, hash; then fsync), the second one process."
 echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg); total run time $(( $(date +%s) - t_start )) s"

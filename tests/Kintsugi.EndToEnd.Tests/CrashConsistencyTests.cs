@@ -28,8 +28,8 @@ public sealed class CrashConsistencyTests(ITestOutputHelper output)
     /// <summary>Starts kintsugi against the workspace's repository and SIGKILLs it after <paramref name="delay"/>; returns whether it had already finished.</summary>
     private static async Task<bool> RunAndKillAsync(Workspace ws, TimeSpan delay, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
-        foreach (var a in new[] { Cli.Dll, "--repo", ws.Repo, "--password-file", ws.PasswordFile, "--quiet" }.Concat(args))
+        var psi = new ProcessStartInfo(Cli.Command[0]) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+        foreach (var a in Cli.Command.Skip(1).Concat(["--repo", ws.Repo, "--password-file", ws.PasswordFile, "--quiet"]).Concat(args))
         {
             psi.ArgumentList.Add(a);
         }

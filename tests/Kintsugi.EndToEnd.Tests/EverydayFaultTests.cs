@@ -262,7 +262,7 @@ public sealed class EverydayFaultTests(ITestOutputHelper output) : IDisposable
                 try
                 {
                     var args = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0');
-                    if (args.Contains(argument) && args.Any(a => a.EndsWith("kintsugi.dll", StringComparison.Ordinal)))
+                    if (args.Contains(argument) && Cli.IsKintsugi(args))
                     {
                         return pid;
                     }

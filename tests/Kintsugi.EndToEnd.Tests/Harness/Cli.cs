@@ -126,6 +126,32 @@ public static class Cli
 
     public static string Dll => DllLazy.Value;
 
+    private static readonly Lazy<string[]> CommandLazy = new(() =>
+    {
+        string? exe = Environment.GetEnvironmentVariable("KINTSUGI_TEST_CLI");
+        if (string.IsNullOrEmpty(exe))
+        {
+            return [DotnetHost, Dll];
+        }
+        exe = Path.GetFullPath(exe);
+        if (!File.Exists(exe))
+        {
+            throw new InvalidOperationException($"KINTSUGI_TEST_CLI names {exe}, which does not exist; publish Kintsugi there (README, \"Install\") or unset it");
+        }
+        return [exe];
+    });
+
+    /// <summary>
+    /// The command that starts kintsugi: <c>dotnet kintsugi.dll</c> of this build, or the executable
+    /// KINTSUGI_TEST_CLI names — a published build, such as the self-contained precompiled one the
+    /// README installs — so the suite can run against what users install.
+    /// </summary>
+    public static IReadOnlyList<string> Command => CommandLazy.Value;
+
+    /// <summary>Whether a process's command line (from /proc/PID/cmdline) is kintsugi as <see cref="Command"/> starts it.</summary>
+    public static bool IsKintsugi(IReadOnlyList<string> cmdline) =>
+        Command.Count == 1 ? cmdline.Count > 0 && cmdline[0] == Command[0] : cmdline.Any(a => a.EndsWith("kintsugi.dll", StringComparison.Ordinal));
+
     private static string FindRepositoryRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
@@ -155,7 +181,7 @@ public static class Cli
     public static async Task<CliResult> RunAsync(string workingDirectory, IReadOnlyDictionary<string, string?> environment, IReadOnlyList<string> args, string? asUser = null)
     {
         // As another user (for tests of permissions, which root ignores): setpriv drops to that user's ids first.
-        var psi = new ProcessStartInfo(asUser is null ? DotnetHost : "setpriv")
+        var psi = new ProcessStartInfo(asUser is null ? Command[0] : "setpriv")
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardInput = true,
@@ -167,12 +193,15 @@ public static class Cli
         };
         if (asUser is not null)
         {
-            foreach (var arg in new[] { $"--reuid={asUser}", $"--regid={asUser}", "--clear-groups", DotnetHost })
+            foreach (var arg in new[] { $"--reuid={asUser}", $"--regid={asUser}", "--clear-groups", Command[0] })
             {
                 psi.ArgumentList.Add(arg);
             }
         }
-        psi.ArgumentList.Add(Dll);
+        foreach (var arg in Command.Skip(1))
+        {
+            psi.ArgumentList.Add(arg);
+        }
         foreach (var arg in args)
         {
             psi.ArgumentList.Add(arg);

@@ -163,9 +163,7 @@ public sealed partial class SupervisorProcess : IAsyncDisposable
     /// </summary>
     public static SupervisorProcess Start(string workingDirectory, string config, string journal, bool subreaper, params string[] extraArgs)
     {
-        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        string dotnet = !string.IsNullOrEmpty(host) && File.Exists(host) ? host : "dotnet";
-        var psi = new ProcessStartInfo(subreaper ? "/usr/bin/python3" : dotnet)
+        var psi = new ProcessStartInfo(subreaper ? "/usr/bin/python3" : Cli.Command[0])
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardInput = true,
@@ -180,9 +178,12 @@ public sealed partial class SupervisorProcess : IAsyncDisposable
         {
             psi.ArgumentList.Add("-c");
             psi.ArgumentList.Add(SubreaperScript);
-            psi.ArgumentList.Add(dotnet);
+            psi.ArgumentList.Add(Cli.Command[0]);
         }
-        psi.ArgumentList.Add(Cli.Dll);
+        foreach (var a in Cli.Command.Skip(1))
+        {
+            psi.ArgumentList.Add(a);
+        }
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
