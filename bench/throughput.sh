@@ -20,8 +20,8 @@
 # Reported: the median wall seconds of --rounds N (default 3), MB/s (corpus MB / s; MB = 10^6 bytes),
 # peak RSS (max over rounds, /usr/bin/time -v), repository MB after the first backup, speed ratios.
 # Kintsugi runs as it is installed (README, "Install"; --build installed, the default): published
-# self-contained with the framework and Kintsugi precompiled together (ReadyToRun composite), run as
-# `kintsugi`. --build r2r: framework-dependent ReadyToRun (`dotnet kintsugi.dll`); --build jit: a plain
+# self-contained, the .NET libraries trimmed, and the framework and Kintsugi precompiled together
+# (ReadyToRun composite), run as `kintsugi`. --build r2r: framework-dependent ReadyToRun (`dotnet kintsugi.dll`); --build jit: a plain
 # Release build. Its times include .NET startup. Its repositories use a fast
 # KDF (Argon2id 8 MiB, 1 iteration) unless --default-kdf; restic and borg use their defaults.
 # --memory-corpus-gb G (default 0: off) also backs up G GiB of random 256 MiB files with each tool
@@ -107,7 +107,7 @@ if wants kintsugi; then
   }
   case "$build" in
     installed)
-      publish --self-contained true -p:PublishReadyToRun=true -p:PublishReadyToRunComposite=true
+      publish --self-contained true -p:PublishTrimmed=true -p:PublishReadyToRun=true -p:PublishReadyToRunComposite=true
       K=("$work/kintsugi-bin/kintsugi") ;;
     r2r)
       publish --self-contained false -p:PublishReadyToRun=true

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Diagnostics.CodeAnalysis;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -201,6 +202,7 @@ internal sealed class CliContext
         return Repository.OpenAsync(store, ReadPassword(), Time, ct);
     }
 
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "Kintsugi's own types, in assemblies the trimmer keeps whole (TrimMode partial); the .NET types they hold are written by System.Text.Json's built-in converters, which reflection mode keeps.")]
     public void WriteJson<T>(T value)
     {
         Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
