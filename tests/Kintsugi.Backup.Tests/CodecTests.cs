@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Text;
 using Kintsugi.Backup.Codecs;
 using Kintsugi.Backup.Format;
 using Xunit;
@@ -183,5 +184,43 @@ public sealed class CodecTests(ITestOutputHelper output)
         Assert.Throws<KintsugiException>(() => BlobEncoder.Decode(BlobCodec.Planes, bad, new byte[200_000], "test"));
         Assert.Throws<KintsugiException>(() => BlobEncoder.Decode(BlobCodec.Planes, piece.Bytes.AsSpan(0, piece.Length), new byte[199_999], "test"));
         Assert.Throws<KintsugiException>(() => BlobEncoder.Decode(BlobCodec.Planes, ReadOnlySpan<byte>.Empty, new byte[8], "test"));
+    }
+    [Fact]
+    public void The_zstd_level_follows_what_a_sample_shows_and_every_choice_round_trips()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        // Random bytes: stored.
+        var noise = new byte[1 << 20];
+        rng.NextBytes(noise);
+        // int16 samples of a noisy tone: compressible by byte frequencies alone, no repeats.
+        var samples = new byte[1 << 20];
+        for (int i = 0; i < samples.Length / 2; i++)
+        {
+            short v = (short)(3000 * Math.Sin(i * 0.01) + rng.Next(-200, 200));
+            BitConverter.TryWriteBytes(samples.AsSpan(2 * i), v);
+        }
+        // Text from a small vocabulary: repeats everywhere.
+        string[] words = [.. Enumerable.Range(0, 400).Select(_ => new string([.. Enumerable.Range(0, rng.Next(2, 9)).Select(_ => (char)('a' + rng.Next(26)))]))];
+        var text = new StringBuilder();
+        while (text.Length < 1 << 20)
+        {
+            text.Append(words[Math.Min(words.Length - 1, (int)(-40 * Math.Log(1 - rng.NextDouble())))]).Append(rng.Next(12) == 0 ? ".\n" : " ");
+        }
+        var prose = Encoding.ASCII.GetBytes(text.ToString(0, 1 << 20));
+        var small = prose.AsSpan(0, 100_000).ToArray();
+
+        Assert.Equal(0, BlobEncoder.LevelFor(noise));
+        Assert.Equal(BlobEncoder.FastLevel, BlobEncoder.LevelFor(samples));
+        Assert.Equal(BlobEncoder.Level, BlobEncoder.LevelFor(prose));
+        Assert.Equal(BlobEncoder.Level, BlobEncoder.LevelFor(small));
+        foreach (var (data, codec) in new[] { (noise, BlobCodec.Stored), (samples, BlobCodec.Zstd), (prose, BlobCodec.Zstd), (small, BlobCodec.Zstd) })
+        {
+            var buffer = new byte[BlobEncoder.MaxEncodedLength(data.Length)];
+            var (c, n) = BlobEncoder.Encode(data, buffer);
+            Assert.Equal(codec, c);
+            var decoded = new byte[data.Length];
+            BlobEncoder.Decode(c, buffer.AsSpan(0, n), decoded, "test");
+            Assert.Equal(data, decoded);
+        }
     }
 }
