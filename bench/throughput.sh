@@ -9,7 +9,7 @@
 # safetensors file (bench/ai_corpus.py frozen-finetune, ~210 MB at N=512) with config/tokenizer JSON,
 # a large tree of small text/JSON files (2000 of 4-64 KiB at N=512) and 1-8 MiB binaries (half random,
 # half compressible int16 samples) making up the rest. Each round uses fresh repositories, warms the
-# page cache (cat of every file), then times, tool after tool (A B C, A B C, ...; `sync` before each):
+# page cache (cat of every file), then times, tool after tool (A B C, B C A, C A B, ...; `sync` before each):
 #   first         first backup into an empty repository
 #   unchanged     a second backup, nothing changed
 #   small-change  one small file edited and 1 MiB appended to the largest binary (undone after the round)
@@ -62,7 +62,7 @@ t_start=$(date +%s)
 # Disk: the corpus, a repository per tool and a restore (x 1.3 for slack); the memory corpus
 # (G GiB) with one repository at a time and the tools' caches: 2.5 x G GiB.
 free_b=$(df -B1 --output=avail /tmp | tail -1 | tr -d ' ')
-need_b=$(awk -v s="$size_mb" -v n="${#wanted[@]}" 'BEGIN { printf "%.0f", s * 1e6 * (2 + n) * 1.3 }')
+need_b=$(awk -v s="$size_mb" -v n="${#wanted[@]}" -v r="$rounds" 'BEGIN { printf "%.0f", s * 1e6 * (2 + n + n * r) * 1.3 }')
 mem_bytes=$(awk -v g="$mem_gb" 'BEGIN { printf "%.0f", g * 1073741824 }')
 if [ "$mem_bytes" -gt 0 ]; then
   mem_need=$(awk -v g="$mem_bytes" 'BEGIN { printf "%.0f", g * 2.5 }')
@@ -329,16 +329,24 @@ echo "  model/  $(files_of "$corpus/model") files, $(mb "$(bytes_of "$corpus/mod
 echo "  tree/   $(files_of "$corpus/tree") files in $(find "$corpus/tree" -mindepth 1 -type d | wc -l) folders, $(mb "$(bytes_of "$corpus/tree")") MB: text and JSON, 4-64 KiB each"
 echo "  blobs/  $(files_of "$corpus/blobs") files, $(mb "$(bytes_of "$corpus/blobs")") MB: 1-8 MiB, half random bytes, half int16 samples (compressible)"
 echo "small change: ${small_file#"$corpus"/} edited, 1 MiB appended to ${big_file#"$corpus"/} ($(mb "$(stat -c %s "$big_file")") MB)"
-echo "tools in turn: ${tools[*]}; rounds: $rounds; work folder $work"
+echo "tools in turn: ${tools[*]}, rotated each round; rounds: $rounds; work folder $work"
 for n in ${notes[@]+"${notes[@]}"}; do echo "note: $n"; done
 echo
 
 # ---------------------------------------------------------------------------------------------
 # Rounds.
 scenarios=(first unchanged small-change restore check open)
+# Each round runs the tools in a rotated order (A B C, B C A, C A B), so none always goes first.
+# Restored trees are kept until every round is done: deleting thousands of files slows the next
+# creation of files on ext4 for a while (it skips recently freed inodes, reading their inode table
+# blocks), and a restore right after another tool's deleted restore measured up to 3x slower.
+restored="$work/restored"
+mkdir -p "$restored"
 for r in $(seq 1 "$rounds"); do
   rd="$work/r$r"
   mkdir -p "$rd"
+  k=$(( (r - 1) % ${#tools[@]} ))
+  order=("${tools[@]:k}" "${tools[@]:0:k}")
   BROKEN=()
   for t in "${tools[@]}"; do
     tool_init "$t" "$rd/$t-repo" "$work/logs/r$r-init-$t.log" \
@@ -362,7 +370,7 @@ for r in $(seq 1 "$rounds"); do
       cat "$work/append.bin" >> "$big_file"
     fi
     line="round $r $sc"
-    for t in "${tools[@]}"; do
+    for t in "${order[@]}"; do
       [ -z "${BROKEN[$t]:-}" ] || { line="$line | $t skipped"; continue; }
       tool_backup "$sc" "$t" "$rd/$t-repo" "$corpus" "$work/logs/r$r-$sc-$t.log" || BROKEN[$t]=1
       if [ "$sc" = first ] && [ "$r" = 1 ] && [ -z "${BROKEN[$t]:-}" ]; then
@@ -373,10 +381,9 @@ for r in $(seq 1 "$rounds"); do
   done
 
   line="round $r restore"
-  for t in "${tools[@]}"; do
+  for t in "${order[@]}"; do
     [ -z "${BROKEN[$t]:-}" ] || { line="$line | $t skipped"; continue; }
-    target="$rd/restore-$t"
-    rm -rf "$target"
+    target="$restored/r$r-$t"
     if tool_restore "$t" "$rd/$t-repo" "$target" "$work/logs/r$r-restore-$t.log"; then
       if diff -r "$corpus" "$target$corpus" > "$work/logs/r$r-restore-diff-$t.log" 2>&1; then
         VERIFY[$t]="${VERIFY[$t]:-OK}"
@@ -386,7 +393,6 @@ for r in $(seq 1 "$rounds"); do
         head -5 "$work/logs/r$r-restore-diff-$t.log" >&2
       fi
     fi
-    rm -rf "$target"
   done
   echo "$line"
 
@@ -396,7 +402,7 @@ for r in $(seq 1 "$rounds"); do
 
   for sc in check open; do
     line="round $r $sc"
-    for t in "${tools[@]}"; do
+    for t in "${order[@]}"; do
       [ -z "${BROKEN[$t]:-}" ] || { line="$line | $t skipped"; continue; }
       if [ "$sc" = check ]; then tool_check "$t" "$rd/$t-repo" "$work/logs/r$r-check-$t.log" || true
       else tool_open "$t" "$rd/$t-repo" "$work/logs/r$r-open-$t.log" || true; fi
@@ -408,6 +414,7 @@ for r in $(seq 1 "$rounds"); do
   [ "$fp" = "$fp0" ] || { echo "the corpus changed during round $r (fingerprint $fp, was $fp0): bench bug" >&2; exit 1; }
   [ "$keep" = 1 ] || rm -rf "$rd"
 done
+[ "$keep" = 1 ] || rm -rf "$restored"
 
 # ---------------------------------------------------------------------------------------------
 # Memory bound: a G GiB corpus of random 256 MiB files, one first backup per tool.
