@@ -59,7 +59,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-/usr/bin/python3}
 t_start=$(date +%s)
 
-# Disk: the corpus, a repository per tool and a restore (x 1.3 for slack); the memory corpus
+# Disk: the corpus, a repository per tool and a restore per tool and round (x 1.3 for slack); the memory corpus
 # (G GiB) with one repository at a time and the tools' caches: 2.5 x G GiB.
 free_b=$(df -B1 --output=avail /tmp | tail -1 | tr -d ' ')
 need_b=$(awk -v s="$size_mb" -v n="${#wanted[@]}" -v r="$rounds" 'BEGIN { printf "%.0f", s * 1e6 * (2 + n + n * r) * 1.3 }')
@@ -116,6 +116,7 @@ if wants kintsugi; then
       dotnet build -c Release "$root/src/Kintsugi.Cli" -v q -nologo > "$work/logs/build.log" 2>&1 \
         || { cat "$work/logs/build.log" >&2; echo "Release build of Kintsugi failed" >&2; exit 1; }
       cp -a "$root/src/Kintsugi.Cli/bin/Release/net10.0" "$work/kintsugi-bin"
+      rm -rf "$work/kintsugi-bin/linux-x64" # what an earlier publish left beside the build
       K=(dotnet "$work/kintsugi-bin/kintsugi.dll") ;;
   esac
   kinit=()

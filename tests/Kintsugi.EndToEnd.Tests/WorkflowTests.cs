@@ -63,6 +63,11 @@ public sealed partial class WorkflowTests
             Assert.False(changes.ContainsKey(unchanged), $"diff should not list the unchanged {unchanged}\n{diff}");
         }
 
+        // The same in JSON (reflection-based serialization: kept working in the trimmed, installed build).
+        var diffJson = (await ws.RepoAsync("diff", firstId, secondId, "--json")).ShouldSucceed().Json();
+        Assert.Contains(diffJson.GetProperty("changes").EnumerateArray(), c => c.GetProperty("path").GetString() == added && c.GetProperty("change").GetString() == "+");
+        Assert.Contains(diffJson.GetProperty("changes").EnumerateArray(), c => c.GetProperty("path").GetString() == config && c.GetProperty("change").GetString() == "M");
+
         var ls = (await ws.RepoAsync("ls", "latest")).ShouldSucceed();
         foreach (var path in new[] { src, model, config, notes, link, added, Path.Combine(src, "sub") })
         {

@@ -133,7 +133,8 @@ public static class Cli
         {
             return [DotnetHost, Dll];
         }
-        exe = Path.GetFullPath(exe);
+        // Relative to the repository (the test host runs in its bin folder): KINTSUGI_TEST_CLI=out/kintsugi.
+        exe = Path.GetFullPath(exe, RepositoryRoot);
         if (!File.Exists(exe))
         {
             throw new InvalidOperationException($"KINTSUGI_TEST_CLI names {exe}, which does not exist; publish Kintsugi there (README, \"Install\") or unset it");

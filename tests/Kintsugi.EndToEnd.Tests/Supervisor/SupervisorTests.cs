@@ -96,6 +96,14 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
             problems.Add($"while attempt 2 runs, `kintsugi status --json` shows replica 0 as {state} (attempt {attempt}), expected healthy, attempt 2: {JsonSerializer.Serialize(replica)}");
         }
 
+        // `kintsugi events --json`: a JSON array of the journal's events.
+        var listed = (await Ws.RunAsync("events", "--journal", JournalPath, "--json", "--limit", "0")).ShouldSucceed().Json();
+        var types = listed.EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        if (!types.Contains("process.started"))
+        {
+            problems.Add($"`kintsugi events --json` lists no process.started event: {string.Join(", ", types)}");
+        }
+
         int code = await s.WaitForExitAsync();
         var events = await s.EventsAsync();
         Check(code == 0, $"expected exit code 0, got {code}", events, s);
