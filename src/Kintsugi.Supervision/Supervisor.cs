@@ -178,7 +178,7 @@ public sealed class Supervisor
         {
             if (w.Guard is not null)
             {
-                w.Guard.Poll();
+                await w.Guard.SettleRemainingAsync(CancellationToken.None).ConfigureAwait(false);
                 await w.Guard.DisposeAsync().ConfigureAwait(false);
             }
         }

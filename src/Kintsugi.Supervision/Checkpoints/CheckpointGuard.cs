@@ -492,6 +492,13 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Once the workload's processes have stopped: checkpoints they wrote last, still inside the
+    /// settle time, are given it (nothing writes them any more) and handed on, so a job's final
+    /// checkpoint, or one written while it was being stopped, is recorded and protected.
+    /// </summary>
+    public Task SettleRemainingAsync(CancellationToken ct) => SettleAsync(_ => true, ct);
+
     /// <summary>Waits for backups in flight.</summary>
     public async Task FlushAsync()
     {

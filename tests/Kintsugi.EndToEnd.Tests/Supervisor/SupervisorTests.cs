@@ -129,6 +129,33 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
     }
 
     [Fact]
+    public async Task A_checkpoint_written_just_before_the_job_exits_is_recorded_and_protected()
+    {
+        // The job writes its last checkpoint and exits at once, well inside the 1 s settle time: the
+        // checkpoint can only settle after the job is gone, while the supervisor stops.
+        File.WriteAllText(Ws.PathOf("final.py"), """
+            import os
+            path = os.path.join(os.environ["KINTSUGI_CHECKPOINT_DIR"], "step-000010.pt")
+            with open(path + ".tmp", "w") as f:
+                f.write("final\n")
+            os.replace(path + ".tmp", path)
+            """);
+        WriteConfig($$"""
+            workloads:
+              job:
+                command: {{YamlList(Python, Ws.PathOf("final.py"))}}
+                checkpoints: { dir: ckpt, settle: 1s }
+            """);
+        var run = await RunToEndAsync();
+        var events = await ReadJournalAsync();
+        Check(run.ExitCode == 0, $"expected exit code 0\n{run}", events);
+        string final = Path.Combine(CheckpointDir, "step-000010.pt");
+        Check(OfType(events, "checkpoint.written", "job").Any(e => e.Str("path") == final), $"expected a checkpoint.written for {final}", events);
+        Check(OfType(events, "checkpoint.protected", "job").Any(e => e.Str("path") == final), $"expected {final} protected", events);
+        Check(OfType(events, "supervisor.stopped").SingleOrDefault()?.Str("reason") == "completed", "expected supervisor.stopped with reason completed", events);
+    }
+
+    [Fact]
     public async Task An_exit_code_named_non_retriable_gives_up_at_once_without_a_restart()
     {
         WriteConfig("""
