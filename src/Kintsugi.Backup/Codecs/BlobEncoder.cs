@@ -134,15 +134,21 @@ internal static class BlobEncoder
         {
             counts[b]++;
         }
+        return Order0EntropyBits(counts, data.Length) / 8;
+    }
+
+    /// <summary>Order-0 entropy, in bits, of <paramref name="total"/> symbols with these counts.</summary>
+    internal static double Order0EntropyBits(ReadOnlySpan<int> counts, int total)
+    {
         double bits = 0;
         foreach (int c in counts)
         {
             if (c > 0)
             {
-                bits += c * Math.Log2((double)data.Length / c);
+                bits += c * Math.Log2((double)total / c);
             }
         }
-        return bits / 8;
+        return bits;
     }
 
     /// <summary>

@@ -133,13 +133,13 @@ internal static class PieceEncoder
             for (int p = 0; p < w; p++)
             {
                 var plane = counts.Slice(p * 256, 256);
-                planesBits += Entropy(plane, whole / w);
+                planesBits += BlobEncoder.Order0EntropyBits(plane, whole / w);
                 for (int b = 0; b < 256; b++)
                 {
                     mixed[b] += plane[b];
                 }
             }
-            double plainBits = Entropy(mixed, whole);
+            double plainBits = BlobEncoder.Order0EntropyBits(mixed, whole);
             double scale = (double)data.Length / Math.Max(1, whole);
             planesBits *= scale;
             plainBits *= scale;
@@ -197,20 +197,6 @@ internal static class PieceEncoder
                     }
                     break;
             }
-        }
-
-        /// <summary>Order-0 entropy, in bits, of <paramref name="total"/> symbols with these counts.</summary>
-        private static double Entropy(ReadOnlySpan<int> counts, int total)
-        {
-            double bits = 0;
-            foreach (int c in counts)
-            {
-                if (c > 0)
-                {
-                    bits += c * Math.Log2((double)total / c);
-                }
-            }
-            return bits;
         }
     }
 
