@@ -303,6 +303,15 @@ public sealed class Supervisor
         if (w.Spec.Probes.OfType<HeartbeatProbeSpec>().FirstOrDefault() is { } hb)
         {
             env["KINTSUGI_HEARTBEAT_FILE"] = hb.File;
+            // A job's `touch $KINTSUGI_HEARTBEAT_FILE` must not fail on a folder nobody made.
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(hb.File)!);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"cannot create the heartbeat file's folder: {e.Message}" });
+            }
         }
         RetireMonitors(r);
         var monitorSet = new MonitorSet(w.Spec.Monitors, w.Spec.WorkingDirectory);
