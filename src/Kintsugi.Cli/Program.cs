@@ -46,7 +46,14 @@ internal static class Program
             Console.Error.WriteLine($"kintsugi: {parse.Errors[0].Message} (see `{command} --help`)");
             return ExitCodes.Usage;
         }
-        return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
+        // `kintsugi run` handles its stop signals itself: System.CommandLine would end the process 2 s
+        // after Ctrl-C, before the workloads' grace is over, and leave them orphaned.
+        var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+        if (parse.CommandResult.Command.Name == "run")
+        {
+            invocation.ProcessTerminationTimeout = null;
+        }
+        return await parse.InvokeAsync(invocation).ConfigureAwait(false);
     }
 
     /// <summary>

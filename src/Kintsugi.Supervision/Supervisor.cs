@@ -27,6 +27,7 @@ public sealed class Supervisor
     private readonly List<WorkloadState> _workloads = [];
     private readonly Lock _countLock = new();
     private CancellationToken _stopping;
+    private CancellationToken _hurry;
     private bool _gangRestartPending;
 
     public Supervisor(SupervisorConfig config, EventJournal journal, SupervisorOptions options, TimeProvider time)
@@ -99,9 +100,16 @@ public sealed class Supervisor
         });
     }
 
-    public async Task<SupervisorOutcome> RunAsync(CancellationToken ct)
+    /// <summary>
+    /// Runs until every workload has finished or failed, or <paramref name="ct"/> is cancelled. Stopping
+    /// always completes: each process gets its stop signal and grace, then SIGKILL, and the journal
+    /// records every exit and the supervisor's stop; cancelling <paramref name="hurry"/> (a second
+    /// Ctrl-C) cuts the graces short to SIGKILL, but still waits for the processes to be gone.
+    /// </summary>
+    public async Task<SupervisorOutcome> RunAsync(CancellationToken ct, CancellationToken hurry = default)
     {
         _stopping = ct;
+        _hurry = hurry;
         var previous = FindUnfinishedRun();
         _journal.Append(EventTypes.SupervisorStarted, null, null, new { pid = Environment.ProcessId, config = _config.SourcePath, resumed = previous is not null });
         foreach (var spec in _config.Workloads)
@@ -465,7 +473,7 @@ public sealed class Supervisor
             {
                 r.ExpectExit = true;
             }
-            var status = await p.StopAsync(r.Workload.Spec.Stop.Signal, r.Workload.Spec.Stop.Grace, _time).ConfigureAwait(false);
+            var status = await p.StopAsync(r.Workload.Spec.Stop.Signal, r.Workload.Spec.Stop.Grace, _time, _hurry).ConfigureAwait(false);
             RecordExit(r, p, status, expected: true);
             RetireMonitors(r);
             r.Healthy = false;

@@ -65,6 +65,36 @@ internal static partial class Posix
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int flock(int fd, int operation);
+
+    /// <summary>
+    /// flock(LOCK_EX | LOCK_NB) on an open file: true when taken, false when another open file
+    /// description holds it. The kernel drops it when the file is closed or its holder dies. (The
+    /// CLI turns .NET's own FileShare locking off, so this is the one way to take such a lock.)
+    /// </summary>
+    public static bool TryLockExclusive(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        const int LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11, EINTR = 4;
+        while (true)
+        {
+            if (flock((int)handle.DangerousGetHandle(), LOCK_EX | LOCK_NB) == 0)
+            {
+                return true;
+            }
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == EWOULDBLOCK)
+            {
+                return false;
+            }
+            if (errno != EINTR)
+            {
+                throw new IOException($"cannot lock: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+            }
+        }
+    }
+
     /// <summary>Flushes a folder's entries to disk, so a rename into it survives a power loss.</summary>
     public static void FsyncDirectory(string path)
     {

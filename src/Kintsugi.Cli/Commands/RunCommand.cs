@@ -1,5 +1,6 @@
 using System.Collections;
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using Kintsugi.Backup;
 using Kintsugi.Backup.Storage;
@@ -35,6 +36,13 @@ internal static class RunCommand
                 RecordConfigError(path, e.Message, ctx.Time);
                 throw new UsageException(e.Message);
             }
+            // Signals are ours from here: a stop must run to its end (every process signalled, given its
+            // grace, killed, journaled), however long the grace; System.CommandLine would end the
+            // process 2 s after the first Ctrl-C and orphan the workloads (Program leaves them to us).
+            using var stop = new CancellationTokenSource();
+            using var hurry = new CancellationTokenSource();
+            using var signals = StopSignals.Register(stop, hurry, ctx);
+            using var runLock = RunLock.Acquire(cfg.Journal, () => DescribeHolder(cfg.Journal));
             using var journal = EventJournal.Open(cfg.Journal, ctx.Time);
             try
             {
@@ -71,7 +79,7 @@ internal static class RunCommand
             }
             using var narration = new CancellationTokenSource();
             var narrator = ctx.Quiet ? Task.CompletedTask : NarrateAsync(journal, ctx, journal.Last(EventTypes.SupervisorStarted)?.Id ?? 0, narration.Token);
-            var outcome = await new Supervisor(cfg, journal, options, ctx.Time).RunAsync(ct).ConfigureAwait(false);
+            var outcome = await new Supervisor(cfg, journal, options, ctx.Time).RunAsync(stop.Token, hurry.Token).ConfigureAwait(false);
             await Task.Delay(300, CancellationToken.None).ConfigureAwait(false);
             await narration.CancelAsync().ConfigureAwait(false);
             await narrator.ConfigureAwait(false);
@@ -82,6 +90,70 @@ internal static class RunCommand
             return outcome == SupervisorOutcome.Failed ? ExitCodes.Failed : ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary>Who holds a journal's run lock, as its newest supervisor.started tells.</summary>
+    private static string? DescribeHolder(string journalPath)
+    {
+        try
+        {
+            using var journal = EventJournal.OpenReadOnly(journalPath);
+            return journal.Last(EventTypes.SupervisorStarted) is { } started && started.GetInt64("pid") is long pid
+                ? $"`kintsugi run` (pid {pid}, since {started.Time.ToLocalTime():yyyy-MM-dd HH:mm:ss})"
+                : null;
+        }
+        catch (KintsugiException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// SIGINT, SIGTERM and SIGHUP: the first stops the workloads gracefully (stop signal, grace,
+    /// SIGKILL); a second cuts the graces short to SIGKILL. Neither ends kintsugi before its workloads.
+    /// </summary>
+    private sealed class StopSignals : IDisposable
+    {
+        private readonly PosixSignalRegistration[] _registrations;
+        private int _count;
+
+        private StopSignals(CancellationTokenSource stop, CancellationTokenSource hurry, CliContext ctx)
+        {
+            void OnSignal(PosixSignalContext signal)
+            {
+                signal.Cancel = true;
+                int n = Interlocked.Increment(ref _count);
+                if (n == 1)
+                {
+                    if (!ctx.Quiet)
+                    {
+                        ctx.Error.WriteLine($"kintsugi: {signal.Signal}: stopping the workloads (each gets its stop signal and grace; {signal.Signal} again kills them at once)");
+                    }
+                    stop.Cancel();
+                }
+                else if (n == 2)
+                {
+                    ctx.Error.WriteLine($"kintsugi: {signal.Signal} again: killing the workloads now");
+                    hurry.Cancel();
+                }
+            }
+            _registrations =
+            [
+                PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal),
+                PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal),
+                PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal),
+            ];
+        }
+
+        public static StopSignals Register(CancellationTokenSource stop, CancellationTokenSource hurry, CliContext ctx) => new(stop, hurry, ctx);
+
+        public void Dispose()
+        {
+            foreach (var r in _registrations)
+            {
+                r.Dispose();
+            }
+        }
     }
 
     private static PrometheusEndpoint StartMetrics(string hostPort, EventJournal journal, TimeProvider time)

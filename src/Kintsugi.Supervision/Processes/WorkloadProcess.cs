@@ -119,14 +119,21 @@ public sealed class WorkloadProcess : IDisposable
         ProcessGroup.Signal(Pid, signal);
     }
 
-    /// <summary>Graceful stop: <paramref name="signal"/>, then SIGKILL to the group after <paramref name="grace"/>.</summary>
-    public async Task<ExitStatus> StopAsync(int signal, TimeSpan grace, TimeProvider time)
+    /// <summary>
+    /// Graceful stop: <paramref name="signal"/>, then SIGKILL to the group after <paramref name="grace"/>,
+    /// or as soon as <paramref name="hurry"/> is cancelled (a second Ctrl-C). It returns only once the
+    /// process has exited: a stop never leaves it behind.
+    /// </summary>
+    public async Task<ExitStatus> StopAsync(int signal, TimeSpan grace, TimeProvider time, CancellationToken hurry = default)
     {
         bool wasRunning = !HasExited;
         if (wasRunning)
         {
-            Signal(signal);
-            var delay = Task.Delay(grace, time);
+            if (!hurry.IsCancellationRequested)
+            {
+                Signal(signal);
+            }
+            var delay = Task.Delay(grace, time, hurry);
             if (await Task.WhenAny(Exited, delay).ConfigureAwait(false) != Exited)
             {
                 Signal(ProcessGroup.SIGKILL);
