@@ -129,4 +129,77 @@ public sealed class ConfigTests
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load("/nonexistent/kintsugi.yaml"));
         Assert.Contains("no such file", e.Message, StringComparison.Ordinal);
     }
+
+    [Theory]
+    // An unclosed '[' or '{' with more lines after it: YamlDotNet throws InvalidOperationException, without a position.
+    [InlineData("workloads:\n  t:\n    command: [a, b\n    cwd: x\n", "kintsugi.yaml:3:14: not valid YAML: this '[' is not closed")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    env: {A: b\n    cwd: x\n", "kintsugi.yaml:4:10: not valid YAML: this '{' is not closed")]
+    [InlineData("workloads:\n  t:\n    command: [a\n", "kintsugi.yaml:4:1: not valid YAML: While parsing a flow sequence, did not find expected ',' or ']' (the '[' at line 3, column 14 is not closed)")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n   cwd: x\n", "kintsugi.yaml:4:4: not valid YAML:")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n      cwd: x\n", "kintsugi.yaml:4:7: not valid YAML:")]
+    [InlineData("workloads:\n\tt:\n\t\tcommand: [a]\n", "kintsugi.yaml:2:1: not valid YAML: a tab in the indentation; YAML indents with spaces only")]
+    [InlineData("workloads:\n  t:\n    command: [\"a]\n", "kintsugi.yaml:3:15: not valid YAML:")]
+    [InlineData("workloads:\n  t:\n    command: ['a, b]\n    cwd: x\n", "kintsugi.yaml:3:15: not valid YAML:")]
+    [InlineData("workloads:\n  t:\n    command: *nope\n", "kintsugi.yaml:3:14: not valid YAML: *nope refers to no anchor; define '&nope' on the value it stands for")]
+    [InlineData("workloads:\n  t:\n    command: *later\n    cwd: &later x\n    env: { A: *nope }\n", "kintsugi.yaml:5:15: not valid YAML: *nope refers to no anchor")]
+    public void Broken_YAML_is_refused_with_its_position(string yaml, string expected)
+    {
+        Assert.StartsWith(expected, Refused(yaml), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Broken_YAML_never_escapes_as_another_exception()
+    {
+        // Random damage to a real config: every outcome is a config or a ConfigException naming file:line:column.
+        string good = File.ReadAllText(Path.Combine(RepositoryRoot(), "examples", "train", "kintsugi.yaml"));
+        const string Damage = "[]{}:,-'\"\t\n #&*!|>?%@`<~";
+        int seed = Environment.TickCount;
+        var random = new Random(seed);
+        for (int i = 0; i < 3000; i++)
+        {
+            var text = new System.Text.StringBuilder(good);
+            for (int j = random.Next(1, 4); j > 0; j--)
+            {
+                int at = random.Next(text.Length);
+                _ = random.Next(3) switch
+                {
+                    0 => text.Insert(at, Damage[random.Next(Damage.Length)]),
+                    1 => text.Remove(at, 1),
+                    _ => text.Remove(at, 1).Insert(at, Damage[random.Next(Damage.Length)]),
+                };
+            }
+            try
+            {
+                Parse(text.ToString());
+            }
+            catch (ConfigException e)
+            {
+                Assert.Matches(@"^kintsugi\.yaml(:\d+:\d+)?: ", e.Message);
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"seed {seed}, case {i}: {e.GetType().Name}: {e.Message}\n{text}");
+            }
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Kintsugi.slnx")))
+            {
+                return dir.FullName;
+            }
+        }
+        throw new InvalidOperationException("no Kintsugi.slnx above the test's folder");
+    }
+
+    [Theory]
+    [InlineData("workloads:\n  t:\n    command: [a]\n---\nworkloads:\n  u:\n    command: [b]\n", "kintsugi.yaml:4:1: a second YAML document starts here")]
+    [InlineData("---\nworkloads:\n  t:\n    command: [a]\n---\n", "kintsugi.yaml:5:1: a second YAML document starts here")]
+    public void A_second_document_is_refused_not_ignored(string yaml, string expected)
+    {
+        Assert.StartsWith(expected, Refused(yaml), StringComparison.Ordinal);
+    }
 }

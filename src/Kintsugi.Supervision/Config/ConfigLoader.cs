@@ -41,17 +41,33 @@ public static class ConfigLoader
         string file = Path.GetFileName(sourcePath);
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(sourcePath))!;
         var stream = new YamlStream();
+        var parser = new TrackingParser(new Parser(new StringReader(text)));
         try
         {
-            stream.Load(new StringReader(text));
+            stream.Load(parser);
+        }
+        catch (AnchorNotFoundException) when (parser.UnknownAlias is var (name, at))
+        {
+            throw new ConfigException($"{file}:{at.Line}:{at.Column}: not valid YAML: *{name} refers to no anchor; define '&{name}' on the value it stands for");
         }
         catch (YamlException e)
         {
-            throw new ConfigException($"{file}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {e.Message}");
+            throw NotYaml(file, text, parser, e.Start, e.Message);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            // YamlDotNet's scanner and loader throw these, without a position, on some broken input
+            // (an unclosed '[' with more lines after it).
+            throw NotYaml(file, text, parser, null, "cannot be read from here on");
         }
         if (stream.Documents.Count == 0)
         {
             throw new ConfigException($"{file}: the file is empty; it needs at least a 'workloads' section");
+        }
+        if (stream.Documents.Count > 1)
+        {
+            var second = parser.Documents[1];
+            throw new ConfigException($"{file}:{second.Line}:{second.Column}: a second YAML document starts here, and kintsugi.yaml is read as one: remove this '---' and move what follows into the first");
         }
         var root = new YamlNode(file, "", stream.Documents[0].RootNode);
         string repository = Path.Combine(baseDir, ".kintsugi", "repository");
@@ -112,6 +128,52 @@ public static class ConfigLoader
             Strategy = strategy,
             Workloads = workloads,
         };
+    }
+
+    /// <summary>A syntax error, at the best position known: YamlDotNet's own, else the open bracket, the indenting tab or the last event read.</summary>
+    private static ConfigException NotYaml(string file, string text, TrackingParser parser, Mark? at, string message)
+    {
+        message = message.TrimEnd('.');
+        long line;
+        long column;
+        var open = parser.Open;
+        if (at is { } m && (m.Line > 1 || m.Column > 1))
+        {
+            (line, column) = (m.Line, m.Column);
+            if (open is { } o && message.Contains("did not find expected ','", StringComparison.Ordinal))
+            {
+                message += $" (the '{o.Bracket}' at line {o.Start.Line}, column {o.Start.Column} is not closed)";
+            }
+        }
+        else if (message.Contains("tab", StringComparison.Ordinal) && IndentingTab(text) is { } tab)
+        {
+            (line, column) = tab;
+            message = "a tab in the indentation; YAML indents with spaces only";
+        }
+        else if (at is null && open is { } o)
+        {
+            (line, column) = (o.Start.Line, o.Start.Column);
+            message = $"this '{o.Bracket}' is not closed (a '{(o.Bracket == '[' ? ']' : '}')}' or a ',' is missing)";
+        }
+        else
+        {
+            (line, column) = (parser.Last.Line, parser.Last.Column);
+        }
+        return new ConfigException($"{file}:{line}:{column}: not valid YAML: {message}");
+    }
+
+    private static (long Line, long Column)? IndentingTab(string text)
+    {
+        string[] lines = text.Split('\n');
+        for (int i = 0; i < lines.Length; i++)
+        {
+            string indent = lines[i][..(lines[i].Length - lines[i].TrimStart(' ', '\t').Length)];
+            if (indent.Contains('\t', StringComparison.Ordinal) && indent.Length < lines[i].TrimEnd('\r').Length)
+            {
+                return (i + 1, indent.IndexOf('\t', StringComparison.Ordinal) + 1);
+            }
+        }
+        return null;
     }
 
     private static WorkloadSpec ParseWorkload(string name, YamlNode node, string baseDir)
