@@ -202,4 +202,104 @@ public sealed class ConfigTests
     {
         Assert.StartsWith(expected, Refused(yaml), StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("    env:\n      FOO:\n", "kintsugi.yaml:5:11: workloads.t.env.FOO: no value; give one, or write '' for an empty string")]
+    [InlineData("    env: { FOO: ~ }\n", "kintsugi.yaml:4:17: workloads.t.env.FOO: no value")]
+    [InlineData("    env: { FOO: null }\n", "workloads.t.env.FOO: no value")]
+    [InlineData("    env: { FOO: NULL }\n", "workloads.t.env.FOO: no value")]
+    [InlineData("    env: { FOO: !!null x }\n", "workloads.t.env.FOO: no value")]
+    [InlineData("    env:\n", "kintsugi.yaml:4:9: workloads.t.env: no value; give a mapping (key: value), or {} for none")]
+    [InlineData("    probes:\n", "workloads.t.probes: no value; give a list, or [] for none")]
+    [InlineData("    restart: { backoff: { initial: } }\n", "workloads.t.restart.backoff.initial: no value")]
+    [InlineData("    monitors:\n      - log: x\n        then: { restart: { adjust: { env: { BATCH: ~ } } } }\n", "adjust.env.BATCH: no value")]
+    [InlineData("    monitors:\n      - log: x\n        then:\n", "workloads.t.monitors[0].then: no value")]
+    public void A_null_value_is_refused_not_turned_into_text(string fields, string expected)
+    {
+        Assert.Contains(expected, Refused("workloads:\n  t:\n    command: [a]\n" + fields), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Quoted_null_and_empty_strings_stay_strings_and_an_empty_action_body_is_allowed()
+    {
+        var w = Parse("""
+            workloads:
+              t:
+                command: [a, "null", '', "~"]
+                env: { A: "null", B: '', C: 'NULL', D: !!str }
+                monitors:
+                  - log: x
+                    then: { restart: }
+                  - log: y
+                    then: { rollback: }
+                checkpoints: { dir: c }
+            """).Workloads[0];
+        Assert.Equal(["a", "null", "", "~"], w.Command);
+        Assert.Equal(new Dictionary<string, string> { ["A"] = "null", ["B"] = "", ["C"] = "NULL", ["D"] = "" }, w.Environment);
+        Assert.Empty(Assert.IsType<RestartActionSpec>(w.Monitors[0].Then).Adjustments);
+        Assert.Equal(0, Assert.IsType<RollbackActionSpec>(w.Monitors[1].Then).SkipSteps);
+    }
+
+    [Fact]
+    public void Merge_keys_and_top_level_extension_fields_work_as_in_docker_compose()
+    {
+        var config = Parse("""
+            x-restart: &restart
+              when: always
+              backoff: { initial: 2s, max: 1m }
+            x-env: &env { A: "1", B: "2" }
+            x-more-env: &more { B: "3", C: "4" }
+            workloads:
+              base: &base
+                command: [python3, train.py]
+                cwd: jobs
+                restart: *restart
+                env: { <<: [*env, *more], D: "5" }
+              second:
+                <<: *base
+                command: [python3, eval.py]
+                restart: { <<: *restart, when: never }
+            """);
+        var (first, second) = (config.Workloads[0], config.Workloads[1]);
+        Assert.Equal(["base", "second"], config.Workloads.Select(w => w.Name));
+        Assert.Equal(["python3", "eval.py"], second.Command);
+        Assert.Equal("/etc/app/jobs", second.WorkingDirectory);
+        // The first mapping merged wins over later ones; keys written beside the merge win over all.
+        Assert.Equal(new Dictionary<string, string> { ["A"] = "1", ["B"] = "2", ["C"] = "4", ["D"] = "5" }, second.Environment);
+        Assert.Equal(first.Environment, second.Environment);
+        Assert.Equal((RestartWhen.Always, TimeSpan.FromSeconds(2)), (first.Restart.When, first.Restart.Backoff.Initial));
+        Assert.Equal((RestartWhen.Never, TimeSpan.FromMinutes(1)), (second.Restart.When, second.Restart.Backoff.Max));
+    }
+
+    [Fact]
+    public void A_mapping_merged_into_a_mapping_is_overridden_by_its_own_keys_at_every_level()
+    {
+        var w = Parse("""
+            x-a: &a { A: a, B: a }
+            x-b: &b { <<: *a, B: b }
+            workloads:
+              t:
+                command: [x]
+                env: { <<: *b, C: c }
+            """).Workloads[0];
+        Assert.Equal(new Dictionary<string, string> { ["A"] = "a", ["B"] = "b", ["C"] = "c" }, w.Environment);
+    }
+
+    [Theory]
+    [InlineData("x-base: &b { command: [a], restrat: {} }\nworkloads:\n  t:\n    <<: *b\n", "kintsugi.yaml:1:28: workloads.t: unknown field 'restrat'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    <<: [a, b]\n", "kintsugi.yaml:4:9: workloads.t.<<: a merge key takes a mapping (<<: *base) or a list of them (<<: [*a, *b])")]
+    [InlineData("workloads:\n  t: &t\n    command: [a]\n    env: { <<: *t }\n", "kintsugi.yaml:3:14: workloads.t.env.command: expected a single value")]
+    [InlineData("x: &x { <<: *x }\nworkloads:\n  t:\n    command: [a]\n", "unknown field 'x'")]
+    [InlineData("x-loop: &x { A: a }\nworkloads:\n  t:\n    command: [a]\n    x-note: hi\n", "kintsugi.yaml:5:5: workloads.t: unknown field 'x-note'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\nrepositry: r\n", "kintsugi.yaml:4:1: unknown field 'repositry' (expected one of: repository, password-file, journal, strategy, workloads; or x-NAME for an extension field, which is ignored)")]
+    public void Merges_and_extension_fields_are_checked_like_the_rest(string yaml, string expected)
+    {
+        Assert.Contains(expected, Refused(yaml), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_mapping_that_merges_itself_is_refused()
+    {
+        Assert.Contains("merges a mapping into itself", Refused("x-loop: &x { A: a, <<: *x }\nworkloads:\n  t:\n    command: [a]\n    env: *x\n"), StringComparison.Ordinal);
+    }
 }

@@ -76,7 +76,7 @@ public static class ConfigLoader
         var strategy = Strategy.OneForOne;
         var workloads = new List<WorkloadSpec>();
         bool sawWorkloads = false;
-        foreach (var (key, value) in root.Mapping("repository", "password-file", "journal", "strategy", "workloads"))
+        foreach (var (key, value) in root.MappingWithExtensions("repository", "password-file", "journal", "strategy", "workloads"))
         {
             switch (key)
             {
@@ -676,7 +676,7 @@ public static class ConfigLoader
         {
             case "restart":
                 var adjustments = new List<Adjustment>();
-                if (!(body.IsScalar && body.Scalar.Length == 0))
+                if (!body.IsEmpty)
                 {
                     foreach (var (key, value) in body.Mapping("adjust"))
                     {
@@ -692,7 +692,7 @@ public static class ConfigLoader
                 return new RestartActionSpec { Adjustments = adjustments };
             case "rollback":
                 int skip = 0;
-                if (!(body.IsScalar && body.Scalar.Length == 0))
+                if (!body.IsEmpty)
                 {
                     foreach (var (_, value) in body.Mapping("skip-steps"))
                     {
