@@ -302,4 +302,13 @@ public sealed class ConfigTests
     {
         Assert.Contains("merges a mapping into itself", Refused("x-loop: &x { A: a, <<: *x }\nworkloads:\n  t:\n    command: [a]\n    env: *x\n"), StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("restart: { backoff: { initial: 1m, max: 10s } }", "max (10s) is smaller than initial (1m)")]
+    [InlineData("restart: { backoff: { initial: 1h30m, max: 1.5s } }", "max (1s500ms) is smaller than initial (1h30m)")]
+    [InlineData("probes: [ { exec: [a], every: 500ms, timeout: 2s } ]", "timeout (2s) is longer than the period 'every' (500ms)")]
+    public void Durations_in_messages_are_written_as_in_the_config(string field, string expected)
+    {
+        Assert.Contains(expected, Refused($"workloads:\n  t:\n    command: [a]\n    {field}\n"), StringComparison.Ordinal);
+    }
 }

@@ -345,7 +345,7 @@ public static class ConfigLoader
                     }
                     if (b.Max < b.Initial)
                     {
-                        throw value.Error($"max ({b.Max}) is smaller than initial ({b.Initial})");
+                        throw value.Error($"max ({DurationSyntax.Format(b.Max)}) is smaller than initial ({DurationSyntax.Format(b.Initial)}); raise max or lower initial");
                     }
                     spec = spec with { Backoff = b };
                     break;
@@ -421,7 +421,7 @@ public static class ConfigLoader
         }
         if (probe.Timeout > probe.Every)
         {
-            throw node.Error($"timeout ({probe.Timeout}) is longer than the period 'every' ({probe.Every})");
+            throw node.Error($"timeout ({DurationSyntax.Format(probe.Timeout)}) is longer than the period 'every' ({DurationSyntax.Format(probe.Every)}); shorten 'timeout' or lengthen 'every'");
         }
         return probe;
     }
