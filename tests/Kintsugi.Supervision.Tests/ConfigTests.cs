@@ -219,6 +219,18 @@ public sealed class ConfigTests
         Assert.Contains(expected, Refused("workloads:\n  t:\n    command: [a]\n" + fields), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("[python, ~]", "workloads.t.command[1]: no value")]
+    [InlineData("[python, null]", "workloads.t.command[1]: no value")]
+    [InlineData("[~]", "workloads.t.command[0]: no value")]
+    [InlineData("~", "workloads.t.command: no value")]
+    [InlineData("python train.py", "kintsugi.yaml:3:14: workloads.t.command: command must be a list of the program and its arguments, e.g. [python, train.py] (no shell)")]
+    [InlineData("/bin/true", "workloads.t.command: command must be a list of the program and its arguments, e.g. [/bin/true]")]
+    public void A_command_is_a_list_of_values(string command, string expected)
+    {
+        Assert.Contains(expected, Refused($"workloads:\n  t:\n    command: {command}\n"), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Quoted_null_and_empty_strings_stay_strings_and_an_empty_action_body_is_allowed()
     {
@@ -310,5 +322,12 @@ public sealed class ConfigTests
     public void Durations_in_messages_are_written_as_in_the_config(string field, string expected)
     {
         Assert.Contains(expected, Refused($"workloads:\n  t:\n    command: [a]\n    {field}\n"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Positions_of_command_cwd_and_checkpoint_dir_are_recorded_for_later_checks()
+    {
+        var w = Parse("workloads:\n  t:\n    command:\n      - python3\n      - x.py\n    cwd: jobs\n    checkpoints: { dir: ckpt }\n").Workloads[0];
+        Assert.Equal(("kintsugi.yaml:4:9", "kintsugi.yaml:6:10", "kintsugi.yaml:7:25"), (w.CommandAt, w.WorkingDirectoryAt, w.Checkpoints!.DirectoryAt));
     }
 }

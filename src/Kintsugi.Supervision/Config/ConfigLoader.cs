@@ -190,20 +190,31 @@ public static class ConfigLoader
         var monitors = new List<MonitorSpec>();
         var fields = node.Mapping("command", "cwd", "env", "replicas", "port", "checkpoints", "restart", "stop", "probes", "monitors");
         // cwd first: other relative paths of the workload resolve against it.
+        string? commandAt = null;
+        string? cwdAt = null;
         foreach (var (key, value) in fields.Where(f => f.Key == "cwd"))
         {
             cwd = Path.GetFullPath(value.NonEmpty(), baseDir);
+            cwdAt = value.Position;
         }
         foreach (var (key, value) in fields)
         {
             switch (key)
             {
                 case "command":
-                    command = value.Strings();
+                    if (value.IsScalar)
+                    {
+                        // One string would be run as a program of that whole name: there is no shell to split it.
+                        string[] words = value.Scalar.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                        throw value.Error($"command must be a list of the program and its arguments, e.g. [{(words.Length > 0 ? string.Join(", ", words) : "python, train.py")}] (no shell)");
+                    }
+                    var items = value.Sequence();
+                    command = items.Select(n => n.Scalar).ToList();
                     if (command.Count == 0 || command[0].Length == 0)
                     {
                         throw value.Error("the command is empty; give the program and its arguments as a list");
                     }
+                    commandAt = items[0].Position;
                     break;
                 case "env":
                     foreach (var (k, v) in value.Mapping())
@@ -270,12 +281,15 @@ public static class ConfigLoader
             Stop = stop,
             Probes = probes,
             Monitors = monitors,
+            CommandAt = commandAt,
+            WorkingDirectoryAt = cwdAt,
         };
     }
 
     private static CheckpointSpec ParseCheckpoints(YamlNode node, string cwd)
     {
         string? dir = null;
+        string? dirAt = null;
         bool backup = true;
         int keep = 5;
         var settle = TimeSpan.FromSeconds(1);
@@ -285,6 +299,7 @@ public static class ConfigLoader
             {
                 case "dir":
                     dir = Path.GetFullPath(value.NonEmpty(), cwd);
+                    dirAt = value.Position;
                     break;
                 case "backup":
                     backup = value.Scalar switch
@@ -308,6 +323,7 @@ public static class ConfigLoader
             BackupOnChange = backup,
             KeepLast = keep,
             SettleTime = settle,
+            DirectoryAt = dirAt,
         };
     }
 
