@@ -129,4 +129,205 @@ public sealed class ConfigTests
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load("/nonexistent/kintsugi.yaml"));
         Assert.Contains("no such file", e.Message, StringComparison.Ordinal);
     }
+
+    [Theory]
+    // An unclosed '[' or '{' with more lines after it: YamlDotNet throws InvalidOperationException, without a position.
+    [InlineData("workloads:\n  t:\n    command: [a, b\n    cwd: x\n", "kintsugi.yaml:3:14: not valid YAML: this '[' is not closed")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    env: {A: b\n    cwd: x\n", "kintsugi.yaml:4:10: not valid YAML: this '{' is not closed")]
+    [InlineData("workloads:\n  t:\n    command: [a\n", "kintsugi.yaml:4:1: not valid YAML: While parsing a flow sequence, did not find expected ',' or ']' (the '[' at line 3, column 14 is not closed)")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n   cwd: x\n", "kintsugi.yaml:4:4: not valid YAML:")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n      cwd: x\n", "kintsugi.yaml:4:7: not valid YAML:")]
+    [InlineData("workloads:\n\tt:\n\t\tcommand: [a]\n", "kintsugi.yaml:2:1: not valid YAML: a tab in the indentation; YAML indents with spaces only")]
+    [InlineData("workloads:\n  t:\n    command: [\"a]\n", "kintsugi.yaml:3:15: not valid YAML:")]
+    [InlineData("workloads:\n  t:\n    command: ['a, b]\n    cwd: x\n", "kintsugi.yaml:3:15: not valid YAML:")]
+    [InlineData("workloads:\n  t:\n    command: *nope\n", "kintsugi.yaml:3:14: not valid YAML: *nope refers to no anchor; define '&nope' on the value it stands for")]
+    [InlineData("workloads:\n  t:\n    command: *later\n    cwd: &later x\n    env: { A: *nope }\n", "kintsugi.yaml:5:15: not valid YAML: *nope refers to no anchor")]
+    public void Broken_YAML_is_refused_with_its_position(string yaml, string expected)
+    {
+        Assert.StartsWith(expected, Refused(yaml), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Broken_YAML_never_escapes_as_another_exception()
+    {
+        // Random damage to a real config: every outcome is a config or a ConfigException naming file:line:column.
+        string good = File.ReadAllText(Path.Combine(RepositoryRoot(), "examples", "train", "kintsugi.yaml"));
+        const string Damage = "[]{}:,-'\"\t\n #&*!|>?%@`<~";
+        int seed = Environment.TickCount;
+        var random = new Random(seed);
+        for (int i = 0; i < 3000; i++)
+        {
+            var text = new System.Text.StringBuilder(good);
+            for (int j = random.Next(1, 4); j > 0; j--)
+            {
+                int at = random.Next(text.Length);
+                _ = random.Next(3) switch
+                {
+                    0 => text.Insert(at, Damage[random.Next(Damage.Length)]),
+                    1 => text.Remove(at, 1),
+                    _ => text.Remove(at, 1).Insert(at, Damage[random.Next(Damage.Length)]),
+                };
+            }
+            try
+            {
+                Parse(text.ToString());
+            }
+            catch (ConfigException e)
+            {
+                Assert.Matches(@"^kintsugi\.yaml(:\d+:\d+)?: ", e.Message);
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"seed {seed}, case {i}: {e.GetType().Name}: {e.Message}\n{text}");
+            }
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Kintsugi.slnx")))
+            {
+                return dir.FullName;
+            }
+        }
+        throw new InvalidOperationException("no Kintsugi.slnx above the test's folder");
+    }
+
+    [Theory]
+    [InlineData("workloads:\n  t:\n    command: [a]\n---\nworkloads:\n  u:\n    command: [b]\n", "kintsugi.yaml:4:1: a second YAML document starts here")]
+    [InlineData("---\nworkloads:\n  t:\n    command: [a]\n---\n", "kintsugi.yaml:5:1: a second YAML document starts here")]
+    public void A_second_document_is_refused_not_ignored(string yaml, string expected)
+    {
+        Assert.StartsWith(expected, Refused(yaml), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("    env:\n      FOO:\n", "kintsugi.yaml:5:11: workloads.t.env.FOO: no value; give one, or write '' for an empty string")]
+    [InlineData("    env: { FOO: ~ }\n", "kintsugi.yaml:4:17: workloads.t.env.FOO: no value")]
+    [InlineData("    env: { FOO: null }\n", "workloads.t.env.FOO: no value")]
+    [InlineData("    env: { FOO: NULL }\n", "workloads.t.env.FOO: no value")]
+    [InlineData("    env: { FOO: !!null x }\n", "workloads.t.env.FOO: no value")]
+    [InlineData("    env:\n", "kintsugi.yaml:4:9: workloads.t.env: no value; give a mapping (key: value), or {} for none")]
+    [InlineData("    probes:\n", "workloads.t.probes: no value; give a list, or [] for none")]
+    [InlineData("    restart: { backoff: { initial: } }\n", "workloads.t.restart.backoff.initial: no value")]
+    [InlineData("    monitors:\n      - log: x\n        then: { restart: { adjust: { env: { BATCH: ~ } } } }\n", "adjust.env.BATCH: no value")]
+    [InlineData("    monitors:\n      - log: x\n        then:\n", "workloads.t.monitors[0].then: no value")]
+    public void A_null_value_is_refused_not_turned_into_text(string fields, string expected)
+    {
+        Assert.Contains(expected, Refused("workloads:\n  t:\n    command: [a]\n" + fields), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("[python, ~]", "workloads.t.command[1]: no value")]
+    [InlineData("[python, null]", "workloads.t.command[1]: no value")]
+    [InlineData("[~]", "workloads.t.command[0]: no value")]
+    [InlineData("~", "workloads.t.command: no value")]
+    [InlineData("python train.py", "kintsugi.yaml:3:14: workloads.t.command: command must be a list of the program and its arguments, e.g. [python, train.py] (no shell)")]
+    [InlineData("/bin/true", "workloads.t.command: command must be a list of the program and its arguments, e.g. [/bin/true]")]
+    public void A_command_is_a_list_of_values(string command, string expected)
+    {
+        Assert.Contains(expected, Refused($"workloads:\n  t:\n    command: {command}\n"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Quoted_null_and_empty_strings_stay_strings_and_an_empty_action_body_is_allowed()
+    {
+        var w = Parse("""
+            workloads:
+              t:
+                command: [a, "null", '', "~"]
+                env: { A: "null", B: '', C: 'NULL', D: !!str }
+                monitors:
+                  - log: x
+                    then: { restart: }
+                  - log: y
+                    then: { rollback: }
+                checkpoints: { dir: c }
+            """).Workloads[0];
+        Assert.Equal(["a", "null", "", "~"], w.Command);
+        Assert.Equal(new Dictionary<string, string> { ["A"] = "null", ["B"] = "", ["C"] = "NULL", ["D"] = "" }, w.Environment);
+        Assert.Empty(Assert.IsType<RestartActionSpec>(w.Monitors[0].Then).Adjustments);
+        Assert.Equal(0, Assert.IsType<RollbackActionSpec>(w.Monitors[1].Then).SkipSteps);
+    }
+
+    [Fact]
+    public void Merge_keys_and_top_level_extension_fields_work_as_in_docker_compose()
+    {
+        var config = Parse("""
+            x-restart: &restart
+              when: always
+              backoff: { initial: 2s, max: 1m }
+            x-env: &env { A: "1", B: "2" }
+            x-more-env: &more { B: "3", C: "4" }
+            workloads:
+              base: &base
+                command: [python3, train.py]
+                cwd: jobs
+                restart: *restart
+                env: { <<: [*env, *more], D: "5" }
+              second:
+                <<: *base
+                command: [python3, eval.py]
+                restart: { <<: *restart, when: never }
+            """);
+        var (first, second) = (config.Workloads[0], config.Workloads[1]);
+        Assert.Equal(["base", "second"], config.Workloads.Select(w => w.Name));
+        Assert.Equal(["python3", "eval.py"], second.Command);
+        Assert.Equal("/etc/app/jobs", second.WorkingDirectory);
+        // The first mapping merged wins over later ones; keys written beside the merge win over all.
+        Assert.Equal(new Dictionary<string, string> { ["A"] = "1", ["B"] = "2", ["C"] = "4", ["D"] = "5" }, second.Environment);
+        Assert.Equal(first.Environment, second.Environment);
+        Assert.Equal((RestartWhen.Always, TimeSpan.FromSeconds(2)), (first.Restart.When, first.Restart.Backoff.Initial));
+        Assert.Equal((RestartWhen.Never, TimeSpan.FromMinutes(1)), (second.Restart.When, second.Restart.Backoff.Max));
+    }
+
+    [Fact]
+    public void A_mapping_merged_into_a_mapping_is_overridden_by_its_own_keys_at_every_level()
+    {
+        var w = Parse("""
+            x-a: &a { A: a, B: a }
+            x-b: &b { <<: *a, B: b }
+            workloads:
+              t:
+                command: [x]
+                env: { <<: *b, C: c }
+            """).Workloads[0];
+        Assert.Equal(new Dictionary<string, string> { ["A"] = "a", ["B"] = "b", ["C"] = "c" }, w.Environment);
+    }
+
+    [Theory]
+    [InlineData("x-base: &b { command: [a], restrat: {} }\nworkloads:\n  t:\n    <<: *b\n", "kintsugi.yaml:1:28: workloads.t: unknown field 'restrat'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    <<: [a, b]\n", "kintsugi.yaml:4:9: workloads.t.<<: a merge key takes a mapping (<<: *base) or a list of them (<<: [*a, *b])")]
+    [InlineData("workloads:\n  t: &t\n    command: [a]\n    env: { <<: *t }\n", "kintsugi.yaml:3:14: workloads.t.env.command: expected a single value")]
+    [InlineData("x: &x { <<: *x }\nworkloads:\n  t:\n    command: [a]\n", "unknown field 'x'")]
+    [InlineData("x-loop: &x { A: a }\nworkloads:\n  t:\n    command: [a]\n    x-note: hi\n", "kintsugi.yaml:5:5: workloads.t: unknown field 'x-note'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\nrepositry: r\n", "kintsugi.yaml:4:1: unknown field 'repositry' (expected one of: repository, password-file, journal, strategy, workloads; or x-NAME for an extension field, which is ignored)")]
+    public void Merges_and_extension_fields_are_checked_like_the_rest(string yaml, string expected)
+    {
+        Assert.Contains(expected, Refused(yaml), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_mapping_that_merges_itself_is_refused()
+    {
+        Assert.Contains("merges a mapping into itself", Refused("x-loop: &x { A: a, <<: *x }\nworkloads:\n  t:\n    command: [a]\n    env: *x\n"), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("restart: { backoff: { initial: 1m, max: 10s } }", "max (10s) is smaller than initial (1m)")]
+    [InlineData("restart: { backoff: { initial: 1h30m, max: 1.5s } }", "max (1s500ms) is smaller than initial (1h30m)")]
+    [InlineData("probes: [ { exec: [a], every: 500ms, timeout: 2s } ]", "timeout (2s) is longer than the period 'every' (500ms)")]
+    public void Durations_in_messages_are_written_as_in_the_config(string field, string expected)
+    {
+        Assert.Contains(expected, Refused($"workloads:\n  t:\n    command: [a]\n    {field}\n"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Positions_of_command_cwd_and_checkpoint_dir_are_recorded_for_later_checks()
+    {
+        var w = Parse("workloads:\n  t:\n    command:\n      - python3\n      - x.py\n    cwd: jobs\n    checkpoints: { dir: ckpt }\n").Workloads[0];
+        Assert.Equal(("kintsugi.yaml:4:9", "kintsugi.yaml:6:10", "kintsugi.yaml:7:25"), (w.CommandAt, w.WorkingDirectoryAt, w.Checkpoints!.DirectoryAt));
+    }
 }

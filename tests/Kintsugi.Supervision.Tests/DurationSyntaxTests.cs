@@ -36,4 +36,55 @@ public sealed class DurationSyntaxTests
     {
         Assert.False(DurationSyntax.TryParse(text, out _));
     }
+
+    [Theory]
+    [InlineData("0", "0")]
+    [InlineData("500ms", "500ms")]
+    [InlineData("10s", "10s")]
+    [InlineData("90s", "1m30s")]
+    [InlineData("1.5h", "1h30m")]
+    [InlineData("1h30m", "1h30m")]
+    [InlineData("1.5s", "1s500ms")]
+    [InlineData("1.25ms", "1.25ms")]
+    [InlineData("7d", "7d")]
+    [InlineData("2w", "14d")]
+    [InlineData("1y", "365d")]
+    [InlineData("2d12h5m", "2d12h5m")]
+    public void Durations_are_written_back_in_the_same_syntax(string text, string written)
+    {
+        Assert.True(DurationSyntax.TryParse(text, out var d));
+        Assert.Equal(written, DurationSyntax.Format(d));
+    }
+
+    [Fact]
+    public void Format_and_TryParse_round_trip_to_the_tick()
+    {
+        int seed = Environment.TickCount;
+        var random = new Random(seed);
+        long longest = TimeSpan.FromDays(36_500).Ticks;
+        var samples = new List<TimeSpan> { TimeSpan.Zero, TimeSpan.FromTicks(1), TimeSpan.FromTicks(longest), TimeSpan.FromTicks(longest - 1) };
+        for (int i = 0; i < 20_000; i++)
+        {
+            // Every magnitude from ticks to a century, and whole units that often appear.
+            long ticks = random.Next(3) switch
+            {
+                0 => random.NextInt64(longest + 1),
+                1 => random.NextInt64((long)Math.Pow(10, random.Next(1, 18))) % (longest + 1),
+                _ => random.Next(1, 1000) * new[] { TimeSpan.TicksPerMillisecond, TimeSpan.TicksPerSecond, TimeSpan.TicksPerMinute, TimeSpan.TicksPerHour }[random.Next(4)],
+            };
+            samples.Add(TimeSpan.FromTicks(ticks));
+        }
+        foreach (var d in samples)
+        {
+            string text = DurationSyntax.Format(d);
+            Assert.True(DurationSyntax.TryParse(text, out var back), $"seed {seed}: '{text}' ({d.Ticks} ticks) does not parse");
+            Assert.True(back == d, $"seed {seed}: '{text}' parses to {back.Ticks} ticks, not {d.Ticks}");
+        }
+    }
+
+    [Fact]
+    public void A_negative_duration_is_written_with_a_minus()
+    {
+        Assert.Equal("-2s", DurationSyntax.Format(TimeSpan.FromSeconds(-2)));
+    }
 }

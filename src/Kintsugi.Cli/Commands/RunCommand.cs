@@ -18,14 +18,16 @@ internal static class RunCommand
     {
         var config = new Option<string>("--config", "-c") { Description = "The supervisor configuration (docs/CONFIG.md)", DefaultValueFactory = _ => "kintsugi.yaml" };
         var metrics = new Option<string?>("--metrics") { Description = "Serve Prometheus metrics at HOST:PORT/metrics (loopback only), e.g. 127.0.0.1:9464" };
+        var check = new Option<bool>("--check") { Description = "Only check the configuration: validate it, and that every program is found, every cwd exists and every checkpoint folder can be written; start nothing, create no journal or repository. Exit 0 with a summary (--json: an object), or 2 with the first problem" };
         var command = new Command("run",
-            "Run and supervise the workloads of a kintsugi.yaml: probes and monitors watch them; restarts with backoff, adjustments, rollbacks to the last good checkpoint, failover and giving up keep them going; checkpoints are backed up as they appear. Every event goes to the journal (`kintsugi status`, `kintsugi events`). Exit 0 when all workloads finish (or on Ctrl-C), 1 when one fails.\n" + ExitCodes.Help)
+            "Run and supervise the workloads of a kintsugi.yaml: probes and monitors watch them; restarts with backoff, adjustments, rollbacks to the last good checkpoint, failover and giving up keep them going; checkpoints are backed up as they appear. Every event goes to the journal (`kintsugi status`, `kintsugi events`). Exit 0 when all workloads finish (or on Ctrl-C), 1 when one fails, 2 for a configuration it refuses (`--check` checks one without running it).\n" + ExitCodes.Help)
         {
-            config, metrics,
+            config, metrics, check,
         };
         command.SetHandler(async (ctx, ct) =>
         {
             string path = ctx.Parse.GetValue(config)!;
+            bool checkOnly = ctx.Parse.GetValue(check);
             SupervisorConfig cfg;
             try
             {
@@ -33,8 +35,24 @@ internal static class RunCommand
             }
             catch (ConfigException e)
             {
-                RecordConfigError(path, e.Message, ctx.Time);
+                if (!checkOnly)
+                {
+                    RecordConfigError(path, e.Message, ctx.Time);
+                }
                 throw new UsageException(e.Message);
+            }
+            if (checkOnly)
+            {
+                try
+                {
+                    Preflight(cfg, leaveNothing: true);
+                }
+                catch (ConfigException e)
+                {
+                    throw new UsageException(e.Message);
+                }
+                ReportChecked(path, cfg, ctx);
+                return ExitCodes.Ok;
             }
             // Signals are ours from here: a stop must run to its end (every process signalled, given its
             // grace, killed, journaled), however long the grace; System.CommandLine would end the
@@ -46,12 +64,12 @@ internal static class RunCommand
             using var journal = EventJournal.Open(cfg.Journal, ctx.Time);
             try
             {
-                Preflight(cfg);
+                Preflight(cfg, leaveNothing: false);
             }
-            catch (KintsugiException e)
+            catch (ConfigException e)
             {
                 journal.Append(EventTypes.Error, null, null, new { message = e.Message });
-                throw;
+                throw new UsageException(e.Message);
             }
             var repository = new RepositoryAccess(cfg, ctx);
             var options = new SupervisorOptions
@@ -188,52 +206,125 @@ internal static class RunCommand
         }
     }
 
-    /// <summary>Checks what can be checked before anything starts: checkpoint folders can be written, commands exist.</summary>
-    private static void Preflight(SupervisorConfig cfg)
+    /// <summary>What <c>kintsugi run --check</c> prints when the configuration is usable.</summary>
+    private static void ReportChecked(string path, SupervisorConfig cfg, CliContext ctx)
     {
+        if (ctx.Json)
+        {
+            ctx.WriteJson(new
+            {
+                Config = cfg.SourcePath,
+                Ok = true,
+                Strategy = cfg.Strategy == Strategy.OneForAll ? "one-for-all" : "one-for-one",
+                Journal = cfg.Journal,
+                Repository = cfg.Repository,
+                Workloads = cfg.Workloads.Select(w => new { w.Name, w.Replicas, w.Command, Cwd = w.WorkingDirectory, w.Port, CheckpointDir = w.Checkpoints?.Directory }).ToList(),
+            });
+            return;
+        }
+        if (!ctx.Quiet)
+        {
+            int n = cfg.Workloads.Count;
+            string names = string.Join(", ", cfg.Workloads.Select(w => w.Replicas > 1 ? $"{w.Name} ×{w.Replicas}" : w.Name));
+            ctx.Out.WriteLine($"{path}: ok: {n} workload{(n == 1 ? "" : "s")} ({names}); journal {cfg.Journal}; repository {cfg.Repository}");
+        }
+    }
+
+    /// <summary>
+    /// Checks what can be checked before anything starts: working folders exist, programs are found,
+    /// checkpoint folders can be written. A problem is a <see cref="ConfigException"/> naming where the
+    /// field is written. With <paramref name="leaveNothing"/>, checkpoint folders made to test them are
+    /// removed again.
+    /// </summary>
+    private static void Preflight(SupervisorConfig cfg, bool leaveNothing)
+    {
+        string file = Path.GetFileName(cfg.SourcePath);
         foreach (var w in cfg.Workloads)
         {
             if (!Directory.Exists(w.WorkingDirectory))
             {
-                throw new KintsugiException(ErrorKind.InvalidInput, $"workload {w.Name}: working folder {w.WorkingDirectory} does not exist");
+                throw new ConfigException($"{w.WorkingDirectoryAt ?? file}: workloads.{w.Name}.cwd: folder {w.WorkingDirectory} does not exist; create it or fix 'cwd'");
             }
-            if (FindProgram(w.Command[0], w.WorkingDirectory) is null)
+            if (ProgramProblem(w.Command[0], w.WorkingDirectory) is { } problem)
             {
-                throw new KintsugiException(ErrorKind.InvalidInput, $"workload {w.Name}: command '{w.Command[0]}' does not exist (not a file, and not found on PATH); fix 'command' in {Path.GetFileName(cfg.SourcePath)}");
+                throw new ConfigException($"{w.CommandAt ?? file}: workloads.{w.Name}.command: {problem}");
             }
             if (w.Checkpoints is { } c)
             {
-                string probe = Path.Combine(c.Directory, $".kintsugi-write-test-{Environment.ProcessId}");
                 try
                 {
-                    Directory.CreateDirectory(c.Directory);
-                    File.WriteAllText(probe, "");
-                    File.Delete(probe);
+                    CheckWritable(c.Directory, leaveNothing);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    throw new KintsugiException(ErrorKind.InvalidInput, $"workload {w.Name}: checkpoint folder {c.Directory} cannot be written ({e.Message}); fix its permissions or choose another 'dir'");
+                    throw new ConfigException($"{c.DirectoryAt ?? file}: workloads.{w.Name}.checkpoints.dir: folder {c.Directory} cannot be written ({e.Message}); fix its permissions or choose another 'dir'");
                 }
             }
         }
     }
 
-    private static string? FindProgram(string program, string workingDirectory)
+    /// <summary>Makes the folder if it is missing and writes and deletes a file in it; with <paramref name="leaveNothing"/>, removes the folders it made.</summary>
+    private static void CheckWritable(string dir, bool leaveNothing)
+    {
+        var made = new List<string>();
+        for (string? d = dir; d is not null && !Directory.Exists(d) && !File.Exists(d); d = Path.GetDirectoryName(d))
+        {
+            made.Add(d);
+        }
+        try
+        {
+            Directory.CreateDirectory(dir);
+            string probe = Path.Combine(dir, $".kintsugi-write-test-{Environment.ProcessId}");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        finally
+        {
+            if (leaveNothing)
+            {
+                foreach (var d in made)
+                {
+                    try
+                    {
+                        Directory.Delete(d);
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        // Not made by this check after all, or no longer empty: left as it is.
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Why the program cannot be started, or null when it is found.</summary>
+    private static string? ProgramProblem(string program, string workingDirectory)
     {
         if (program.Contains('/', StringComparison.Ordinal))
         {
             string path = Path.GetFullPath(program, workingDirectory);
-            return File.Exists(path) ? path : null;
+            if (Directory.Exists(path))
+            {
+                return $"program '{program}' is a folder ({path}); name the program file";
+            }
+            if (!File.Exists(path))
+            {
+                return $"program '{program}' not found: {path} does not exist; fix the path (relative paths start from 'cwd')";
+            }
+            if ((File.GetUnixFileMode(path) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) == 0)
+            {
+                return $"program '{program}' is not executable ({path}); chmod +x it, or run it with its interpreter, e.g. [python3, {program}]";
+            }
+            return null;
         }
         foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/local/bin:/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries))
         {
-            string path = Path.Combine(dir, program);
-            if (File.Exists(path))
+            if (File.Exists(Path.Combine(dir, program)))
             {
-                return path;
+                return null;
             }
         }
-        return null;
+        return $"program '{program}' not found on PATH; install it, or give its path";
     }
 
     /// <summary>Prints what the supervisor decides and does, as it happens, by following the journal.</summary>

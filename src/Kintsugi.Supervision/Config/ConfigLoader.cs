@@ -41,17 +41,33 @@ public static class ConfigLoader
         string file = Path.GetFileName(sourcePath);
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(sourcePath))!;
         var stream = new YamlStream();
+        var parser = new TrackingParser(new Parser(new StringReader(text)));
         try
         {
-            stream.Load(new StringReader(text));
+            stream.Load(parser);
+        }
+        catch (AnchorNotFoundException) when (parser.UnknownAlias is var (name, at))
+        {
+            throw new ConfigException($"{file}:{at.Line}:{at.Column}: not valid YAML: *{name} refers to no anchor; define '&{name}' on the value it stands for");
         }
         catch (YamlException e)
         {
-            throw new ConfigException($"{file}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {e.Message}");
+            throw NotYaml(file, text, parser, e.Start, e.Message);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            // YamlDotNet's scanner and loader throw these, without a position, on some broken input
+            // (an unclosed '[' with more lines after it).
+            throw NotYaml(file, text, parser, null, "cannot be read from here on");
         }
         if (stream.Documents.Count == 0)
         {
             throw new ConfigException($"{file}: the file is empty; it needs at least a 'workloads' section");
+        }
+        if (stream.Documents.Count > 1)
+        {
+            var second = parser.Documents[1];
+            throw new ConfigException($"{file}:{second.Line}:{second.Column}: a second YAML document starts here, and kintsugi.yaml is read as one: remove this '---' and move what follows into the first");
         }
         var root = new YamlNode(file, "", stream.Documents[0].RootNode);
         string repository = Path.Combine(baseDir, ".kintsugi", "repository");
@@ -60,7 +76,7 @@ public static class ConfigLoader
         var strategy = Strategy.OneForOne;
         var workloads = new List<WorkloadSpec>();
         bool sawWorkloads = false;
-        foreach (var (key, value) in root.Mapping("repository", "password-file", "journal", "strategy", "workloads"))
+        foreach (var (key, value) in root.MappingWithExtensions("repository", "password-file", "journal", "strategy", "workloads"))
         {
             switch (key)
             {
@@ -114,6 +130,52 @@ public static class ConfigLoader
         };
     }
 
+    /// <summary>A syntax error, at the best position known: YamlDotNet's own, else the open bracket, the indenting tab or the last event read.</summary>
+    private static ConfigException NotYaml(string file, string text, TrackingParser parser, Mark? at, string message)
+    {
+        message = message.TrimEnd('.');
+        long line;
+        long column;
+        var open = parser.Open;
+        if (at is { } m && (m.Line > 1 || m.Column > 1))
+        {
+            (line, column) = (m.Line, m.Column);
+            if (open is { } o && message.Contains("did not find expected ','", StringComparison.Ordinal))
+            {
+                message += $" (the '{o.Bracket}' at line {o.Start.Line}, column {o.Start.Column} is not closed)";
+            }
+        }
+        else if (message.Contains("tab", StringComparison.Ordinal) && IndentingTab(text) is { } tab)
+        {
+            (line, column) = tab;
+            message = "a tab in the indentation; YAML indents with spaces only";
+        }
+        else if (at is null && open is { } o)
+        {
+            (line, column) = (o.Start.Line, o.Start.Column);
+            message = $"this '{o.Bracket}' is not closed (a '{(o.Bracket == '[' ? ']' : '}')}' or a ',' is missing)";
+        }
+        else
+        {
+            (line, column) = (parser.Last.Line, parser.Last.Column);
+        }
+        return new ConfigException($"{file}:{line}:{column}: not valid YAML: {message}");
+    }
+
+    private static (long Line, long Column)? IndentingTab(string text)
+    {
+        string[] lines = text.Split('\n');
+        for (int i = 0; i < lines.Length; i++)
+        {
+            string indent = lines[i][..(lines[i].Length - lines[i].TrimStart(' ', '\t').Length)];
+            if (indent.Contains('\t', StringComparison.Ordinal) && indent.Length < lines[i].TrimEnd('\r').Length)
+            {
+                return (i + 1, indent.IndexOf('\t', StringComparison.Ordinal) + 1);
+            }
+        }
+        return null;
+    }
+
     private static WorkloadSpec ParseWorkload(string name, YamlNode node, string baseDir)
     {
         IReadOnlyList<string>? command = null;
@@ -128,20 +190,31 @@ public static class ConfigLoader
         var monitors = new List<MonitorSpec>();
         var fields = node.Mapping("command", "cwd", "env", "replicas", "port", "checkpoints", "restart", "stop", "probes", "monitors");
         // cwd first: other relative paths of the workload resolve against it.
+        string? commandAt = null;
+        string? cwdAt = null;
         foreach (var (key, value) in fields.Where(f => f.Key == "cwd"))
         {
             cwd = Path.GetFullPath(value.NonEmpty(), baseDir);
+            cwdAt = value.Position;
         }
         foreach (var (key, value) in fields)
         {
             switch (key)
             {
                 case "command":
-                    command = value.Strings();
+                    if (value.IsScalar)
+                    {
+                        // One string would be run as a program of that whole name: there is no shell to split it.
+                        string[] words = value.Scalar.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                        throw value.Error($"command must be a list of the program and its arguments, e.g. [{(words.Length > 0 ? string.Join(", ", words) : "python, train.py")}] (no shell)");
+                    }
+                    var items = value.Sequence();
+                    command = items.Select(n => n.Scalar).ToList();
                     if (command.Count == 0 || command[0].Length == 0)
                     {
                         throw value.Error("the command is empty; give the program and its arguments as a list");
                     }
+                    commandAt = items[0].Position;
                     break;
                 case "env":
                     foreach (var (k, v) in value.Mapping())
@@ -208,12 +281,15 @@ public static class ConfigLoader
             Stop = stop,
             Probes = probes,
             Monitors = monitors,
+            CommandAt = commandAt,
+            WorkingDirectoryAt = cwdAt,
         };
     }
 
     private static CheckpointSpec ParseCheckpoints(YamlNode node, string cwd)
     {
         string? dir = null;
+        string? dirAt = null;
         bool backup = true;
         int keep = 5;
         var settle = TimeSpan.FromSeconds(1);
@@ -223,6 +299,7 @@ public static class ConfigLoader
             {
                 case "dir":
                     dir = Path.GetFullPath(value.NonEmpty(), cwd);
+                    dirAt = value.Position;
                     break;
                 case "backup":
                     backup = value.Scalar switch
@@ -246,6 +323,7 @@ public static class ConfigLoader
             BackupOnChange = backup,
             KeepLast = keep,
             SettleTime = settle,
+            DirectoryAt = dirAt,
         };
     }
 
@@ -283,7 +361,7 @@ public static class ConfigLoader
                     }
                     if (b.Max < b.Initial)
                     {
-                        throw value.Error($"max ({b.Max}) is smaller than initial ({b.Initial})");
+                        throw value.Error($"max ({DurationSyntax.Format(b.Max)}) is smaller than initial ({DurationSyntax.Format(b.Initial)}); raise max or lower initial");
                     }
                     spec = spec with { Backoff = b };
                     break;
@@ -359,7 +437,7 @@ public static class ConfigLoader
         }
         if (probe.Timeout > probe.Every)
         {
-            throw node.Error($"timeout ({probe.Timeout}) is longer than the period 'every' ({probe.Every})");
+            throw node.Error($"timeout ({DurationSyntax.Format(probe.Timeout)}) is longer than the period 'every' ({DurationSyntax.Format(probe.Every)}); shorten 'timeout' or lengthen 'every'");
         }
         return probe;
     }
@@ -614,7 +692,7 @@ public static class ConfigLoader
         {
             case "restart":
                 var adjustments = new List<Adjustment>();
-                if (!(body.IsScalar && body.Scalar.Length == 0))
+                if (!body.IsEmpty)
                 {
                     foreach (var (key, value) in body.Mapping("adjust"))
                     {
@@ -630,7 +708,7 @@ public static class ConfigLoader
                 return new RestartActionSpec { Adjustments = adjustments };
             case "rollback":
                 int skip = 0;
-                if (!(body.IsScalar && body.Scalar.Length == 0))
+                if (!body.IsEmpty)
                 {
                     foreach (var (_, value) in body.Mapping("skip-steps"))
                     {

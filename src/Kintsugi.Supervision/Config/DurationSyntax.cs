@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 
 namespace Kintsugi.Supervision.Config;
 
@@ -25,7 +26,8 @@ public static class DurationSyntax
         {
             return false;
         }
-        double seconds = 0;
+        // In ticks, as a decimal: exact for every duration Format writes, so the two round-trip.
+        decimal ticks = 0;
         int i = 0;
         while (i < s.Length)
         {
@@ -40,29 +42,68 @@ public static class DurationSyntax
                 i++;
             }
             if (start == unitStart || unitStart == i
-                || !double.TryParse(s[start..unitStart], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double n))
+                || !decimal.TryParse(s[start..unitStart], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out decimal n)
+                || !UnitTicks.TryGetValue(s[unitStart..i], out long unit)
+                || n > Longest.Ticks / unit)
             {
                 return false;
             }
-            double scale = s[unitStart..i] switch
-            {
-                "ms" => 1e-3,
-                "s" => 1,
-                "m" => 60,
-                "h" => 3600,
-                "d" => 86_400,
-                "w" => 7 * 86_400,
-                "mo" => 30 * 86_400,
-                "y" => 365 * 86_400,
-                _ => double.NaN,
-            };
-            seconds += n * scale;
-            if (double.IsNaN(seconds) || seconds > Longest.TotalSeconds)
+            ticks += n * unit;
+            if (ticks > Longest.Ticks)
             {
                 return false;
             }
         }
-        duration = TimeSpan.FromSeconds(seconds);
+        duration = TimeSpan.FromTicks((long)Math.Round(ticks, MidpointRounding.AwayFromZero));
         return true;
     }
+
+    /// <summary>
+    /// A duration as kintsugi.yaml writes it — 500ms, 10s, 1h30m, 2d12h, 1.5ms — so that messages
+    /// show what the user wrote, not 00:00:10. Whole units from days down to milliseconds, largest
+    /// first, with a decimal fraction of a millisecond where there is one; <see cref="TryParse"/>
+    /// reads it back to the same value. A negative duration (never written in a config) is shown with
+    /// a leading '-'.
+    /// </summary>
+    public static string Format(TimeSpan duration)
+    {
+        if (duration == TimeSpan.Zero)
+        {
+            return "0";
+        }
+        if (duration < TimeSpan.Zero)
+        {
+            return "-" + (duration == TimeSpan.MinValue ? Format(TimeSpan.MaxValue) : Format(duration.Negate()));
+        }
+        var text = new StringBuilder();
+        long rest = duration.Ticks;
+        foreach (var (name, unit) in Units.Where(u => u.Name is "d" or "h" or "m" or "s").Reverse())
+        {
+            if (rest >= unit)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"{rest / unit}{name}");
+                rest %= unit;
+            }
+        }
+        if (rest > 0)
+        {
+            decimal ms = rest / (decimal)TimeSpan.TicksPerMillisecond;
+            text.Append(ms.ToString("0.####", CultureInfo.InvariantCulture)).Append("ms");
+        }
+        return text.ToString();
+    }
+
+    private static readonly (string Name, long Ticks)[] Units =
+    [
+        ("ms", TimeSpan.TicksPerMillisecond),
+        ("s", TimeSpan.TicksPerSecond),
+        ("m", TimeSpan.TicksPerMinute),
+        ("h", TimeSpan.TicksPerHour),
+        ("d", TimeSpan.TicksPerDay),
+        ("w", 7 * TimeSpan.TicksPerDay),
+        ("mo", 30 * TimeSpan.TicksPerDay),
+        ("y", 365 * TimeSpan.TicksPerDay),
+    ];
+
+    private static readonly Dictionary<string, long> UnitTicks = Units.ToDictionary(u => u.Name, u => u.Ticks, StringComparer.Ordinal);
 }

@@ -40,6 +40,10 @@ public sealed record WorkloadSpec
     public StopSpec Stop { get; init; } = new();
     public IReadOnlyList<ProbeSpec> Probes { get; init; } = [];
     public IReadOnlyList<MonitorSpec> Monitors { get; init; } = [];
+    /// <summary>Where the program (the command's first item) is written, "file:line:column", for messages about it; null when not loaded from a file.</summary>
+    public string? CommandAt { get; init; }
+    /// <summary>Where 'cwd' is written, "file:line:column"; null when it is not (the config's folder).</summary>
+    public string? WorkingDirectoryAt { get; init; }
 }
 
 /// <summary>Where a workload writes checkpoints and how they are protected.</summary>
@@ -53,6 +57,8 @@ public sealed record CheckpointSpec
     public int KeepLast { get; init; } = 5;
     /// <summary>A checkpoint counts as complete when its size and mtime have not changed for this long.</summary>
     public TimeSpan SettleTime { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>Where 'dir' is written, "file:line:column", for messages about it; null when not loaded from a file.</summary>
+    public string? DirectoryAt { get; init; }
 }
 
 public enum RestartWhen

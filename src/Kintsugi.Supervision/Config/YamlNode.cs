@@ -1,4 +1,5 @@
 using System.Globalization;
+using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
 namespace Kintsugi.Supervision.Config;
@@ -6,12 +7,17 @@ namespace Kintsugi.Supervision.Config;
 /// <summary>A YAML node with the dotted path that led to it, so every error can name file, line and field.</summary>
 internal readonly struct YamlNode(string file, string path, YamlDotNet.RepresentationModel.YamlNode node)
 {
+    private const string NullTag = "tag:yaml.org,2002:null";
+
     public string Path { get; } = path;
 
     public YamlDotNet.RepresentationModel.YamlNode Node { get; } = node;
 
+    /// <summary>"file:line:column" of the node.</summary>
+    public string Position => $"{file}:{Node.Start.Line}:{Node.Start.Column}";
+
     public ConfigException Error(string message) =>
-        new($"{file}:{Node.Start.Line}:{Node.Start.Column}: {(Path.Length == 0 ? "" : Path + ": ")}{message}");
+        new($"{Position}: {(Path.Length == 0 ? "" : Path + ": ")}{message}");
 
     public bool IsScalar => Node is YamlScalarNode;
 
@@ -19,39 +25,109 @@ internal readonly struct YamlNode(string file, string path, YamlDotNet.Represent
 
     public bool IsSequence => Node is YamlSequenceNode;
 
-    public string Scalar => Node is YamlScalarNode s ? s.Value ?? "" : throw Error("expected a single value, not a list or a mapping");
+    /// <summary>
+    /// A YAML null: nothing after the colon, <c>~</c> or <c>null</c> written plain (untagged), or tagged
+    /// <c>!!null</c>. A quoted "null" or '' is a string.
+    /// </summary>
+    public bool IsNull => Node is YamlScalarNode s && IsNullScalar(s);
 
-    /// <summary>The entries of a mapping, checked against the allowed keys.</summary>
-    public IReadOnlyList<(string Key, YamlNode Value)> Mapping(params string[] allowed)
+    /// <summary>No value at all, or an empty string: where a field may be left empty (<c>restart:</c>).</summary>
+    public bool IsEmpty => Node is YamlScalarNode s && (IsNullScalar(s) || string.IsNullOrEmpty(s.Value));
+
+    private static bool IsNullScalar(YamlScalarNode s) =>
+        (!s.Tag.IsEmpty && s.Tag.Value == NullTag)
+        || ((s.Tag.IsEmpty || s.Tag.Value == "?") && s.Style is ScalarStyle.Plain or ScalarStyle.Any && s.Value is null or "" or "~" or "null" or "Null" or "NULL");
+
+    /// <summary>The text of a scalar. A null is refused: it would otherwise become the word "null" or nothing, unasked.</summary>
+    public string Scalar => Node switch
+    {
+        YamlScalarNode s when IsNullScalar(s) => throw Error("no value; give one, or write '' for an empty string"),
+        YamlScalarNode s => s.Value ?? "",
+        _ => throw Error("expected a single value, not a list or a mapping"),
+    };
+
+    /// <summary>The entries of a mapping, checked against the allowed keys; merge keys (<c>&lt;&lt;: *base</c>) are expanded.</summary>
+    public IReadOnlyList<(string Key, YamlNode Value)> Mapping(params string[] allowed) => Entries(false, allowed);
+
+    /// <summary>
+    /// As <see cref="Mapping"/>, leaving out extension fields (keys starting with <c>x-</c>, as in
+    /// docker-compose files), which hold anchors for merge keys and are otherwise ignored.
+    /// </summary>
+    public IReadOnlyList<(string Key, YamlNode Value)> MappingWithExtensions(params string[] allowed) => Entries(true, allowed);
+
+    private List<(string Key, YamlNode Value)> Entries(bool extensions, string[] allowed)
     {
         if (Node is not YamlMappingNode map)
         {
-            throw Error("expected a mapping (key: value)");
+            throw Error(IsNull ? "no value; give a mapping (key: value), or {} for none" : "expected a mapping (key: value)");
         }
         var result = new List<(string, YamlNode)>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (k, v) in map.Children)
+        foreach (var (key, keyNode, value) in Effective(map, new HashSet<YamlMappingNode>(ReferenceEqualityComparer.Instance) { map }))
         {
-            string key = k is YamlScalarNode s ? s.Value ?? "" : throw new YamlNode(file, Path, k).Error("keys must be plain names");
-            var child = new YamlNode(file, Path.Length == 0 ? key : $"{Path}.{key}", v);
+            if (extensions && key.StartsWith("x-", StringComparison.Ordinal))
+            {
+                continue;
+            }
             if (allowed.Length > 0 && !allowed.Contains(key, StringComparer.Ordinal))
             {
-                throw new YamlNode(file, Path, k).Error($"unknown field '{key}' (expected one of: {string.Join(", ", allowed)})");
+                string others = extensions ? "; or x-NAME for an extension field, which is ignored" : "";
+                throw new YamlNode(file, Path, keyNode).Error($"unknown field '{key}' (expected one of: {string.Join(", ", allowed)}{others})");
             }
-            if (!seen.Add(key))
-            {
-                throw new YamlNode(file, Path, k).Error($"field '{key}' appears twice");
-            }
-            result.Add((key, child));
+            result.Add((key, new YamlNode(file, Path.Length == 0 ? key : $"{Path}.{key}", value)));
         }
         return result;
+    }
+
+    /// <summary>
+    /// The entries of <paramref name="map"/> in order, each merge key (YAML 1.1, as docker-compose reads
+    /// it) replaced by the entries of the mappings it merges: keys written in the mapping itself override
+    /// merged ones, and of merged ones the first merged wins.
+    /// </summary>
+    private List<(string Key, YamlDotNet.RepresentationModel.YamlNode KeyNode, YamlDotNet.RepresentationModel.YamlNode Value)> Effective(YamlMappingNode map, HashSet<YamlMappingNode> merging)
+    {
+        var entries = new List<(string Key, YamlDotNet.RepresentationModel.YamlNode KeyNode, YamlDotNet.RepresentationModel.YamlNode Value, bool Own)>();
+        var ownKeys = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (k, v) in map.Children)
+        {
+            if (k is not YamlScalarNode { Value: { } key } s)
+            {
+                throw new YamlNode(file, Path, k).Error("keys must be plain names");
+            }
+            if (key != "<<" || s.Style is not (ScalarStyle.Plain or ScalarStyle.Any))
+            {
+                if (!ownKeys.Add(key))
+                {
+                    throw new YamlNode(file, Path, k).Error($"field '{key}' appears twice");
+                }
+                entries.Add((key, k, v, true));
+                continue;
+            }
+            var at = new YamlNode(file, Path.Length == 0 ? "<<" : $"{Path}.<<", v);
+            List<YamlMappingNode> sources = v switch
+            {
+                YamlMappingNode m => [m],
+                YamlSequenceNode seq when seq.Children.All(c => c is YamlMappingNode) => seq.Children.Cast<YamlMappingNode>().ToList(),
+                _ => throw at.Error("a merge key takes a mapping (<<: *base) or a list of them (<<: [*a, *b])"),
+            };
+            foreach (var source in sources)
+            {
+                if (!merging.Add(source))
+                {
+                    throw at.Error("merges a mapping into itself");
+                }
+                entries.AddRange(Effective(source, merging).Select(e => (e.Key, e.KeyNode, e.Value, false)));
+                merging.Remove(source);
+            }
+        }
+        var merged = new HashSet<string>(StringComparer.Ordinal);
+        return entries.Where(e => e.Own || (!ownKeys.Contains(e.Key) && merged.Add(e.Key))).Select(e => (e.Key, e.KeyNode, e.Value)).ToList();
     }
 
     public IReadOnlyList<YamlNode> Sequence()
     {
         if (Node is not YamlSequenceNode seq)
         {
-            throw Error("expected a list");
+            throw Error(IsNull ? "no value; give a list, or [] for none" : "expected a list");
         }
         var p = Path;
         var f = file;

@@ -361,7 +361,7 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
     }
 
     [Fact]
-    public async Task A_checkpoint_folder_that_cannot_be_made_is_refused_with_exit_1_naming_it_and_an_error_event()
+    public async Task A_checkpoint_folder_that_cannot_be_made_is_refused_with_exit_2_naming_it_and_an_error_event()
     {
         // Root ignores permissions; a folder below a regular file cannot be created by anyone.
         File.WriteAllText(Ws.PathOf("blocker"), "a file, not a folder\n");
@@ -373,8 +373,8 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
                 checkpoints: { dir: blocker/ckpt }
             """);
         var run = await RunToEndAsync();
-        string line = run.ShouldFailCleanly(1);
-        Assert.Contains(dir, line, StringComparison.Ordinal);
+        string line = run.ShouldFailCleanly(2);
+        Assert.Contains($"kintsugi.yaml:4:25: workloads.job.checkpoints.dir: folder {dir} cannot be written", line, StringComparison.Ordinal);
         var events = await ReadJournalAsync();
         var errors = OfType(events, "error");
         Check(errors.Count == 1 && errors[0].Str("message")!.Contains(dir, StringComparison.Ordinal), $"expected one error event naming {dir}", events);
