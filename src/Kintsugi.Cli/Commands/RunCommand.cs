@@ -17,14 +17,20 @@ internal static class RunCommand
     {
         var config = new Option<string>("--config", "-c") { Description = "The supervisor configuration (docs/CONFIG.md)", DefaultValueFactory = _ => "kintsugi.yaml" };
         var metrics = new Option<string?>("--metrics") { Description = "Serve Prometheus metrics at HOST:PORT/metrics (loopback only), e.g. 127.0.0.1:9464" };
+        var linger = new Option<string>("--metrics-linger") { Description = "With --metrics: once the workloads have finished or failed, keep serving the final figures (kintsugi_supervisor_running 0) this long before exiting, e.g. 30s; Ctrl-C ends it at once", DefaultValueFactory = _ => "0s" };
         var command = new Command("run",
             "Run and supervise the workloads of a kintsugi.yaml: probes and monitors watch them; restarts with backoff, adjustments, rollbacks to the last good checkpoint, failover and giving up keep them going; checkpoints are backed up as they appear. Every event goes to the journal (`kintsugi status`, `kintsugi events`). Exit 0 when all workloads finish (or on Ctrl-C), 1 when one fails.\n" + ExitCodes.Help)
         {
-            config, metrics,
+            config, metrics, linger,
         };
         command.SetHandler(async (ctx, ct) =>
         {
             string path = ctx.Parse.GetValue(config)!;
+            string lingerText = ctx.Parse.GetValue(linger) ?? "0s";
+            if (!DurationSyntax.TryParse(lingerText, out var lingerTime) || lingerTime < TimeSpan.Zero)
+            {
+                throw new UsageException($"--metrics-linger '{lingerText}' is not a duration; write it like 0s, 30s or 2m");
+            }
             SupervisorConfig cfg;
             try
             {
@@ -62,8 +68,9 @@ internal static class RunCommand
                     }
                 },
             };
+            bool supervising = true;
             await using var endpoint = ctx.Parse.GetValue(metrics) is { } hostPort
-                ? StartMetrics(hostPort, journal, ctx.Time)
+                ? StartMetrics(hostPort, journal, ctx.Time, () => Volatile.Read(ref supervising))
                 : null;
             if (!ctx.Quiet)
             {
@@ -75,21 +82,40 @@ internal static class RunCommand
             await Task.Delay(300, CancellationToken.None).ConfigureAwait(false);
             await narration.CancelAsync().ConfigureAwait(false);
             await narrator.ConfigureAwait(false);
+            Volatile.Write(ref supervising, false);
             if (!ctx.Quiet)
             {
                 ctx.Error.WriteLine($"kintsugi: {outcome.ToString().ToLowerInvariant()}; `kintsugi status` and `kintsugi events` show what happened");
+            }
+            if (endpoint is not null && lingerTime > TimeSpan.Zero && !ct.IsCancellationRequested)
+            {
+                // Workloads that finish between two scrapes would otherwise leave Prometheus without
+                // their final figures; Ctrl-C or SIGTERM ends the wait at once.
+                if (!ctx.Quiet)
+                {
+                    ctx.Error.WriteLine($"kintsugi: serving the final metrics at {endpoint.Url} for {lingerText}; Ctrl-C stops");
+                }
+                try
+                {
+                    await Task.Delay(lingerTime, ctx.Time, ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
             }
             return outcome == SupervisorOutcome.Failed ? ExitCodes.Failed : ExitCodes.Ok;
         });
         return command;
     }
 
-    private static PrometheusEndpoint StartMetrics(string hostPort, EventJournal journal, TimeProvider time)
+    /// <summary>Serves the figures since now (when the supervisor starts): its counters count from there.</summary>
+    private static PrometheusEndpoint StartMetrics(string hostPort, EventJournal journal, TimeProvider time, Func<bool> supervising)
     {
         var since = time.GetUtcNow();
+        var metrics = new PrometheusMetrics(() => Figures.Compute(journal.Read(since: since), since, time.GetUtcNow()), supervising);
         try
         {
-            return PrometheusEndpoint.Start(hostPort, () => PrometheusEndpoint.Render(Figures.Compute(journal.Read(since: since), since, time.GetUtcNow())));
+            return PrometheusEndpoint.Start(hostPort, metrics.WriteAsync);
         }
         catch (ArgumentException e)
         {
