@@ -267,7 +267,7 @@ internal static class RunCommand
                 : null;
             if (store.Exists(FileKind.Config, "config"))
             {
-                return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' in the config or KINTSUGI_PASSWORD_FILE"), ctx.Time, ct).ConfigureAwait(false);
+                return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' in the config, KINTSUGI_PASSWORD_FILE (a file) or KINTSUGI_PASSWORD (the password itself), or write it in {defaultPassword}"), ctx.Time, ct).ConfigureAwait(false);
             }
             if (password is null)
             {
