@@ -77,13 +77,17 @@ internal static class StatusCommand
     /// <summary>Opens the journal for reading; a missing one is an error that says how to make it.</summary>
     internal static EventJournal OpenJournal(string? path)
     {
-        string full = !string.IsNullOrWhiteSpace(path) ? Path.GetFullPath(path) : JournalOfConfigHere() ?? Path.GetFullPath(DefaultJournal);
+        string full = JournalPath(path);
         if (!File.Exists(full))
         {
             throw new KintsugiException(ErrorKind.NotFound, $"there is no journal at {full}; start the supervisor with `kintsugi run` first, or pass --journal PATH");
         }
         return EventJournal.OpenReadOnly(full);
     }
+
+    /// <summary>Where the journal is: --journal, else the journal of ./kintsugi.yaml, else <see cref="DefaultJournal"/>.</summary>
+    internal static string JournalPath(string? path) =>
+        !string.IsNullOrWhiteSpace(path) ? Path.GetFullPath(path) : JournalOfConfigHere() ?? Path.GetFullPath(DefaultJournal);
 
     /// <summary>The journal that `kintsugi run` would use with the kintsugi.yaml of this folder, if there is one.</summary>
     private static string? JournalOfConfigHere()
