@@ -6,7 +6,7 @@ using Xunit.Sdk;
 
 namespace Kintsugi.EndToEnd.Tests.Supervisor;
 
-/// <summary><c>kintsugi events --follow</c> on journals that real runs write.</summary>
+/// <summary><c>kintsugi events --follow</c> and <c>kintsugi status</c> on journals that real runs wrote.</summary>
 [Collection(SupervisorCollection.Name)]
 public sealed class JournalCommandTests(ITestOutputHelper output) : SupervisorTestBase(output)
 {
@@ -50,6 +50,39 @@ public sealed class JournalCommandTests(ITestOutputHelper output) : SupervisorTe
                 follower.Kill();
             }
         }
+    }
+
+    [Fact]
+    public async Task Status_exits_4_when_a_workload_failed_with_or_without_json()
+    {
+        WriteConfig("""
+            workloads:
+              doomed:
+                command: [/bin/sh, -c, "exit 3"]
+                restart: { backoff: { initial: 50ms, jitter: 0 }, budget: { restarts: 1, within: 1h } }
+            """);
+        (await Ws.RunAsync("run", "-q", "--config", ConfigPath)).ShouldExit(1);
+
+        var text = await Ws.RunAsync("status", "--journal", JournalPath);
+        var json = await Ws.RunAsync("status", "--journal", JournalPath, "--json");
+
+        text.ShouldExit(4).StdOutShouldContain("doomed: failed");
+        var doomed = json.ShouldExit(4).Json().GetProperty("workloads").EnumerateArray().Single();
+        Assert.Equal("failed", doomed.GetProperty("state").GetString());
+    }
+
+    [Fact]
+    public async Task Status_exits_0_when_every_workload_finished()
+    {
+        WriteConfig("""
+            workloads:
+              fine:
+                command: [/bin/true]
+            """);
+        (await Ws.RunAsync("run", "-q", "--config", ConfigPath)).ShouldSucceed();
+
+        (await Ws.RunAsync("status", "--journal", JournalPath)).ShouldSucceed().StdOutShouldContain("fine: stopped");
+        (await Ws.RunAsync("status", "--journal", JournalPath, "--json")).ShouldSucceed();
     }
 
     private Process StartKintsugi(params string[] args)
