@@ -13,6 +13,8 @@ namespace Kintsugi.Cli.Commands;
 /// <summary><c>kintsugi run</c>: supervise the workloads of a kintsugi.yaml until they finish, fail, or Ctrl-C.</summary>
 internal static class RunCommand
 {
+    private static readonly TimeSpan MaxLinger = TimeSpan.FromDays(1);
+
     public static Command Create()
     {
         var config = new Option<string>("--config", "-c") { Description = "The supervisor configuration (docs/CONFIG.md)", DefaultValueFactory = _ => "kintsugi.yaml" };
@@ -27,9 +29,13 @@ internal static class RunCommand
         {
             string path = ctx.Parse.GetValue(config)!;
             string lingerText = ctx.Parse.GetValue(linger) ?? "0s";
-            if (!DurationSyntax.TryParse(lingerText, out var lingerTime) || lingerTime < TimeSpan.Zero)
+            if (!DurationSyntax.TryParse(lingerText, out var lingerTime) || lingerTime < TimeSpan.Zero || lingerTime > MaxLinger)
             {
-                throw new UsageException($"--metrics-linger '{lingerText}' is not a duration; write it like 0s, 30s or 2m");
+                throw new UsageException($"--metrics-linger '{lingerText}' is not a duration of at most 1d; write it like 0s, 30s or 2m");
+            }
+            if (lingerTime > TimeSpan.Zero && ctx.Parse.GetValue(metrics) is null)
+            {
+                throw new UsageException("--metrics-linger keeps the metrics endpoint up, and there is none: add --metrics 127.0.0.1:9464");
             }
             SupervisorConfig cfg;
             try

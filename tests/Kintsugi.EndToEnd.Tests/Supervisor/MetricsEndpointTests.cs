@@ -111,6 +111,24 @@ public sealed class MetricsEndpointTests(ITestOutputHelper output) : SupervisorT
         Assert.InRange(stopwatch.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(10));
     }
 
+    [Theory]
+    [InlineData("--metrics-linger", "soon", "--metrics", "127.0.0.1:9464")]
+    [InlineData("--metrics-linger", "2d", "--metrics", "127.0.0.1:9464")]
+    [InlineData("--metrics-linger", "30s")]
+    public async Task A_bad_linger_or_one_without_metrics_is_a_usage_error(params string[] args)
+    {
+        WriteConfig("""
+            workloads:
+              quick:
+                command: [/bin/true]
+            """);
+
+        string line = (await Ws.RunAsync(["run", "-q", "--config", ConfigPath, .. args])).ShouldFailCleanly(2);
+
+        Assert.Contains("--metrics", line, StringComparison.Ordinal);
+        Assert.False(File.Exists(JournalPath), "nothing ran");
+    }
+
     private static int FreePort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
