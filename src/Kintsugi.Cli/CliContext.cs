@@ -121,7 +121,8 @@ internal sealed class CliContext
     public IBlobStore OpenStore() => new LocalBlobStore(RepositoryPath);
 
     /// <summary>The password from --password-file, KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD, or a prompt on a terminal.</summary>
-    public string ReadPassword(bool confirm = false, string prompt = "password", string? fileOverride = null)
+    /// <param name="fileOverride">Not null: the environment is not read (a new password); <paramref name="fileOption"/> is the option that gives it.</param>
+    public string ReadPassword(bool confirm = false, string prompt = "password", string? fileOverride = null, string? fileOption = null)
     {
         string? file = fileOverride ?? Parse.GetValue(GlobalOptions.PasswordFile);
         if (string.IsNullOrEmpty(file) && fileOverride is null)
@@ -139,7 +140,9 @@ internal sealed class CliContext
         }
         if (Console.IsInputRedirected)
         {
-            throw new UsageException($"no {prompt} given and stdin is not a terminal; pass --password-file or set KINTSUGI_PASSWORD_FILE");
+            throw new UsageException(fileOverride is null
+                ? $"no {prompt} given: pass --password-file FILE, set KINTSUGI_PASSWORD_FILE (a file) or KINTSUGI_PASSWORD (the password itself), or run on a terminal to be prompted (stdin is not one)"
+                : $"no {prompt} given: pass {fileOption ?? "its password file"}, or run on a terminal to be prompted (stdin is not one)");
         }
         string first = Prompt($"enter {prompt}: ");
         if (confirm && Prompt($"enter {prompt} again: ") != first)

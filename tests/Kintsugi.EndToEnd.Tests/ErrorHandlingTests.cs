@@ -126,10 +126,25 @@ public sealed class ErrorHandlingTests
         await ws.InitAsync();
 
         string line = (await ws.RunAsync("--repo", ws.Repo, "snapshots")).ShouldFailCleanly(2);
-        Assert.Contains("--password-file", line, StringComparison.Ordinal);
+        AssertNamesEveryPasswordSource(line);
         Assert.False(Path.Exists(ws.PathOf("other")));
-        (await ws.RunAsync("--repo", ws.PathOf("other"), "init", "--kdf-memory", "8", "--kdf-iterations", "1")).ShouldFailCleanly(2);
+        AssertNamesEveryPasswordSource((await ws.RunAsync("--repo", ws.PathOf("other"), "init", "--kdf-memory", "8", "--kdf-iterations", "1")).ShouldFailCleanly(2));
         Assert.False(File.Exists(Path.Combine(ws.PathOf("other"), "config")), "init without a password must not create a repository");
+
+        // A new key's password comes from its own option or a prompt, never from the environment.
+        string newKey = (await ws.RepoAsync(["key", "add", .. Workspace.CheapKdf])).ShouldFailCleanly(2);
+        Assert.Contains("--new-password-file", newKey, StringComparison.Ordinal);
+        Assert.Contains("terminal", newKey, StringComparison.Ordinal);
+    }
+
+    /// <summary>The missing-password line names every source: the option, both variables, and the prompt a terminal gives.</summary>
+    private static void AssertNamesEveryPasswordSource(string line)
+    {
+        Assert.Contains("--password-file", line, StringComparison.Ordinal);
+        Assert.Contains("KINTSUGI_PASSWORD_FILE", line, StringComparison.Ordinal);
+        Assert.Matches(@"\bKINTSUGI_PASSWORD\b(?!_)", line);
+        Assert.Contains("terminal", line, StringComparison.Ordinal);
+        Assert.Contains("prompt", line, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -50,6 +50,26 @@ public sealed class OutputTests
     }
 
     [Fact]
+    public async Task Stats_json_gives_every_key_of_a_file_and_a_null_layout_for_opaque_bytes()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "opaque.bin"), 10_000);
+        await ws.InitAsync();
+        await ws.BackupAsync(src);
+
+        var stats = (await ws.RepoAsync("stats", "--json")).ShouldSucceed().Json();
+
+        var file = stats.GetProperty("files").EnumerateArray().Single();
+        Assert.Equal(["path", "layout", "bytes_in", "bytes_stored", "blobs"], file.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, file.GetProperty("layout").ValueKind);
+        Assert.Equal(
+            ["snapshot", "bytes_in", "bytes_stored", "blobs", "base_blobs", "base_bytes_stored", "files", "codecs"],
+            stats.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["codec", "blobs", "bytes_in", "bytes_stored"], stats.GetProperty("codecs")[0].EnumerateObject().Select(p => p.Name));
+    }
+
+    [Fact]
     public async Task Json_output_is_only_json_on_stdout()
     {
         using var ws = new Workspace();

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
 using Kintsugi.Supervision.Metrics;
 
 namespace Kintsugi.Supervision.Tests;
@@ -40,23 +41,27 @@ public sealed class PrometheusTests
     };
 
     [Fact]
-    public void Render_writes_HELP_TYPE_and_one_labelled_sample_per_workload_for_each_gauge()
+    public async Task The_page_has_HELP_TYPE_and_one_labelled_sample_per_workload_counters_typed_counter()
     {
-        string page = PrometheusEndpoint.Render([Train, Serve]);
+        string page = await Page(new PrometheusMetrics(() => [Train, Serve], () => true));
 
         Assert.EndsWith("\n", page, StringComparison.Ordinal);
         var lines = page.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        foreach (string name in new[]
+        foreach (var (name, type) in new[]
         {
-            "kintsugi_availability_ratio", "kintsugi_mtbf_seconds", "kintsugi_mttr_seconds", "kintsugi_rto_seconds",
-            "kintsugi_rpo_seconds", "kintsugi_ettr_ratio", "kintsugi_recovery_rate_ratio", "kintsugi_adaptation_rate_ratio",
-            "kintsugi_failures_total", "kintsugi_restarts_total", "kintsugi_rollbacks_total",
+            ("kintsugi_availability_ratio", "gauge"), ("kintsugi_mtbf_seconds", "gauge"), ("kintsugi_mttr_seconds", "gauge"), ("kintsugi_rto_seconds", "gauge"),
+            ("kintsugi_rpo_seconds", "gauge"), ("kintsugi_ettr_ratio", "gauge"), ("kintsugi_recovery_rate_ratio", "gauge"), ("kintsugi_adaptation_rate_ratio", "gauge"),
+            ("kintsugi_failures_total", "counter"), ("kintsugi_restarts_total", "counter"), ("kintsugi_rollbacks_total", "counter"),
+            ("kintsugi_workload_state", "gauge"), ("kintsugi_supervisor_running", "gauge"),
         })
         {
             Assert.Single(lines, l => l.StartsWith($"# HELP {name} ", StringComparison.Ordinal));
-            Assert.Single(lines, l => l == $"# TYPE {name} gauge");
-            int help = Array.FindIndex(lines, l => l.StartsWith($"# HELP {name} ", StringComparison.Ordinal));
-            Assert.StartsWith(name + "{", lines[help + 2], StringComparison.Ordinal);
+            Assert.Single(lines, l => l == $"# TYPE {name} {type}");
+        }
+        // Only counters end in _total (the Prometheus naming rule promtool checks).
+        foreach (string line in lines.Where(l => l.StartsWith("# TYPE ", StringComparison.Ordinal)))
+        {
+            Assert.Equal(line.EndsWith(" counter", StringComparison.Ordinal), line.Split(' ')[2].EndsWith("_total", StringComparison.Ordinal));
         }
         Assert.Contains("kintsugi_availability_ratio{workload=\"train\"} 0.8333333333333334", lines);
         Assert.Contains("kintsugi_availability_ratio{workload=\"serve \\\"blue\\\"\"} 1", lines);
@@ -65,17 +70,45 @@ public sealed class PrometheusTests
         Assert.Contains("kintsugi_adaptation_rate_ratio{workload=\"train\"} 0.005", lines);
         Assert.Contains("kintsugi_workload_state{workload=\"train\",state=\"healthy\"} 1", lines);
         Assert.Contains("kintsugi_workload_state{workload=\"train\",state=\"failed\"} 0", lines);
+        Assert.Contains("kintsugi_supervisor_running 1", lines);
     }
 
     [Fact]
-    public void Render_omits_null_figures_and_families_without_samples()
+    public async Task Null_figures_have_no_sample()
     {
-        string page = PrometheusEndpoint.Render([Serve]);
+        string page = await Page(new PrometheusMetrics(() => [Serve], () => false));
 
-        Assert.DoesNotContain("kintsugi_mttr_seconds", page, StringComparison.Ordinal);
-        Assert.DoesNotContain("kintsugi_ettr_ratio", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("kintsugi_mttr_seconds{", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("kintsugi_ettr_ratio{", page, StringComparison.Ordinal);
         Assert.Contains("kintsugi_failures_total{workload=\"serve \\\"blue\\\"\"} 0\n", page, StringComparison.Ordinal);
-        Assert.Equal("", PrometheusEndpoint.Render([]));
+        Assert.Contains("kintsugi_supervisor_running 0\n", page, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Counters_never_go_down_between_scrapes()
+    {
+        var figures = Train;
+        var metrics = new PrometheusMetrics(() => [figures], () => true);
+
+        string first = await Page(metrics);
+        figures = Train with { Restarts = 5 };
+        string second = await Page(metrics);
+        figures = Train with { Restarts = 3 };
+        string third = await Page(metrics);
+
+        Assert.Contains("kintsugi_restarts_total{workload=\"train\"} 2\n", first, StringComparison.Ordinal);
+        Assert.Contains("kintsugi_restarts_total{workload=\"train\"} 5\n", second, StringComparison.Ordinal);
+        Assert.Contains("kintsugi_restarts_total{workload=\"train\"} 5\n", third, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_page_passes_promtool_check_metrics()
+    {
+        string page = await Page(new PrometheusMetrics(() => [Train, Serve], () => true));
+
+        var (exit, report) = Promtool.CheckMetrics(page);
+
+        Assert.True(exit == 0 && report.Length == 0, $"promtool check metrics exited {exit}:\n{report}\n{page}");
     }
 
     [Fact]
@@ -83,7 +116,7 @@ public sealed class PrometheusTests
     {
         int port = FreePort();
         int renders = 0;
-        await using var endpoint = PrometheusEndpoint.Start($"127.0.0.1:{port}", () => $"kintsugi_up {Interlocked.Increment(ref renders)}\n");
+        await using var endpoint = PrometheusEndpoint.Start($"127.0.0.1:{port}", Text(() => $"kintsugi_up {Interlocked.Increment(ref renders)}\n"));
         using var http = new HttpClient();
 
         using var first = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
@@ -104,7 +137,7 @@ public sealed class PrometheusTests
     {
         int port = FreePort();
         bool fail = true;
-        await using var endpoint = PrometheusEndpoint.Start($"localhost:{port}", () => fail ? throw new InvalidOperationException("journal locked") : "ok 1\n");
+        await using var endpoint = PrometheusEndpoint.Start($"localhost:{port}", Text(() => fail ? throw new InvalidOperationException("journal locked") : "ok 1\n"));
         using var http = new HttpClient();
 
         using var failed = await http.GetAsync(endpoint.Url);
@@ -120,7 +153,7 @@ public sealed class PrometheusTests
     public async Task After_dispose_the_port_no_longer_answers()
     {
         int port = FreePort();
-        var endpoint = PrometheusEndpoint.Start($"127.0.0.1:{port}", () => "x 1\n");
+        var endpoint = PrometheusEndpoint.Start($"127.0.0.1:{port}", Text(() => "x 1\n"));
         await endpoint.DisposeAsync();
         using var http = new HttpClient();
 
@@ -134,7 +167,7 @@ public sealed class PrometheusTests
     [InlineData("metrics.example.com:9464")]
     public void A_host_that_is_not_loopback_is_refused_unless_remote_is_allowed(string hostPort)
     {
-        var e = Assert.Throws<ArgumentException>(() => PrometheusEndpoint.Start(hostPort, () => ""));
+        var e = Assert.Throws<ArgumentException>(() => PrometheusEndpoint.Start(hostPort, Text(() => "")));
 
         Assert.Contains("loopback", e.Message, StringComparison.Ordinal);
     }
@@ -148,7 +181,7 @@ public sealed class PrometheusTests
     [InlineData("[::1]:9464")]
     public void A_malformed_or_IPv6_address_is_refused_with_an_example(string hostPort)
     {
-        var e = Assert.Throws<ArgumentException>(() => PrometheusEndpoint.Start(hostPort, () => ""));
+        var e = Assert.Throws<ArgumentException>(() => PrometheusEndpoint.Start(hostPort, Text(() => "")));
 
         Assert.Contains("127.0.0.1:", e.Message, StringComparison.Ordinal);
     }
@@ -159,7 +192,7 @@ public sealed class PrometheusTests
     public async Task A_loopback_endpoint_answers_scrapers_that_name_it_localhost_or_127_0_0_1(string host)
     {
         int port = FreePort();
-        await using var endpoint = PrometheusEndpoint.Start($"{host}:{port}", () => "x 1\n");
+        await using var endpoint = PrometheusEndpoint.Start($"{host}:{port}", Text(() => "x 1\n"));
         using var http = new HttpClient();
 
         using var byName = await http.GetAsync(new Uri($"http://localhost:{port}/metrics"));
@@ -168,6 +201,16 @@ public sealed class PrometheusTests
         Assert.Equal(HttpStatusCode.OK, byName.StatusCode);
         Assert.Equal(HttpStatusCode.OK, byAddress.StatusCode);
     }
+
+    private static async Task<string> Page(PrometheusMetrics metrics)
+    {
+        using var page = new MemoryStream();
+        await metrics.WriteAsync(page, CancellationToken.None);
+        return Encoding.UTF8.GetString(page.ToArray());
+    }
+
+    private static Func<Stream, CancellationToken, Task> Text(Func<string> render) =>
+        (stream, ct) => stream.WriteAsync(Encoding.UTF8.GetBytes(render()), ct).AsTask();
 
     private static int FreePort()
     {

@@ -3,6 +3,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Kintsugi.Backup;
 using Kintsugi.Cli.Rendering;
 using Kintsugi.Supervision.Journal;
 
@@ -13,6 +14,9 @@ internal static class EventsCommand
     private const int DefaultLimit = 100;
 
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>With --follow, how many polls a journal file that exists may fail to open (10 s) before that is an error.</summary>
+    private const int FailedOpensBeforeGivingUp = 20;
 
     private static readonly JsonSerializerOptions JsonLines = new()
     {
@@ -43,7 +47,13 @@ internal static class EventsCommand
             string? typeName = ctx.Parse.GetValue(type);
             bool following = ctx.Parse.GetValue(follow);
 
-            using var events = StatusCommand.OpenJournal(ctx.Parse.GetValue(journal));
+            using var events = following
+                ? await WaitForJournalAsync(ctx, ctx.Parse.GetValue(journal), ct).ConfigureAwait(false)
+                : StatusCommand.OpenJournal(ctx.Parse.GetValue(journal));
+            if (events is null)
+            {
+                return ExitCodes.Ok; // Ctrl-C before the journal appeared.
+            }
             // The newest id before the first read: following goes on from there, so nothing is printed twice or skipped.
             long seen = events.Tail(1).FirstOrDefault()?.Id ?? 0;
             var shown = (count == 0
@@ -86,6 +96,45 @@ internal static class EventsCommand
             }
         });
         return command;
+    }
+
+    /// <summary>
+    /// For --follow: the journal, waiting for it to appear as <c>tail -F</c> does when it is not there yet
+    /// (a supervisor about to start); null when Ctrl-C comes first. A file that appears but cannot be
+    /// read as a journal is retried for a few seconds (its writer may be creating it), then reported.
+    /// </summary>
+    private static async Task<EventJournal?> WaitForJournalAsync(CliContext ctx, string? path, CancellationToken ct)
+    {
+        string full = StatusCommand.JournalPath(path);
+        bool told = false;
+        int failures = 0;
+        try
+        {
+            while (true)
+            {
+                if (File.Exists(full))
+                {
+                    try
+                    {
+                        return EventJournal.OpenReadOnly(full);
+                    }
+                    catch (KintsugiException) when (++failures < FailedOpensBeforeGivingUp)
+                    {
+                        // Being created: try again at the next poll.
+                    }
+                }
+                else if (!told && !ctx.Quiet)
+                {
+                    ctx.Warn($"kintsugi: there is no journal at {full} yet; waiting for it (Ctrl-C stops)");
+                    told = true;
+                }
+                await Task.Delay(PollInterval, ctx.Time, ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return null;
+        }
     }
 
     [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "Kintsugi's own types, in assemblies the trimmer keeps whole (TrimMode partial); the .NET types they hold are written by System.Text.Json's built-in converters, which reflection mode keeps.")]

@@ -93,6 +93,6 @@ internal static class KeyCommand
         {
             return CliContext.ReadPasswordFile(file);
         }
-        return ctx.ReadPassword(confirm: true, prompt: "new password", fileOverride: "");
+        return ctx.ReadPassword(confirm: true, prompt: "new password", fileOverride: "", fileOption: option.Name + " FILE");
     }
 }

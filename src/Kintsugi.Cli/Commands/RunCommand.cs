@@ -14,20 +14,32 @@ namespace Kintsugi.Cli.Commands;
 /// <summary><c>kintsugi run</c>: supervise the workloads of a kintsugi.yaml until they finish, fail, or Ctrl-C.</summary>
 internal static class RunCommand
 {
+    private static readonly TimeSpan MaxLinger = TimeSpan.FromDays(1);
+
     public static Command Create()
     {
         var config = new Option<string>("--config", "-c") { Description = "The supervisor configuration (docs/CONFIG.md)", DefaultValueFactory = _ => "kintsugi.yaml" };
         var metrics = new Option<string?>("--metrics") { Description = "Serve Prometheus metrics at HOST:PORT/metrics (loopback only), e.g. 127.0.0.1:9464" };
         var check = new Option<bool>("--check") { Description = "Only check the configuration: validate it, and that every program is found, every cwd exists and every checkpoint folder can be written; start nothing, create no journal or repository. Exit 0 with a summary (--json: an object), or 2 with the first problem" };
+        var linger = new Option<string>("--metrics-linger") { Description = "With --metrics: once the workloads have finished or failed, keep serving the final figures (kintsugi_supervisor_running 0) this long before exiting, e.g. 30s; Ctrl-C ends it at once", DefaultValueFactory = _ => "0s" };
         var command = new Command("run",
             "Run and supervise the workloads of a kintsugi.yaml: probes and monitors watch them; restarts with backoff, adjustments, rollbacks to the last good checkpoint, failover and giving up keep them going; checkpoints are backed up as they appear. Every event goes to the journal (`kintsugi status`, `kintsugi events`). Exit 0 when all workloads finish (or on Ctrl-C), 1 when one fails, 2 for a configuration it refuses (`--check` checks one without running it).\n" + ExitCodes.Help)
         {
-            config, metrics, check,
+            config, metrics, check, linger,
         };
         command.SetHandler(async (ctx, ct) =>
         {
             string path = ctx.Parse.GetValue(config)!;
             bool checkOnly = ctx.Parse.GetValue(check);
+            string lingerText = ctx.Parse.GetValue(linger) ?? "0s";
+            if (!DurationSyntax.TryParse(lingerText, out var lingerTime) || lingerTime < TimeSpan.Zero || lingerTime > MaxLinger)
+            {
+                throw new UsageException($"--metrics-linger '{lingerText}' is not a duration of at most 1d; write it like 0s, 30s or 2m");
+            }
+            if (lingerTime > TimeSpan.Zero && ctx.Parse.GetValue(metrics) is null)
+            {
+                throw new UsageException("--metrics-linger keeps the metrics endpoint up, and there is none: add --metrics 127.0.0.1:9464");
+            }
             SupervisorConfig cfg;
             try
             {
@@ -88,8 +100,9 @@ internal static class RunCommand
                     }
                 },
             };
+            bool supervising = true;
             await using var endpoint = ctx.Parse.GetValue(metrics) is { } hostPort
-                ? StartMetrics(hostPort, journal, ctx.Time)
+                ? StartMetrics(hostPort, journal, ctx.Time, () => Volatile.Read(ref supervising))
                 : null;
             if (!ctx.Quiet)
             {
@@ -101,9 +114,26 @@ internal static class RunCommand
             await Task.Delay(300, CancellationToken.None).ConfigureAwait(false);
             await narration.CancelAsync().ConfigureAwait(false);
             await narrator.ConfigureAwait(false);
+            Volatile.Write(ref supervising, false);
             if (!ctx.Quiet)
             {
                 ctx.Error.WriteLine($"kintsugi: {outcome.ToString().ToLowerInvariant()}; `kintsugi status` and `kintsugi events` show what happened");
+            }
+            if (endpoint is not null && lingerTime > TimeSpan.Zero && !stop.IsCancellationRequested)
+            {
+                // Workloads that finish between two scrapes would otherwise leave Prometheus without
+                // their final figures; Ctrl-C or SIGTERM ends the wait at once.
+                if (!ctx.Quiet)
+                {
+                    ctx.Error.WriteLine($"kintsugi: serving the final metrics at {endpoint.Url} for {lingerText}; Ctrl-C stops");
+                }
+                try
+                {
+                    await Task.Delay(lingerTime, ctx.Time, stop.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
             }
             return outcome == SupervisorOutcome.Failed ? ExitCodes.Failed : ExitCodes.Ok;
         });
@@ -174,12 +204,14 @@ internal static class RunCommand
         }
     }
 
-    private static PrometheusEndpoint StartMetrics(string hostPort, EventJournal journal, TimeProvider time)
+    /// <summary>Serves the figures since now (when the supervisor starts): its counters count from there.</summary>
+    private static PrometheusEndpoint StartMetrics(string hostPort, EventJournal journal, TimeProvider time, Func<bool> supervising)
     {
         var since = time.GetUtcNow();
+        var metrics = new PrometheusMetrics(() => Figures.Compute(journal.Read(since: since), since, time.GetUtcNow()), supervising);
         try
         {
-            return PrometheusEndpoint.Start(hostPort, () => PrometheusEndpoint.Render(Figures.Compute(journal.Read(since: since), since, time.GetUtcNow())));
+            return PrometheusEndpoint.Start(hostPort, metrics.WriteAsync);
         }
         catch (ArgumentException e)
         {
@@ -404,7 +436,7 @@ internal static class RunCommand
                 : null;
             if (store.Exists(FileKind.Config, "config"))
             {
-                return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' in the config or KINTSUGI_PASSWORD_FILE"), ctx.Time, ct).ConfigureAwait(false);
+                return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' in the config, KINTSUGI_PASSWORD_FILE (a file) or KINTSUGI_PASSWORD (the password itself), or write it in {defaultPassword}"), ctx.Time, ct).ConfigureAwait(false);
             }
             if (password is null)
             {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json.Serialization;
 using Kintsugi.Backup.Engine;
 using Kintsugi.Cli.Rendering;
 using Spectre.Console;
@@ -34,7 +35,7 @@ internal static class StatsCommand
                     blobs = stats.Blobs,
                     base_blobs = stats.BaseBlobs,
                     base_bytes_stored = stats.BaseBytesStored,
-                    files = stats.Files.Select(f => new { path = f.Path, layout = f.Layout, bytes_in = f.BytesIn, bytes_stored = f.BytesStored, blobs = f.Blobs }),
+                    files = stats.Files.Select(f => new FileJson(f.Path, f.Layout, f.BytesIn, f.BytesStored, f.Blobs)),
                     codecs = stats.Codecs.Select(c => new { codec = c.Codec, blobs = c.Blobs, bytes_in = c.BytesIn, bytes_stored = c.BytesStored }),
                 });
                 return ExitCodes.Ok;
@@ -59,6 +60,14 @@ internal static class StatsCommand
         });
         return command;
     }
+
+    /// <summary>A file in --json: every key, <c>layout</c> null for a file stored as opaque bytes (JSON output otherwise leaves nulls out).</summary>
+    private sealed record FileJson(
+        string Path,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Layout,
+        long BytesIn,
+        long BytesStored,
+        int Blobs);
 
     private static string Ratio(long stored, long input) =>
         input == 0 ? "-" : (stored / (double)input).ToString("0.000", CultureInfo.InvariantCulture);

@@ -17,7 +17,7 @@ internal static class StatusCommand
     {
         var journal = JournalOption();
         var window = new Option<string>("--window") { Description = "The span the figures cover, ending now: 30m, 1h, 7d, or all", DefaultValueFactory = _ => "1h" };
-        var command = new Command("status", "Show the supervisor and each workload it supervises: state, replicas, availability, MTBF, MTTR, RTO, RPO, ETTR, recovery rate R and adaptation rate A over a window, all computed from the journal (docs/METRICS.md).\n" + ExitCodes.Help) { journal, window };
+        var command = new Command("status", "Show the supervisor and each workload it supervises: state, replicas, availability, MTBF, MTTR, RTO, RPO, ETTR, recovery rate R and adaptation rate A over a window, all computed from the journal (docs/METRICS.md). Exit 4 when a workload is failed: the newest run of it ended in workload.failed (given up, or restart budget exhausted) and it has not been started since.\n" + ExitCodes.Help) { journal, window };
         command.SetHandler((ctx, ct) =>
         {
             string windowText = (ctx.Parse.GetValue(window) ?? "1h").Trim();
@@ -31,6 +31,8 @@ internal static class StatusCommand
             var supervisor = Figures.Supervisor(all);
             bool alive = supervisor.Running && (supervisor.Pid is not { } pid || SupervisorProcessIsAlive(pid));
             var figures = Figures.Compute(all, from, to, supervisorAlive: alive);
+            // The state comes from every event up to now, whatever the window: a failure before it still counts.
+            int exit = figures.Any(f => f.State == WorkloadState.Failed) ? ExitCodes.WorkloadFailed : ExitCodes.Ok;
 
             if (ctx.Json)
             {
@@ -53,7 +55,7 @@ internal static class StatusCommand
                     window = new { from, to, seconds = (to - from).TotalSeconds },
                     workloads = figures,
                 });
-                return Task.FromResult(ExitCodes.Ok);
+                return Task.FromResult(exit);
             }
 
             ctx.Say("supervisor: " + Describe(supervisor, alive));
@@ -66,7 +68,7 @@ internal static class StatusCommand
             {
                 ctx.OutConsole.Write(Table(f));
             }
-            return Task.FromResult(ExitCodes.Ok);
+            return Task.FromResult(exit);
         });
         return command;
     }
@@ -77,13 +79,17 @@ internal static class StatusCommand
     /// <summary>Opens the journal for reading; a missing one is an error that says how to make it.</summary>
     internal static EventJournal OpenJournal(string? path)
     {
-        string full = !string.IsNullOrWhiteSpace(path) ? Path.GetFullPath(path) : JournalOfConfigHere() ?? Path.GetFullPath(DefaultJournal);
+        string full = JournalPath(path);
         if (!File.Exists(full))
         {
             throw new KintsugiException(ErrorKind.NotFound, $"there is no journal at {full}; start the supervisor with `kintsugi run` first, or pass --journal PATH");
         }
         return EventJournal.OpenReadOnly(full);
     }
+
+    /// <summary>Where the journal is: --journal, else the journal of ./kintsugi.yaml, else <see cref="DefaultJournal"/>.</summary>
+    internal static string JournalPath(string? path) =>
+        !string.IsNullOrWhiteSpace(path) ? Path.GetFullPath(path) : JournalOfConfigHere() ?? Path.GetFullPath(DefaultJournal);
 
     /// <summary>The journal that `kintsugi run` would use with the kintsugi.yaml of this folder, if there is one.</summary>
     private static string? JournalOfConfigHere()

@@ -6,37 +6,22 @@ using Kintsugi.Backup;
 namespace Kintsugi.Supervision.Metrics;
 
 /// <summary>
-/// Serves the figures at <c>GET /metrics</c> in the Prometheus text format (version 0.0.4).
-/// The page is rendered afresh from the journal on every scrape, so nothing is counted twice.
+/// Serves the figures at <c>GET /metrics</c> in the Prometheus text format (version 0.0.4), as
+/// <see cref="PrometheusMetrics"/> writes them afresh from the journal on every scrape.
 /// </summary>
 public sealed class PrometheusEndpoint : IAsyncDisposable
 {
     /// <summary>The content type of the Prometheus text exposition format.</summary>
     public const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-    private static readonly (string Name, string Help, Func<WorkloadFigures, double?> Value)[] Gauges =
-    [
-        ("kintsugi_availability_ratio", "Fraction of the observed window during which at least one replica was healthy.", f => f.Availability),
-        ("kintsugi_mtbf_seconds", "Mean time between failures: replica healthy time divided by failures in the window.", f => f.MtbfSeconds),
-        ("kintsugi_mttr_seconds", "Mean time from a replica becoming unhealthy to it being healthy again, over incidents that ended in the window.", f => f.MttrSeconds),
-        ("kintsugi_rto_seconds", "Recovery time of the newest incident that ended in the window.", f => f.RtoLastSeconds),
-        ("kintsugi_rpo_seconds", "Age of the newest good protected checkpoint: the work a loss now would cost.", f => f.RpoSeconds),
-        ("kintsugi_ettr_ratio", "Effective training time ratio: healthy time minus work lost to failures, divided by the observed window.", f => f.Ettr),
-        ("kintsugi_recovery_rate_ratio", "Recovery rate R = B/D: checkpoint bytes protected divided by checkpoint bytes written in the window.", f => f.RecoveryRate),
-        ("kintsugi_adaptation_rate_ratio", "Adaptation rate A = S/N: decisions that adjusted the workload divided by monitoring evaluations in the window.", f => f.AdaptationRate),
-        ("kintsugi_failures_total", "Replica failures (replica.unhealthy events, unexpected exits included) in the window.", f => f.Failures),
-        ("kintsugi_restarts_total", "Restarts (action.restart events) in the window.", f => f.Restarts),
-        ("kintsugi_rollbacks_total", "Rollbacks (action.rollback events) in the window.", f => f.Rollbacks),
-    ];
-
     private readonly HttpListener _listener;
-    private readonly Func<string> _render;
+    private readonly Func<Stream, CancellationToken, Task> _write;
     private readonly Task _serving;
 
-    private PrometheusEndpoint(HttpListener listener, Func<string> render, Uri url)
+    private PrometheusEndpoint(HttpListener listener, Func<Stream, CancellationToken, Task> write, Uri url)
     {
         _listener = listener;
-        _render = render;
+        _write = write;
         Url = url;
         _serving = Task.Run(ServeAsync);
     }
@@ -49,10 +34,10 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
     /// A host other than a loopback address is refused unless <paramref name="allowRemote"/> is set,
     /// because the page tells anyone who can reach it what runs here; "0.0.0.0", "::" and "*" then mean every interface.
     /// </summary>
-    /// <param name="render">Called on each scrape for the page; an exception becomes a 500 with its message.</param>
-    public static PrometheusEndpoint Start(string hostPort, Func<string> render, bool allowRemote = false)
+    /// <param name="write">Called on each scrape to write the page (<see cref="PrometheusMetrics.WriteAsync"/>); an exception becomes a 500 with its message.</param>
+    public static PrometheusEndpoint Start(string hostPort, Func<Stream, CancellationToken, Task> write, bool allowRemote = false)
     {
-        ArgumentNullException.ThrowIfNull(render);
+        ArgumentNullException.ThrowIfNull(write);
         var (host, port) = ParseHostPort(hostPort);
         host = host.ToLowerInvariant();
         bool loopback = host == "localhost"
@@ -85,45 +70,7 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
             throw new KintsugiException(ErrorKind.Failed, $"cannot serve metrics on {hostPort}: {e.Message}", e);
         }
         string urlHost = prefixHost == "+" ? "localhost" : prefixHost;
-        return new PrometheusEndpoint(listener, render, new Uri($"http://{urlHost}:{portText}/metrics"));
-    }
-
-    /// <summary>
-    /// The figures as a Prometheus text page: one gauge family per figure, one sample per workload
-    /// (label <c>workload</c>); a figure that is null for a workload has no sample.
-    /// </summary>
-    public static string Render(IReadOnlyList<WorkloadFigures> figures)
-    {
-        ArgumentNullException.ThrowIfNull(figures);
-        var page = new StringBuilder();
-        foreach (var (name, help, value) in Gauges)
-        {
-            var samples = figures.Select(f => (f.Workload, Value: value(f))).Where(s => s.Value is not null).ToList();
-            if (samples.Count == 0)
-            {
-                continue;
-            }
-            page.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
-            page.Append("# TYPE ").Append(name).Append(" gauge\n");
-            foreach (var (workload, v) in samples)
-            {
-                page.Append(name).Append("{workload=\"").Append(EscapeLabel(workload)).Append("\"} ").Append(Number(v!.Value)).Append('\n');
-            }
-        }
-        if (figures.Count > 0)
-        {
-            page.Append("# HELP kintsugi_workload_state Current state of the workload: 1 for the state it is in, 0 for the others.\n");
-            page.Append("# TYPE kintsugi_workload_state gauge\n");
-            foreach (var f in figures)
-            {
-                foreach (var state in Enum.GetValues<WorkloadState>())
-                {
-                    page.Append("kintsugi_workload_state{workload=\"").Append(EscapeLabel(f.Workload)).Append("\",state=\"")
-                        .Append(state.ToString().ToLowerInvariant()).Append("\"} ").Append(f.State == state ? '1' : '0').Append('\n');
-                }
-            }
-        }
-        return page.ToString();
+        return new PrometheusEndpoint(listener, write, new Uri($"http://{urlHost}:{portText}/metrics"));
     }
 
     public async ValueTask DisposeAsync()
@@ -162,13 +109,12 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
         var response = context.Response;
         try
         {
-            var (status, type, body) = context.Request switch
+            var (status, type, bytes) = context.Request switch
             {
-                { Url.AbsolutePath: not "/metrics" } => (404, "text/plain; charset=utf-8", "not found; the metrics are at /metrics\n"),
-                { HttpMethod: not ("GET" or "HEAD") } => (405, "text/plain; charset=utf-8", "only GET\n"),
-                _ => RenderPage(),
+                { Url.AbsolutePath: not "/metrics" } => (404, "text/plain; charset=utf-8", Encoding.UTF8.GetBytes("not found; the metrics are at /metrics\n")),
+                { HttpMethod: not ("GET" or "HEAD") } => (405, "text/plain; charset=utf-8", Encoding.UTF8.GetBytes("only GET\n")),
+                _ => await RenderPageAsync().ConfigureAwait(false),
             };
-            byte[] bytes = Encoding.UTF8.GetBytes(body);
             response.StatusCode = status;
             response.ContentType = type;
             response.ContentLength64 = bytes.Length;
@@ -187,17 +133,20 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
         }
     }
 
-    private (int Status, string Type, string Body) RenderPage()
+    private async Task<(int Status, string Type, byte[] Body)> RenderPageAsync()
     {
         try
         {
-            return (200, ContentType, _render());
+            // Written whole before answering, so a failure half-way still becomes a 500.
+            using var page = new MemoryStream();
+            await _write(page, CancellationToken.None).ConfigureAwait(false);
+            return (200, ContentType, page.ToArray());
         }
 #pragma warning disable CA1031 // A failing render must answer the scrape with an error, not end the endpoint.
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            return (500, "text/plain; charset=utf-8", $"kintsugi: cannot render the metrics: {e.Message}\n");
+            return (500, "text/plain; charset=utf-8", Encoding.UTF8.GetBytes($"kintsugi: cannot render the metrics: {e.Message}\n"));
         }
     }
 
@@ -232,15 +181,4 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
         }
         return (host, port);
     }
-
-    private static string EscapeLabel(string value) =>
-        value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
-
-    private static string Number(double value) => value switch
-    {
-        double.PositiveInfinity => "+Inf",
-        double.NegativeInfinity => "-Inf",
-        double.NaN => "NaN",
-        _ => value.ToString("R", CultureInfo.InvariantCulture),
-    };
 }

@@ -54,6 +54,81 @@ public sealed class MetricsEndpointTests(ITestOutputHelper output) : SupervisorT
         Assert.Contains("kintsugi_restarts_total{workload=\"steady\"} 0", body, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task After_a_failure_and_a_restart_the_lingering_endpoint_serves_final_counters_that_pass_promtool_then_exits()
+    {
+        WriteConfig("""
+            workloads:
+              flaky:
+                command: [/bin/sh, -c, "if [ \"$KINTSUGI_ATTEMPT\" = 1 ]; then exit 1; fi; sleep 1"]
+                restart: { backoff: { initial: 100ms, jitter: 0 } }
+                stop: { grace: 1s }
+            """);
+        int port = FreePort();
+        string portText = port.ToString(CultureInfo.InvariantCulture);
+        var s = SupervisorProcess.Start(Ws.Root, ConfigPath, JournalPath, subreaper: false, "-q", "--metrics", $"127.0.0.1:{portText}", "--metrics-linger", "6s");
+        await using var withMetrics = s;
+        await s.WaitForAsync(events => events.Any(e => e.Is("supervisor.stopped")), "the workload to fail once, restart and finish");
+        Assert.False(s.HasExited, "kintsugi run exited without lingering\n" + s.OutputTail());
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        string page = await http.GetStringAsync(new Uri($"http://127.0.0.1:{portText}/metrics"));
+        Output.WriteLine(page);
+        var lines = page.Split('\n');
+        Assert.Contains("kintsugi_supervisor_running 0", lines);
+        Assert.Contains("# TYPE kintsugi_restarts_total counter", lines);
+        Assert.Contains("# TYPE kintsugi_failures_total counter", lines);
+        Assert.Contains("kintsugi_restarts_total{workload=\"flaky\"} 1", lines);
+        Assert.Contains("kintsugi_failures_total{workload=\"flaky\"} 1", lines);
+        Assert.Contains("kintsugi_workload_state{workload=\"flaky\",state=\"stopped\"} 1", lines);
+        var (exit, report) = Promtool.CheckMetrics(page);
+        Assert.True(exit == 0 && report.Length == 0, $"promtool check metrics exited {exit}:\n{report}");
+
+        Assert.Equal(0, await s.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync(new Uri($"http://127.0.0.1:{portText}/metrics")));
+    }
+
+    [Fact]
+    public async Task SIGTERM_ends_the_linger_at_once()
+    {
+        WriteConfig("""
+            workloads:
+              quick:
+                command: [/bin/true]
+            """);
+        int port = FreePort();
+        var s = SupervisorProcess.Start(Ws.Root, ConfigPath, JournalPath, subreaper: false, "-q", "--metrics", $"127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}", "--metrics-linger", "10m");
+        await using var withMetrics = s;
+        await s.WaitForAsync(events => events.Any(e => e.Is("supervisor.stopped")), "the workload to finish");
+        await Task.Delay(500);
+        Assert.False(s.HasExited, "kintsugi run exited without lingering\n" + s.OutputTail());
+
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        s.Signal(SupervisorProcess.SIGTERM);
+        int exit = await s.WaitForExitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(exit is 0 or 130, $"exit {exit}\n{s.OutputTail()}");
+        Assert.InRange(stopwatch.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(10));
+    }
+
+    [Theory]
+    [InlineData("--metrics-linger", "soon", "--metrics", "127.0.0.1:9464")]
+    [InlineData("--metrics-linger", "2d", "--metrics", "127.0.0.1:9464")]
+    [InlineData("--metrics-linger", "30s")]
+    public async Task A_bad_linger_or_one_without_metrics_is_a_usage_error(params string[] args)
+    {
+        WriteConfig("""
+            workloads:
+              quick:
+                command: [/bin/true]
+            """);
+
+        string line = (await Ws.RunAsync(["run", "-q", "--config", ConfigPath, .. args])).ShouldFailCleanly(2);
+
+        Assert.Contains("--metrics", line, StringComparison.Ordinal);
+        Assert.False(File.Exists(JournalPath), "nothing ran");
+    }
+
     private static int FreePort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
