@@ -74,6 +74,14 @@ internal static class RunCommand
             using var signals = StopSignals.Register(stop, hurry, ctx);
             using var runLock = RunLock.Acquire(cfg.Journal, () => DescribeHolder(cfg.Journal));
             using var journal = EventJournal.Open(cfg.Journal, ctx.Time);
+            // A journal that cannot be written does not stop supervision; it is said loudly, even with -q.
+            journal.Warning += message =>
+            {
+                lock (ctx.Error)
+                {
+                    ctx.Error.WriteLine($"kintsugi: WARNING: {message}");
+                }
+            };
             try
             {
                 Preflight(cfg, leaveNothing: false);
@@ -115,6 +123,11 @@ internal static class RunCommand
             await narration.CancelAsync().ConfigureAwait(false);
             await narrator.ConfigureAwait(false);
             Volatile.Write(ref supervising, false);
+            journal.Maintain();
+            if (journal.HeldCount > 0)
+            {
+                ctx.Error.WriteLine($"kintsugi: WARNING: {journal.HeldCount} events of this run could not be written to the journal {cfg.Journal} and are lost with this process; `kintsugi status` does not show them");
+            }
             if (!ctx.Quiet)
             {
                 ctx.Error.WriteLine($"kintsugi: {outcome.ToString().ToLowerInvariant()}; `kintsugi status` and `kintsugi events` show what happened");

@@ -12,6 +12,14 @@ namespace Kintsugi.Supervision.Journal;
 /// The one journal of everything that happens under supervision: an append-only SQLite table of
 /// <see cref="JournalEvent"/>s in WAL mode, so the CLI reads while the supervisor writes.
 /// Every figure is computed from it (see docs/METRICS.md). One instance is safe to share between threads.
+/// <para>
+/// Writing never fails the caller: a supervisor must keep its workloads supervised when the disk
+/// fills or the journal's file goes bad. An event that cannot be written is held in memory (at most
+/// <see cref="MaxHeld"/>, the oldest dropped beyond that) and written, with its own time, as soon as
+/// writing works again, followed by a <see cref="EventTypes.JournalRecovered"/> event; meanwhile
+/// <see cref="Warning"/> tells whoever runs it. A journal file deleted while open is noticed and made
+/// again from the open copy.
+/// </para>
 /// </summary>
 public sealed class EventJournal : IDisposable
 {
@@ -31,10 +39,44 @@ public sealed class EventJournal : IDisposable
     // WAL mode a long read (a metrics scrape over the whole journal) then never holds up an append.
     private readonly Lock _writeGate = new();
     private readonly Lock _readGate = new();
-    private readonly SqliteConnection? _writer;
-    private readonly SqliteConnection _reader;
+    private SqliteConnection? _writer;
+    private SqliteConnection _reader;
     private readonly TimeProvider _time;
     private bool _disposed;
+
+    private readonly Queue<HeldEvent> _held = new();
+    private long _dropped;
+    private string? _trouble;
+    private DateTimeOffset _troubleSince, _lastWarning;
+    private (ulong Device, ulong Inode)? _identity;
+    private ITimer? _maintenance;
+
+    private sealed record HeldEvent(DateTimeOffset Time, string Type, string? Workload, int? Replica, string Data);
+
+    /// <summary>Events held in memory while the journal cannot be written: at most this many, the oldest dropped beyond.</summary>
+    public const int MaxHeld = 10_000;
+
+    /// <summary>How often a writer retries held events and checks that its file is still there.</summary>
+    public static TimeSpan MaintenanceInterval { get; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Raised (on the writing thread or a timer's) when events cannot be written and are held, every
+    /// minute while that lasts, when they are written again, and when the file was deleted and made
+    /// again: a message for the operator, since the journal itself cannot carry it.
+    /// </summary>
+    public event Action<string>? Warning;
+
+    /// <summary>How many events are held in memory, waiting to be written.</summary>
+    public int HeldCount
+    {
+        get
+        {
+            lock (_writeGate)
+            {
+                return _held.Count;
+            }
+        }
+    }
 
     private EventJournal(string path, SqliteConnection? writer, SqliteConnection reader, TimeProvider time)
     {
@@ -42,6 +84,11 @@ public sealed class EventJournal : IDisposable
         _writer = writer;
         _reader = reader;
         _time = time;
+        if (writer is not null)
+        {
+            _identity = Identify(path);
+            _maintenance = time.CreateTimer(_ => Maintain(), null, MaintenanceInterval, MaintenanceInterval);
+        }
     }
 
     /// <summary>The database file (absolute).</summary>
@@ -161,18 +208,245 @@ public sealed class EventJournal : IDisposable
         {
             throw new InvalidOperationException($"the journal {Path} was opened read-only");
         }
+        var held = new HeldEvent(time, type, workload, replica, json);
+        string? warning = null;
+        long id;
         lock (_writeGate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            using var command = _writer.CreateCommand();
-            command.CommandText = "INSERT INTO events(time_us, type, workload, replica, data) VALUES ($time, $type, $workload, $replica, $data) RETURNING id;";
-            command.Parameters.AddWithValue("$time", ToUnixMicroseconds(time));
-            command.Parameters.AddWithValue("$type", type);
-            command.Parameters.AddWithValue("$workload", (object?)workload ?? DBNull.Value);
-            command.Parameters.AddWithValue("$replica", (object?)replica ?? DBNull.Value);
-            command.Parameters.AddWithValue("$data", json);
-            return Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture);
+            // Held events go first, so the journal keeps the order things happened in.
+            if (_held.Count > 0 && !TryWriteHeld(out warning))
+            {
+                Hold(held);
+                id = -1;
+            }
+            else
+            {
+                try
+                {
+                    id = Insert(held);
+                }
+                catch (SqliteException e) when (IsWriteFailure(e))
+                {
+                    warning = BeginTrouble(e);
+                    Hold(held);
+                    id = -1;
+                }
+            }
         }
+        Warn(warning);
+        return id;
+    }
+
+    /// <summary>Writes held events if it can now, and makes the file again if it was deleted; run by a timer every <see cref="MaintenanceInterval"/>.</summary>
+    public void Maintain()
+    {
+        string? warning = null;
+        lock (_writeGate)
+        {
+            if (_disposed || _writer is null)
+            {
+                return;
+            }
+            warning = RecreateIfDeleted();
+            if (_held.Count > 0)
+            {
+                warning = TryWriteHeld(out string? w) ? w ?? warning : w ?? StillTroubled() ?? warning;
+            }
+        }
+        Warn(warning);
+    }
+
+    private void Warn(string? message)
+    {
+        if (message is not null)
+        {
+            Warning?.Invoke(message);
+        }
+    }
+
+    private long Insert(HeldEvent e)
+    {
+        using var command = _writer!.CreateCommand();
+        command.CommandText = "INSERT INTO events(time_us, type, workload, replica, data) VALUES ($time, $type, $workload, $replica, $data) RETURNING id;";
+        command.Parameters.AddWithValue("$time", ToUnixMicroseconds(e.Time));
+        command.Parameters.AddWithValue("$type", e.Type);
+        command.Parameters.AddWithValue("$workload", (object?)e.Workload ?? DBNull.Value);
+        command.Parameters.AddWithValue("$replica", (object?)e.Replica ?? DBNull.Value);
+        command.Parameters.AddWithValue("$data", e.Data);
+        return Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Errors that mean the file cannot take writes now (full, I/O, read-only, gone, damaged): the event is held, not lost.</summary>
+    private static bool IsWriteFailure(SqliteException e) =>
+        // BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB (extended codes keep the primary one in the low byte).
+        (e.SqliteErrorCode & 0xFF) is 5 or 6 or 8 or 10 or 11 or 13 or 14 or 26;
+
+    private void Hold(HeldEvent e)
+    {
+        _held.Enqueue(e);
+        while (_held.Count > MaxHeld)
+        {
+            _held.Dequeue();
+            _dropped++;
+        }
+    }
+
+    private string BeginTrouble(SqliteException e)
+    {
+        var now = _time.GetUtcNow();
+        if (_trouble is null)
+        {
+            _troubleSince = now;
+        }
+        _trouble = e.Message;
+        _lastWarning = now;
+        return $"cannot write the journal {Path}: {e.Message}; the workloads stay supervised, and events are held in memory (up to {MaxHeld}) and written when it works again";
+    }
+
+    private string? StillTroubled()
+    {
+        var now = _time.GetUtcNow();
+        if (now - _lastWarning < TimeSpan.FromMinutes(1))
+        {
+            return null;
+        }
+        _lastWarning = now;
+        return $"still cannot write the journal {Path} ({_trouble}): {_held.Count} events held in memory" + (_dropped > 0 ? $", {_dropped} of the oldest dropped" : "");
+    }
+
+    /// <summary>Writes every held event, oldest first, then a journal.recovered; false (the rest still held) at the first failure.</summary>
+    private bool TryWriteHeld(out string? warning)
+    {
+        warning = null;
+        try
+        {
+            // The write-ahead log only grows until a checkpoint; folding it into the database first
+            // gives back the space a full disk needs most.
+            try
+            {
+                Execute(_writer!, "PRAGMA wal_checkpoint(TRUNCATE);");
+            }
+            catch (SqliteException)
+            {
+            }
+            using (var tx = _writer!.BeginTransaction())
+            {
+                foreach (var e in _held)
+                {
+                    using var command = _writer.CreateCommand();
+                    command.Transaction = tx;
+                    command.CommandText = "INSERT INTO events(time_us, type, workload, replica, data) VALUES ($time, $type, $workload, $replica, $data);";
+                    command.Parameters.AddWithValue("$time", ToUnixMicroseconds(e.Time));
+                    command.Parameters.AddWithValue("$type", e.Type);
+                    command.Parameters.AddWithValue("$workload", (object?)e.Workload ?? DBNull.Value);
+                    command.Parameters.AddWithValue("$replica", (object?)e.Replica ?? DBNull.Value);
+                    command.Parameters.AddWithValue("$data", e.Data);
+                    command.ExecuteNonQuery();
+                }
+                tx.Commit();
+            }
+            int written = _held.Count;
+            long dropped = _dropped;
+            string reason = _trouble ?? "unknown";
+            _held.Clear();
+            _dropped = 0;
+            _trouble = null;
+            Insert(new HeldEvent(_time.GetUtcNow(), EventTypes.JournalRecovered, null, null, SerializeData(new
+            {
+                reason,
+                since = _troubleSince.ToString("O", CultureInfo.InvariantCulture),
+                held = written,
+                dropped,
+            })));
+            warning = $"the journal {Path} is written again: {written} events held since {_troubleSince.ToLocalTime():HH:mm:ss} written" + (dropped > 0 ? $", {dropped} dropped" : "");
+            return true;
+        }
+        catch (SqliteException e) when (IsWriteFailure(e))
+        {
+            _trouble = e.Message;
+            return false;
+        }
+    }
+
+    private static (ulong, ulong)? Identify(string path)
+    {
+        try
+        {
+            var status = Kintsugi.Backup.Platform.Posix.LStat(path);
+            return (status.Device, status.Inode);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The journal's file was deleted (its folder perhaps too) while this writer kept it open: what was
+    /// written so far is in the open copy, so the file is made again from it. A file that another
+    /// replaced it with is left alone; that is only reported.
+    /// </summary>
+    private string? RecreateIfDeleted()
+    {
+        if (_identity is null)
+        {
+            return null;
+        }
+        var now = Identify(Path);
+        if (now == _identity)
+        {
+            return null;
+        }
+        if (now is not null)
+        {
+            _identity = now;
+            return $"the journal {Path} was replaced by another file while this supervisor wrote it; its events go on into the file now there";
+        }
+        SqliteConnection? fresh = null;
+        try
+        {
+            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+            fresh = Connect(Path, SqliteOpenMode.ReadWriteCreate);
+            _writer!.BackupDatabase(fresh);
+            Execute(fresh, "PRAGMA journal_mode=WAL;");
+            Execute(fresh, "PRAGMA synchronous=NORMAL;");
+            var reader = Connect(Path, SqliteOpenMode.ReadOnly);
+            lock (_readGate)
+            {
+                _reader.Dispose();
+                _reader = reader;
+            }
+            _writer.Dispose();
+            _writer = fresh;
+            fresh = null;
+            _identity = Identify(Path);
+            Insert(new HeldEvent(_time.GetUtcNow(), EventTypes.JournalRecovered, null, null, SerializeData(new
+            {
+                reason = "the journal file was deleted while the supervisor ran; made again from its open copy",
+                since = _time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
+                held = 0,
+                dropped = 0,
+            })));
+            return $"the journal {Path} was deleted while in use; it was made again with every event so far";
+        }
+        catch (Exception e) when (e is SqliteException or IOException or UnauthorizedAccessException)
+        {
+            fresh?.Dispose();
+            // Writing goes on into the deleted file's open copy; the next round tries again.
+            return StillDeleted(e.Message);
+        }
+    }
+
+    private string? StillDeleted(string why)
+    {
+        var now = _time.GetUtcNow();
+        if (now - _lastWarning < TimeSpan.FromMinutes(1))
+        {
+            return null;
+        }
+        _lastWarning = now;
+        return $"the journal {Path} was deleted while in use and cannot be made again ({why}); events go on into its open copy, which is lost when the supervisor stops";
     }
 
     /// <summary>
@@ -209,6 +483,12 @@ public sealed class EventJournal : IDisposable
                     return;
                 }
                 _disposed = true;
+                _maintenance?.Dispose();
+                if (_held.Count > 0)
+                {
+                    // A last try: what is still held after it is lost with this process.
+                    _ = TryWriteHeld(out _);
+                }
                 _reader.Dispose();
                 _writer?.Dispose();
             }

@@ -66,6 +66,14 @@ public static class EventTypes
     /// <summary>A checkpoint was marked bad (newer than the fault a rollback recovers from). Data: path (string), snapshot (string|null: its snapshot, if it was protected).</summary>
     public const string CheckpointBad = "checkpoint.bad";
 
+    /// <summary>
+    /// The journal could not be written for a while (disk full, I/O error) or was deleted and made
+    /// again; written once it works again. The events of that time were held in memory and are written
+    /// with their own times (up to a bound; the oldest beyond it are dropped). Data: reason (string),
+    /// since (string, ISO 8601: when the trouble began), held (int: events written late), dropped (int).
+    /// </summary>
+    public const string JournalRecovered = "journal.recovered";
+
     /// <summary>Something went wrong in the supervisor itself (a backup failed, a probe could not run). Data: message (string).</summary>
     public const string Error = "error";
 }
