@@ -33,7 +33,7 @@ public sealed class SupervisorTorchrunTests(ITestOutputHelper output) : Supervis
     }
 
     /// <summary>
-    /// torchrun as examples/torchrun/kintsugi.yaml runs it (--redirects 2 --tee 2: Debian's torch 1.13
+    /// torchrun with the options of examples/torchrun/kintsugi.yaml (--redirects 2 --tee 2: Debian's torch 1.13
     /// launcher crashes on Python 3.11 without them; a rendezvous on a free port, so the test does not
     /// depend on port 29400 being free), with these options for train_ddp.py.
     /// </summary>
