@@ -350,7 +350,7 @@ public sealed class Supervisor
             _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"cannot start {w.Command[0]}: {e.Message}" });
             _journal.Append(EventTypes.ReplicaUnhealthy, w.Spec.Name, r.Index, new { source = "start", detail = e.Message });
             r.StartedAt = _time.GetUtcNow();
-            Decide(r, new RestartActionSpec(), $"cannot start: {e.Message}");
+            Decide(r, new GiveUpActionSpec(), $"cannot start {w.Command[0]}: {e.Message}");
             return;
         }
         r.Process = process;
@@ -384,7 +384,16 @@ public sealed class Supervisor
             r.Probes.Add(runner);
             runner.Start();
         }
-        if (w.Spec.Probes.Count == 0)
+        if (w.Spec.Probes.Count == 0 && w.Spec.Healthy == HealthyWhen.Started)
+        {
+            MarkHealthy(r);
+        }
+    }
+
+    /// <summary>Progress (a metric line, a new checkpoint) makes a replica without probes healthy: it is training or serving.</summary>
+    private void OnProgress(ReplicaState r, WorkloadProcess process)
+    {
+        if (process == r.Process && !process.HasExited && !r.Busy && r.Workload.Spec.Probes.Count == 0)
         {
             MarkHealthy(r);
         }
@@ -495,7 +504,12 @@ public sealed class Supervisor
     private void OnLine(ReplicaState r, WorkloadProcess process, string line, bool stderr)
     {
         _options.OnOutput?.Invoke(r.Workload.Spec.Name, r.Index, line, stderr);
-        if (MetricLine.TryParse(line, out var values))
+        if (stderr && line.StartsWith(WorkloadProcess.LaunchFailurePrefix, StringComparison.Ordinal))
+        {
+            process.LaunchError ??= line[WorkloadProcess.LaunchFailurePrefix.Length..];
+        }
+        bool progress = MetricLine.TryParse(line, out var values);
+        if (progress)
         {
             var now = _time.GetUtcNow();
             lock (r.Metrics)
@@ -519,6 +533,10 @@ public sealed class Supervisor
                     r.FaultStep ??= (long)step;
                 }
                 OnHits(r, process, hits);
+            }
+            if (progress)
+            {
+                OnProgress(r, process);
             }
         });
     }
@@ -548,6 +566,7 @@ public sealed class Supervisor
         foreach (var r in w.Replicas.Where(r => r.Monitors is not null && r.Process is { HasExited: false }))
         {
             OnHits(r, r.Process, r.Monitors!.OnCheckpoint(info.Path));
+            OnProgress(r, r.Process!);
         }
     }
 
@@ -602,6 +621,12 @@ public sealed class Supervisor
         {
             return;
         }
+        if (!expected)
+        {
+            // The group's leader is gone, but what it started may live on (torchrun's ranks after
+            // torchrun was OOM-killed), training beside the next attempt into the same folder.
+            ProcessGroup.KillGroup(process.Pid);
+        }
         await StopWatchingAsync(r).ConfigureAwait(false);
         bool acting = !expected && !w.Failed && !_stopping.IsCancellationRequested;
         // The exit rules run before the monitor set is retired, so their evaluations are counted with the rest.
@@ -610,6 +635,18 @@ public sealed class Supervisor
         r.Healthy = false;
         if (!acting)
         {
+            return;
+        }
+        if (process.LaunchError is { } launch && status.Code is 126 or 127)
+        {
+            // The program could not be executed at all (no execute bit, a bad #! line): no restart
+            // will change that, so it is a start failure (systemd's 203/EXEC), not a crash to retry.
+            string program = Path.GetFullPath(w.Command[0], w.Spec.WorkingDirectory);
+            string detail = $"cannot execute {launch}" + (launch.EndsWith("No such file or directory", StringComparison.Ordinal) && File.Exists(program)
+                ? " (the file is there: is the interpreter on its #! line missing?)"
+                : "");
+            _journal.Append(EventTypes.ReplicaUnhealthy, w.Spec.Name, r.Index, new { source = "start", detail });
+            Decide(r, new GiveUpActionSpec(), detail);
             return;
         }
         if (status.Code == 0 && hits.Count == 0)

@@ -188,7 +188,8 @@ public static class ConfigLoader
         var stop = new StopSpec();
         var probes = new List<ProbeSpec>();
         var monitors = new List<MonitorSpec>();
-        var fields = node.Mapping("command", "cwd", "env", "replicas", "port", "checkpoints", "restart", "stop", "probes", "monitors");
+        var healthy = HealthyWhen.Progress;
+        var fields = node.Mapping("command", "cwd", "env", "replicas", "port", "checkpoints", "restart", "stop", "probes", "monitors", "healthy");
         // cwd first: other relative paths of the workload resolve against it.
         string? commandAt = null;
         string? cwdAt = null;
@@ -227,6 +228,14 @@ public static class ConfigLoader
                     break;
                 case "port":
                     port = value.Int(1, 65535);
+                    break;
+                case "healthy":
+                    healthy = value.Scalar switch
+                    {
+                        "progress" => HealthyWhen.Progress,
+                        "started" => HealthyWhen.Started,
+                        var h => throw value.Error($"expected progress (a metric line or a checkpoint) or started, got '{h}'"),
+                    };
                     break;
                 case "checkpoints":
                     checkpoints = ParseCheckpoints(value, cwd);
@@ -281,6 +290,7 @@ public static class ConfigLoader
             Stop = stop,
             Probes = probes,
             Monitors = monitors,
+            Healthy = healthy,
             CommandAt = commandAt,
             WorkingDirectoryAt = cwdAt,
         };

@@ -40,6 +40,8 @@ public sealed record WorkloadSpec
     public StopSpec Stop { get; init; } = new();
     public IReadOnlyList<ProbeSpec> Probes { get; init; } = [];
     public IReadOnlyList<MonitorSpec> Monitors { get; init; } = [];
+    /// <summary>When a replica without probes counts as healthy (with probes: when they pass).</summary>
+    public HealthyWhen Healthy { get; init; } = HealthyWhen.Progress;
     /// <summary>Where the program (the command's first item) is written, "file:line:column", for messages about it; null when not loaded from a file.</summary>
     public string? CommandAt { get; init; }
     /// <summary>Where 'cwd' is written, "file:line:column"; null when it is not (the config's folder).</summary>
@@ -59,6 +61,15 @@ public sealed record CheckpointSpec
     public TimeSpan SettleTime { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>Where 'dir' is written, "file:line:column", for messages about it; null when not loaded from a file.</summary>
     public string? DirectoryAt { get; init; }
+}
+
+/// <summary>When a replica without probes counts as healthy: serving or training, not merely started.</summary>
+public enum HealthyWhen
+{
+    /// <summary>At its first progress: a metric line, or a new complete checkpoint of its workload.</summary>
+    Progress,
+    /// <summary>As soon as its process has started (for a process that shows no progress of its own).</summary>
+    Started,
 }
 
 public enum RestartWhen

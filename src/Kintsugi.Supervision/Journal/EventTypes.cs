@@ -19,7 +19,7 @@ public static class EventTypes
     /// <summary>A replica's process ended. Data: pid (int), code (int|null), signal (int|null), uptime_s (double), expected (bool: the supervisor stopped it).</summary>
     public const string ProcessExited = "process.exited";
 
-    /// <summary>A replica became healthy: its probes pass (or, without probes, it started). Data: after_s (double: seconds since its process started).</summary>
+    /// <summary>A replica became healthy: its probes pass (without probes: its first metric line or new checkpoint, or its start with `healthy: started`). Data: after_s (double: seconds since its process started).</summary>
     public const string ReplicaHealthy = "replica.healthy";
 
     /// <summary>A replica became unhealthy: a probe crossed its failure threshold, a monitor asked for a recovery (NaN loss, OOM…), or it exited unexpectedly. Data: source (string: probe kind, monitor kind, "exit" or "start"), detail (string).</summary>

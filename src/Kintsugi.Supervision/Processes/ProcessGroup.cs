@@ -19,6 +19,13 @@ internal static partial class ProcessGroup
         }
     }
 
+    /// <summary>
+    /// SIGKILL to what is left of the group a finished leader led. Only the group: while any member
+    /// lives the kernel keeps its id from being reused, and once none does there is nothing to kill
+    /// (the leader's own pid may already belong to someone else).
+    /// </summary>
+    public static void KillGroup(int leaderPid) => _ = kill(-leaderPid, SIGKILL);
+
     /// <summary>The start time of a process in clock ticks since boot, or null when it is gone or a zombie.</summary>
     public static long? StartTicks(int pid) => Kintsugi.Backup.Platform.Posix.ProcessStartTicks(pid) is long t and >= 0 ? t : null;
 

@@ -38,6 +38,15 @@ public sealed class WorkloadProcess : IDisposable
 
     public bool HasExited => _exited.Task.IsCompleted;
 
+    /// <summary>
+    /// What setsid(1) prints on stderr when it cannot execute the program (then it exits 126 or 127):
+    /// the launcher's own failure, told apart from a workload that exits 126 or 127 itself.
+    /// </summary>
+    public const string LaunchFailurePrefix = "setsid: failed to execute ";
+
+    /// <summary>Why the launcher could not execute the program, from its message; null when it did.</summary>
+    public string? LaunchError { get; set; }
+
     /// <summary>Set by whoever journals this process's exit, so it is journaled once.</summary>
     public bool ExitRecorded { get; set; }
 

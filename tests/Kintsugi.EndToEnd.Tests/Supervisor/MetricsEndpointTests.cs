@@ -18,6 +18,7 @@ public sealed class MetricsEndpointTests(ITestOutputHelper output) : SupervisorT
             workloads:
               steady:
                 command: [/bin/sh, -c, "sleep 60"]
+                healthy: started
                 stop: { grace: 1s }
             """);
         int port = FreePort();

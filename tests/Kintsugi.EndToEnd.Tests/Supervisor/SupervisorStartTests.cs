@@ -1,0 +1,82 @@
+using Kintsugi.EndToEnd.Tests.Harness;
+using Xunit.Abstractions;
+
+namespace Kintsugi.EndToEnd.Tests.Supervisor;
+
+/// <summary>
+/// What a start is: healthy only once the workload shows progress (without probes), a program that
+/// cannot be executed is a start failure and not a crash loop, and a leader's exit takes its group along.
+/// </summary>
+[Collection(SupervisorCollection.Name)]
+public sealed class SupervisorStartTests(ITestOutputHelper output) : SupervisorTestBase(output)
+{
+    [Fact]
+    public async Task Without_probes_a_replica_is_healthy_at_its_first_metric_line_not_when_its_process_starts()
+    {
+        WriteConfig("""
+            workloads:
+              slow-start:
+                command: [/bin/sh, -c, "sleep 2; echo 'KINTSUGI {\"step\": 1}'; sleep 60"]
+                stop: { grace: 1s }
+              daemon:
+                command: [/bin/sh, -c, "sleep 60"]
+                healthy: started
+                stop: { grace: 1s }
+            """);
+        var s = StartSupervisor();
+        var events = await s.WaitForAsync(ev => ev.Any(e => e.Is("replica.healthy", "slow-start")) && ev.Any(e => e.Is("replica.healthy", "daemon")), "both workloads healthy");
+
+        var slow = events.First(e => e.Is("replica.healthy", "slow-start"));
+        Check(slow.Double("after_s") >= 1.9, $"slow-start counted healthy {slow.Double("after_s")} s after its start, before its first metric line (2 s)", events, s);
+        var daemon = events.First(e => e.Is("replica.healthy", "daemon"));
+        Check(daemon.Double("after_s") < 1.9, "with 'healthy: started' the daemon should be healthy as soon as it starts", events, s);
+    }
+
+    [Fact]
+    public async Task A_program_that_cannot_be_executed_is_a_start_failure_given_up_at_once_not_a_crash_loop()
+    {
+        string script = Ws.PathOf("job.sh");
+        File.WriteAllText(script, "#!/usr/bin/no-such-interpreter\necho never\n");
+        File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        WriteConfig($$"""
+            workloads:
+              job:
+                command: {{YamlList(script)}}
+                restart: { backoff: { initial: 100ms }, budget: { restarts: 50, within: 1h } }
+            """);
+
+        var run = await RunToEndAsync();
+
+        var events = await ReadJournalAsync();
+        Check(run.ExitCode == 1, $"expected exit 1 (workload failed), got {run.ExitCode}\n{run}", events);
+        Check(OfType(events, "process.started", "job").Count == 1, "the unexecutable program was started again: a crash loop", events);
+        var unhealthy = events.FirstOrDefault(e => e.Is("replica.unhealthy", "job"));
+        Check(unhealthy?.Str("source") == "start" && unhealthy.Str("detail")!.Contains("interpreter", StringComparison.Ordinal),
+            "expected replica.unhealthy with source 'start' naming the missing #! interpreter", events);
+        Check(!events.Any(e => e.Is("replica.healthy", "job")), "a program that never ran was counted healthy", events);
+        Check(events.Any(e => e.Is("workload.failed", "job")), "expected workload.failed", events);
+    }
+
+    [Fact]
+    public async Task When_a_workloads_main_process_dies_what_it_started_dies_with_it()
+    {
+        WriteConfig("""
+            workloads:
+              launcher:
+                command: [/bin/sh, -c, "sleep 600 & echo $! > child.pid; sleep 1; exit 3"]
+                restart: { when: never }
+            """);
+
+        var run = await RunToEndAsync();
+
+        var events = await ReadJournalAsync();
+        int child = int.Parse(File.ReadAllText(Ws.PathOf("child.pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        bool alive = SupervisorProcess.IsAlive(child);
+        if (alive)
+        {
+            SupervisorProcess.Kill(child, SupervisorProcess.SIGKILL);
+        }
+        Check(!alive, $"the launcher's child (pid {child}) outlived it: orphaned beside any next attempt\n{run}", events);
+        Check(run.ExitCode == 1, $"expected exit 1 (gave up: restart never), got {run.ExitCode}", events);
+    }
+}
