@@ -108,6 +108,25 @@ internal static class RunCommand
                     }
                 },
             };
+            if (cfg.Workloads.Any(w => w.Checkpoints is { BackupOnChange: true }))
+            {
+                // Before the first workload starts, not at its first checkpoint: creating the embedded
+                // repository (or deriving its key) takes a while, and a checkpoint written meanwhile would
+                // wait unprotected; a wrong password is better refused now than at every checkpoint.
+                try
+                {
+                    await repository.OpenAsync(stop.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                {
+                    return ExitCodes.Interrupted;
+                }
+                catch (KintsugiException e)
+                {
+                    journal.Append(EventTypes.Error, null, null, new { message = $"cannot open the repository {cfg.Repository}: {e.Message}" });
+                    throw new KintsugiException(e.Kind, $"repository {cfg.Repository}: {e.Message}", e);
+                }
+            }
             bool supervising = true;
             await using var endpoint = ctx.Parse.GetValue(metrics) is { } hostPort
                 ? StartMetrics(hostPort, journal, ctx.Time, () => Volatile.Read(ref supervising))

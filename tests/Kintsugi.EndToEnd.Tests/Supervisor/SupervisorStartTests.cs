@@ -58,6 +58,33 @@ public sealed class SupervisorStartTests(ITestOutputHelper output) : SupervisorT
     }
 
     [Fact]
+    public async Task The_repository_exists_before_the_workload_starts_and_a_wrong_password_is_refused_before_anything_runs()
+    {
+        WriteConfig("""
+            workloads:
+              job:
+                command: [/bin/sh, -c, "if test -f .kintsugi/repository/config; then echo yes > seen; else echo no > seen; fi"]
+                checkpoints: { dir: ckpt }
+            """);
+
+        (await RunToEndAsync()).ShouldSucceed();
+        Assert.Equal("yes", File.ReadAllText(Ws.PathOf("seen")).Trim());
+
+        File.WriteAllText(Ws.PathOf("wrong-password"), "not the password\n");
+        WriteConfig("""
+            password-file: wrong-password
+            workloads:
+              job:
+                command: [/bin/sh, -c, "echo ran > ran"]
+                checkpoints: { dir: ckpt }
+            """);
+        var run = await RunToEndAsync();
+        string line = run.ShouldFailCleanly(1);
+        Assert.Contains("repository", line, StringComparison.Ordinal);
+        Assert.False(File.Exists(Ws.PathOf("ran")), "the workload ran although the repository could not be opened");
+    }
+
+    [Fact]
     public async Task When_a_workloads_main_process_dies_what_it_started_dies_with_it()
     {
         WriteConfig("""
