@@ -701,8 +701,8 @@ public sealed class Supervisor
         }
         if (!w.Budget.TryConsume(now))
         {
-            _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = "give-up", reason = $"{reason}; restart budget exhausted ({w.Spec.Restart.Budget.Restarts} within {w.Spec.Restart.Budget.Within})", delay_s = 0.0, adjusts = false });
-            Post(() => FailAsync(w, $"restart budget exhausted: {w.Spec.Restart.Budget.Restarts} restarts within {w.Spec.Restart.Budget.Within}"));
+            _journal.Append(EventTypes.Decision, w.Spec.Name, r.Index, new { action = "give-up", reason = $"{reason}; restart budget exhausted ({w.Spec.Restart.Budget.Restarts} within {DurationSyntax.Format(w.Spec.Restart.Budget.Within)})", delay_s = 0.0, adjusts = false });
+            Post(() => FailAsync(w, $"restart budget exhausted: {w.Spec.Restart.Budget.Restarts} restarts within {DurationSyntax.Format(w.Spec.Restart.Budget.Within)}"));
             return;
         }
         r.Busy = true;

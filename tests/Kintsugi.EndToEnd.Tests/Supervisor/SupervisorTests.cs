@@ -201,6 +201,7 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
         Check(giveUp.Count == 1 && giveUp[0].Str("reason")!.Contains("budget exhausted", StringComparison.Ordinal) && giveUp[0].Id > starts[^1].Id,
             "expected one decision give-up, 'budget exhausted', after the 4th start", events);
         Check(OfType(events, "workload.failed", "job").Count == 1, "expected one workload.failed", events);
+        Check(giveUp[0].Str("reason")!.Contains("3 within 1h", StringComparison.Ordinal), "durations in messages are written as in the config ('1h', not '01:00:00')", events);
     }
 
     [Fact]
