@@ -85,6 +85,23 @@ public sealed class SupervisorStartTests(ITestOutputHelper output) : SupervisorT
     }
 
     [Fact]
+    public async Task The_heartbeat_files_folder_exists_when_the_job_first_touches_it()
+    {
+        WriteConfig("""
+            workloads:
+              job:
+                command: [/bin/sh, -c, "touch \"$KINTSUGI_HEARTBEAT_FILE\" && echo yes > touched"]
+                probes:
+                  - heartbeat: { file: state/deep/beat, stale-after: 30s }
+            """);
+
+        (await RunToEndAsync()).ShouldSucceed();
+
+        Assert.True(File.Exists(Ws.PathOf("touched")), "touch $KINTSUGI_HEARTBEAT_FILE failed: its folder was not made");
+        Assert.True(File.Exists(Ws.PathOf("state/deep/beat")));
+    }
+
+    [Fact]
     public async Task When_a_workloads_main_process_dies_what_it_started_dies_with_it()
     {
         WriteConfig("""
