@@ -69,8 +69,10 @@ public sealed class RepositoryLock : IAsyncDisposable
 
     /// <summary>
     /// A shared lock for a command that only reads (restore, check). Where the repository cannot be
-    /// written — a read-only mount, a folder this user may not write — it returns null and the
-    /// command goes on without a lock: no process with the same view of the repository can prune it.
+    /// written — a read-only mount, a folder this user may not write, a full disk or quota (reading
+    /// needs no space) — it returns null and the command goes on without a lock: no process with the
+    /// same view of the repository can prune it (nor, on a full disk, write the new files a prune
+    /// writes before it deletes).
     /// A conflicting exclusive lock still stops it (the locks are read before writing one).
     /// </summary>
     public static async Task<RepositoryLock?> AcquireForReadingAsync(IBlobStore store, string host, string command, TimeProvider time, CancellationToken ct)
@@ -86,13 +88,14 @@ public sealed class RepositoryLock : IAsyncDisposable
         }
     }
 
-    /// <summary>Whether a failed write means the repository cannot be written at all (EROFS, EACCES, EPERM).</summary>
+    /// <summary>Whether a failed write means the repository cannot be written at all (EROFS, EACCES, EPERM) or has no room left (ENOSPC, EDQUOT).</summary>
     private static bool IsNotWritable(Exception e)
     {
-        const int EPERM = 1, EACCES = 13, EROFS = 30;
+        const int EPERM = 1, EACCES = 13, ENOSPC = 28, EROFS = 30, EDQUOT = 122;
         for (Exception? x = e; x is not null; x = x.InnerException)
         {
-            if (x is UnauthorizedAccessException || (x is IOException io && (io.HResult & 0xFFFF) is EPERM or EACCES or EROFS))
+            if (x is UnauthorizedAccessException or KintsugiException { Kind: ErrorKind.NoSpace }
+                || (x is IOException io && (io.HResult & 0xFFFF) is EPERM or EACCES or EROFS or ENOSPC or EDQUOT))
             {
                 return true;
             }

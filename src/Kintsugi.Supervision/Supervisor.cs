@@ -796,14 +796,17 @@ public sealed class Supervisor
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"rollback failed: {e.Message}" });
-            done = null;
+            // Good checkpoints were known but none could be used (or the rollback broke): starting
+            // over would silently throw their training away, so the workload fails, loudly.
+            Post(() => FailAsync(w, e is RollbackException ? e.Message : $"rollback failed: {e.Message}"));
+            return;
         }
         if (done is null)
         {
-            // Nothing good to go back to: start over from the beginning, which is still a recovery.
-            _journal.Append(EventTypes.Rollback, w.Spec.Name, r.Index, new { checkpoint = (string?)null, snapshot = (string?)null, skip_steps = (long)spec.SkipSteps, marked_bad = Array.Empty<string>() });
-            await StartAsync(r, "rollback (no good checkpoint: from the start)", null, spec.SkipSteps, resumeFromNewest: false).ConfigureAwait(false);
+            // No checkpoint before the fault at all: start over from the beginning, which is still a recovery.
+            string why = faultStep is long step ? $"no checkpoint before the fault (step {step})" : $"no checkpoint before the fault ({faultTime.ToString("O", CultureInfo.InvariantCulture)})";
+            _journal.Append(EventTypes.Rollback, w.Spec.Name, r.Index, new { checkpoint = (string?)null, snapshot = (string?)null, skip_steps = (long)spec.SkipSteps, marked_bad = Array.Empty<string>(), fault_step = faultStep, reason = why });
+            await StartAsync(r, $"rollback ({why}: from the start)", null, spec.SkipSteps, resumeFromNewest: false).ConfigureAwait(false);
             return;
         }
         var (restored, marked) = done.Value;

@@ -203,6 +203,60 @@ public sealed class EverydayFaultTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task A_repository_on_a_full_disk_can_still_be_restored_from_without_a_lock_and_is_not_written()
+    {
+        // A checkpoint rollback restores from the repository exactly when its disk may be full: reading needs no space.
+        string? mount = MountTmpfs("full-repo-disk", "8m");
+        if (mount is null)
+        {
+            return;
+        }
+        string repo = Path.Combine(mount, "repo");
+        string src = _ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "weights.bin"), 300_000);
+        string[] r = ["--repo", repo, "--password-file", _ws.PasswordFile];
+        (await _ws.RunAsync([.. r, "init", .. Workspace.CheapKdf])).ShouldSucceed();
+        (await _ws.RunAsync([.. r, "backup", src])).ShouldSucceed();
+        Fill(mount);
+        var before = Listing(repo);
+
+        string target = _ws.PathOf("restored");
+        var restore = (await _ws.RunAsync([.. r, "restore", "latest", "--target", target])).ShouldSucceed().ShouldHaveNoStackTrace();
+
+        var warning = Assert.Single(restore.StdErrLines);
+        Assert.Contains("without a lock", warning, StringComparison.Ordinal);
+        FileTree.AssertSameTree(src, target + src);
+        Assert.Equal(before, Listing(repo));
+    }
+
+    /// <summary>Fills the file system of <paramref name="folder"/> to its last byte.</summary>
+    private static void Fill(string folder)
+    {
+        using var handle = File.OpenHandle(Path.Combine(folder, "filler"), FileMode.CreateNew, FileAccess.Write);
+        long offset = 0;
+        foreach (int size in new[] { 1 << 20, 1 << 12, 1 })
+        {
+            var chunk = new byte[size];
+            try
+            {
+                while (true)
+                {
+                    RandomAccess.Write(handle, chunk, offset);
+                    offset += size;
+                }
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Every file under <paramref name="folder"/> with its size and mtime, to see that nothing was written.</summary>
+    private static List<string> Listing(string folder) =>
+        [.. Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+            .Select(f => $"{f} {new FileInfo(f).Length} {File.GetLastWriteTimeUtc(f).Ticks}")];
+
+    [Fact]
     public async Task A_full_disk_fails_the_backup_with_one_line_and_leaves_the_repository_valid()
     {
         string? mount = MountTmpfs("small-disk", "3m");

@@ -32,7 +32,7 @@ public sealed class RestoreProgress
 /// <summary>What a restore did.</summary>
 public sealed record RestoreResult(long Files, long Directories, long Symlinks, long Bytes, IReadOnlyList<BackupIssue> Issues)
 {
-    /// <summary>The repository could not be written (a read-only mount), so the restore ran without a lock.</summary>
+    /// <summary>The repository could not be written (a read-only mount, a full disk), so the restore ran without a lock.</summary>
     public bool WithoutLock { get; init; }
 }
 

@@ -29,7 +29,7 @@ internal static class RestoreCommand
             clock.Stop();
             if (result.WithoutLock)
             {
-                ctx.Warn($"kintsugi: warning: the repository at {repo.Store.Location} cannot be written (a read-only mount?); restored without a lock");
+                ctx.Warn($"kintsugi: warning: the repository at {repo.Store.Location} cannot be written (a read-only mount, or a full disk?); restored without a lock");
             }
             int errors = 0;
             foreach (var issue in result.Issues)

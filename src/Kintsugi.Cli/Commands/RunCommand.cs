@@ -411,7 +411,7 @@ internal static class RunCommand
                     {
                         EventTypes.Decision => $"decided {e.GetString("action")}: {e.GetString("reason")}" + (e.GetDouble("delay_s") is > 0 and var d ? $" (in {d:0.###} s)" : ""),
                         EventTypes.Restart => $"restarting, attempt {e.GetInt64("attempt")}",
-                        EventTypes.Rollback => $"rolled back to {e.GetString("checkpoint") ?? "the start"}, skipping {e.GetInt64("skip_steps")} steps",
+                        EventTypes.Rollback => $"rolled back to {e.GetString("checkpoint") ?? $"the start ({e.GetString("reason") ?? "no good checkpoint"})"}, skipping {e.GetInt64("skip_steps")} steps",
                         EventTypes.Failover => "replaced (failover)",
                         EventTypes.GiveUp => $"gave up: {e.GetString("reason")}",
                         EventTypes.WorkloadFailed => $"FAILED: {e.GetString("reason")}",

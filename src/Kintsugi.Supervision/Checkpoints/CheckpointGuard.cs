@@ -341,7 +341,11 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
     /// <summary>
     /// Rollback: the newest protected checkpoint taken before the fault (step below <paramref name="faultStep"/>
     /// when steps are known, else written before <paramref name="faultTime"/>) is restored from the
-    /// repository; newer checkpoints are moved into .bad/ and journaled as bad.
+    /// repository; where none can be (the checkpoint folder is read-only or full, the snapshots are
+    /// damaged), the newest good checkpoint still on disk is used as it is (returned without a
+    /// snapshot). Newer checkpoints are journaled as bad and, where the folder allows, moved into
+    /// .bad/. Null when no checkpoint before the fault is known at all; a
+    /// <see cref="RollbackException"/> when good ones are known but none could be used.
     /// </summary>
     public async Task<(CheckpointInfo Restored, IReadOnlyList<string> MarkedBad)?> RollbackAsync(long? faultStep, DateTimeOffset faultTime, CancellationToken ct)
     {
@@ -349,21 +353,51 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         await SettleAsync(path => faultStep is long s && StepOf(path) is long ps && ps < s, ct).ConfigureAwait(false);
         await FlushAsync().ConfigureAwait(false);
         // From the repository (verified) where it can be; else the newest good checkpoint still on disk.
-        var restored = await RestoreNewestAsync(Good, ct).ConfigureAwait(false) ?? Local().LastOrDefault(Good);
+        var failures = new List<string>();
+        var restored = await RestoreNewestAsync(Good, ct, failures).ConfigureAwait(false);
+        if (restored is null && Local().LastOrDefault(Good) is { } onDisk)
+        {
+            restored = onDisk with { Snapshot = null };
+            if (failures.Count > 0)
+            {
+                _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"rollback: no good checkpoint could be restored from the repository; resuming from {onDisk.Path} as it is on disk" });
+            }
+        }
         if (restored is null)
         {
-            return null;
+            List<CheckpointInfo> known;
+            lock (_lock)
+            {
+                known = _complete.Values.Where(c => !_bad.ContainsKey(c.Path) && Good(c)).OrderByDescending(c => c.Step ?? 0).ThenByDescending(c => c.WrittenAt).ToList();
+            }
+            if (known.Count == 0)
+            {
+                return null;
+            }
+            // Good checkpoints that were neither restorable nor on disk: say so, so the reason names every one.
+            failures.AddRange(known.Where(c => !failures.Any(f => f.StartsWith(c.Path + ":", StringComparison.Ordinal)))
+                .Select(c => $"{c.Path}: {(c.Snapshot is null ? "not protected" : "not restored")} and gone from the folder"));
+            // What was written after the fault is bad all the same: nothing may resume from it later.
+            MarkBad(Good, keep: null);
+            throw new RollbackException($"rollback: {known.Count} good checkpoint{(known.Count == 1 ? "" : "s")} known, none could be restored: {string.Join("; ", failures)}");
         }
+        var marked = MarkBad(Good, restored.Path);
+        return (restored, marked);
+    }
+
+    /// <summary>Journals checkpoints newer than the fault (all but <paramref name="keep"/> that <paramref name="good"/> rejects) as bad and, where the folder allows, moves them into .bad/.</summary>
+    private List<string> MarkBad(Func<CheckpointInfo, bool> good, string? keep)
+    {
         var marked = new List<string>();
         List<CheckpointInfo> newer;
         lock (_lock)
         {
-            newer = _complete.Values.Where(c => c.Path != restored.Path && !_bad.ContainsKey(c.Path) && !Good(c)).ToList();
+            newer = _complete.Values.Where(c => c.Path != keep && !_bad.ContainsKey(c.Path) && !good(c)).ToList();
             // What is on disk but not yet settled, and written after the fault, is not good either.
             foreach (var (path, seen) in _pending.ToList())
             {
                 var info = new CheckpointInfo(path, seen.Size, StepOf(path), new DateTimeOffset(seen.Mtime, TimeSpan.Zero), null);
-                if (!Good(info))
+                if (!good(info))
                 {
                     newer.Add(info);
                     _pending.Remove(path);
@@ -373,10 +407,10 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         string badDir = Path.Combine(_spec.Directory, ".bad");
         foreach (var c in newer)
         {
-            Directory.CreateDirectory(badDir);
             string dest = Path.Combine(badDir, Path.GetFileName(c.Path));
             try
             {
+                Directory.CreateDirectory(badDir);
                 if (File.Exists(c.Path))
                 {
                     File.Move(c.Path, dest, overwrite: true);
@@ -390,9 +424,10 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                     Directory.Move(c.Path, dest);
                 }
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // Moving aside is a convenience; the journal's mark is what rollback and resume obey.
+                // Moving aside is a convenience (a read-only or full folder refuses it); the journal's
+                // mark is what rollback and resume obey.
             }
             lock (_lock)
             {
@@ -406,10 +441,11 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
             marked.Add(c.Path);
             _journal.Append(EventTypes.CheckpointBad, _workload.Name, null, new { path = c.Path, snapshot = c.Snapshot });
         }
-        return (restored, marked);
+        return marked;
     }
 
-    private async Task<CheckpointInfo?> RestoreNewestAsync(Func<CheckpointInfo, bool> good, CancellationToken ct)
+    /// <summary>Restores the newest protected checkpoint <paramref name="good"/> selects that can be restored; each failure is journaled and added to <paramref name="failures"/>.</summary>
+    private async Task<CheckpointInfo?> RestoreNewestAsync(Func<CheckpointInfo, bool> good, CancellationToken ct, List<string>? failures = null)
     {
         List<CheckpointInfo> candidates;
         lock (_lock)
@@ -422,10 +458,11 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
             {
                 return await RestoreAsync(candidates[i], ct).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is KintsugiException or IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
             {
-                // That snapshot is gone or damaged; an older good one will do.
+                // That snapshot is gone or damaged, or the folder refuses it; an older good one, or the copy on disk, will do.
                 _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"checkpoint {candidates[i].Path} could not be restored from the repository: {e.Message}" });
+                failures?.Add($"{candidates[i].Path}: from the repository: {e.Message}");
             }
         }
         return null;
@@ -521,4 +558,14 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         _stop.Dispose();
         _backupSlot.Dispose();
     }
+}
+
+/// <summary>A rollback found good checkpoints from before the fault but could use none of them; the message names each and why.</summary>
+public sealed class RollbackException : Exception
+{
+    public RollbackException(string message) : base(message) { }
+
+    public RollbackException() { }
+
+    public RollbackException(string message, Exception inner) : base(message, inner) { }
 }
