@@ -79,6 +79,8 @@ public sealed class ConfigTests
     [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - log: x\n        then: reboot\n", "expected an action: restart, rollback, failover, give-up or record, got 'reboot'")]
     [InlineData("workloads:\n  t:\n    command: [a]\n    stop: { signal: SIGNOPE }\n", "workloads.t.stop.signal: expected a signal name")]
     [InlineData("strategy: all-for-one\nworkloads:\n  t:\n    command: [a]\n", "kintsugi.yaml:1:11: strategy: expected one-for-one or one-for-all")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - metric: { name: loss, above: 0.5x-running-max }\n        then: restart\n", "kintsugi.yaml:5:38: workloads.t.monitors[0].metric.above: expected a factor of at least 1 before x-running-max (e.g. 10x-running-max), got '0.5x-running-max'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - metric: { name: loss, above: tenx-running-max }\n        then: restart\n", "expected a factor of at least 1 before x-running-max")]
     [InlineData("workloads: {}\n", "no workloads")]
     [InlineData("workloads:\n  t:\n    command: [a\n", "kintsugi.yaml:")]
     [InlineData("workloads:\n  a:\n    command: [a]\n    port: 9000\n    replicas: 2\n  b:\n    command: [b]\n    port: 9001\n", "port 9001 is given to more than one replica")]

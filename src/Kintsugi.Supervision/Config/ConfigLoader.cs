@@ -650,10 +650,18 @@ public static class ConfigLoader
                     rule = value.Scalar == "nan-or-inf" ? (MetricRuleKind.NanOrInf, 0) : throw value.Error($"expected nan-or-inf, got '{value.Scalar}'");
                     break;
                 case "above":
-                    var m = Regex.Match(value.Scalar, @"^([0-9.]+)x-running-max$");
-                    rule = m.Success && double.TryParse(m.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double k) && k > 0
-                        ? (MetricRuleKind.AboveRunningMax, k)
-                        : (MetricRuleKind.Above, value.Double(double.MinValue, double.MaxValue));
+                    var m = Regex.Match(value.Scalar, @"^(.*)x-running-max$");
+                    if (m.Success)
+                    {
+                        // Below 1 the rule would fire on values under the running max, on a metric that improves.
+                        rule = double.TryParse(m.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double k) && double.IsFinite(k) && k >= 1
+                            ? (MetricRuleKind.AboveRunningMax, k)
+                            : throw value.Error($"expected a factor of at least 1 before x-running-max (e.g. 10x-running-max), got '{value.Scalar}'");
+                    }
+                    else
+                    {
+                        rule = (MetricRuleKind.Above, value.Double(double.MinValue, double.MaxValue));
+                    }
                     break;
                 case "below":
                     rule = (MetricRuleKind.Below, value.Double(double.MinValue, double.MaxValue));
