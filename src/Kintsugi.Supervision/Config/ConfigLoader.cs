@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Kintsugi.Supervision.Policies;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -268,7 +269,7 @@ public static class ConfigLoader
                 throw node.Error("a rollback needs checkpoints: add 'checkpoints: { dir: … }'");
             }
         }
-        return new WorkloadSpec
+        var spec = new WorkloadSpec
         {
             Name = name,
             Command = command,
@@ -284,6 +285,8 @@ public static class ConfigLoader
             CommandAt = commandAt,
             WorkingDirectoryAt = cwdAt,
         };
+        CheckAdjustments(spec);
+        return spec;
     }
 
     private static CheckpointSpec ParseCheckpoints(YamlNode node, string cwd)
@@ -733,22 +736,42 @@ public static class ConfigLoader
         }
     }
 
-    /// <summary>halve | double | x0.5 (multiply) | any other value (set).</summary>
+    /// <summary>
+    /// halve | double | x0.5 (multiply) | any other value (set). An x followed by a number that is not
+    /// a usable factor (x0, x-1, x1e40, xInfinity) is refused rather than taken as a value to set.
+    /// </summary>
     private static Adjustment ParseAdjustment(AdjustTarget target, string name, YamlNode change)
     {
         string s = change.Scalar;
-        if (s == "halve")
+        var (op, value) = s switch
         {
-            return new Adjustment(target, name, AdjustOp.Halve, null);
-        }
-        if (s == "double")
+            "halve" => (AdjustOp.Halve, (string?)null),
+            "double" => (AdjustOp.Double, null),
+            _ when s.StartsWith('x') && double.TryParse(s[1..], NumberStyles.Float, CultureInfo.InvariantCulture, out _)
+                => Adjuster.TryFactor(s[1..], out _)
+                    ? (AdjustOp.Multiply, s[1..])
+                    : throw change.Error($"'{s}': a factor must be a positive number (e.g. x0.5)"),
+            _ => (AdjustOp.Set, s),
+        };
+        return new Adjustment(target, name, op, value) { At = change.Position, Field = change.Path };
+    }
+
+    /// <summary>
+    /// Adjustments that can never be applied, as far as the file tells: a numeric operation on an
+    /// option whose value in 'command' is not a number (or that is not in it), or on a variable the
+    /// workload's own 'env' sets to something that is not a number. A variable the file does not set
+    /// may come from the environment kintsugi runs in: that is checked at start.
+    /// </summary>
+    private static void CheckAdjustments(WorkloadSpec workload)
+    {
+        foreach (var failure in Adjuster.Check(workload, inherited: null))
         {
-            return new Adjustment(target, name, AdjustOp.Double, null);
+            if (failure.Adjustment.Target == AdjustTarget.Env && failure.Problem == AdjustmentProblem.Missing)
+            {
+                continue;
+            }
+            string hint = failure.Adjustment.Target == AdjustTarget.Env ? " (as the workload's 'env' sets it)" : " (in 'command')";
+            throw new ConfigException($"{failure.Adjustment.Where(workload.Name)}: {failure.Reason}{hint}");
         }
-        if (s.StartsWith('x') && double.TryParse(s[1..], NumberStyles.Float, CultureInfo.InvariantCulture, out double f) && f > 0)
-        {
-            return new Adjustment(target, name, AdjustOp.Multiply, s[1..]);
-        }
-        return new Adjustment(target, name, AdjustOp.Set, s);
     }
 }
