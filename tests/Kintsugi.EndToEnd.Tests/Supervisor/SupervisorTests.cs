@@ -183,7 +183,9 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
     public async Task An_adjustment_that_cannot_apply_at_a_restart_is_one_error_and_the_others_still_apply()
     {
         // Attempt 1 makes MODE a word; at the restart after attempt 2, halving MODE cannot work, but
-        // BATCH_SIZE and --lr still change (before, the first failure dropped them all).
+        // BATCH_SIZE and --lr still change (before, the first failure dropped them all), and so does
+        // WORKERS, which the workload inherits from kintsugi's environment (before: "not set").
+        Ws.Environment["WORKERS"] = "10";
         WriteConfig("""
             workloads:
               job:
@@ -196,7 +198,7 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
                   - log: "^first$"
                     then: { restart: { adjust: { env: { MODE: auto } } } }
                   - log: "^second$"
-                    then: { restart: { adjust: { env: { MODE: halve, BATCH_SIZE: halve }, args: { --lr: x0.5 } } } }
+                    then: { restart: { adjust: { env: { MODE: halve, BATCH_SIZE: halve, WORKERS: halve }, args: { --lr: x0.5 } } } }
             """);
         var run = await RunToEndAsync();
         var events = await ReadJournalAsync();
@@ -204,14 +206,15 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
         var starts = OfType(events, "process.started", "job");
         Check(starts.Count == 3, $"expected 3 process.started, got {starts.Count}", events);
         var restarts = OfType(events, "action.restart", "job");
-        Check(restarts.Count == 2 && restarts[1].Strings("adjustments").SequenceEqual(["env BATCH_SIZE 64 -> 32", "arg --lr 0.1 -> 0.05"]),
-            "expected the second action.restart to list the BATCH_SIZE and --lr changes", events);
+        Check(restarts.Count == 2 && restarts[1].Strings("adjustments").SequenceEqual(["env BATCH_SIZE 64 -> 32", "env WORKERS 10 -> 5", "arg --lr 0.1 -> 0.05"]),
+            "expected the second action.restart to list the BATCH_SIZE, WORKERS and --lr changes", events);
         var errors = OfType(events, "error", "job");
         Check(errors.Count == 1 && errors[0].Str("message") == "adjustment not applied: env MODE is 'auto', not a number, so it cannot halve",
             "expected one error event for MODE", events);
         Check(starts[2].Strings("command")[^1] == "0.05", "expected attempt 3 to run with --lr 0.05", events);
-        Check(starts[2].Property("env") is { } env && env.GetProperty("BATCH_SIZE").GetString() == "32" && env.GetProperty("MODE").GetString() == "auto",
-            "expected attempt 3 to run with BATCH_SIZE 32 and MODE auto", events);
+        Check(starts[2].Property("env") is { } env && env.GetProperty("BATCH_SIZE").GetString() == "32" && env.GetProperty("MODE").GetString() == "auto"
+            && env.GetProperty("WORKERS").GetString() == "5",
+            "expected attempt 3 to run with BATCH_SIZE 32, MODE auto and WORKERS 5", events);
     }
 
     [Fact]
