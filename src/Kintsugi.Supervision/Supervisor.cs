@@ -722,16 +722,14 @@ public sealed class Supervisor
                 IReadOnlyList<string> changes = [];
                 if (restart.Adjustments.Count > 0)
                 {
-                    try
+                    // Each adjustment that can be applied is; each that cannot is one error, not the end of the others.
+                    var adjusted = Adjuster.Apply(w.Command, w.Environment, restart.Adjustments, _options.BaseEnvironment);
+                    w.Command = adjusted.Command;
+                    w.Environment = adjusted.Environment;
+                    changes = adjusted.Changes;
+                    foreach (var failure in adjusted.Failures)
                     {
-                        var (command, env, described) = Adjuster.Apply(w.Command, w.Environment, restart.Adjustments);
-                        w.Command = command;
-                        w.Environment = env;
-                        changes = described;
-                    }
-                    catch (AdjustmentException e)
-                    {
-                        _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"adjustment not applied: {e.Message}" });
+                        _journal.Append(EventTypes.Error, w.Spec.Name, r.Index, new { message = $"adjustment not applied: {failure.Reason}" });
                     }
                 }
                 if (_config.Strategy == Strategy.OneForAll)

@@ -36,6 +36,7 @@ public sealed class RunConfigTests : IDisposable
     [InlineData("workloads:\n  job:\n    command: [no-such-program-kintsugi]\n", "kintsugi.yaml:3:15: workloads.job.command: program 'no-such-program-kintsugi' not found on PATH")]
     [InlineData("workloads:\n  job:\n    command: [./missing.sh]\n", "kintsugi.yaml:3:15: workloads.job.command: program './missing.sh' not found:")]
     [InlineData("workloads:\n  job:\n    command: [/bin/true]\n    cwd: no/such/folder\n", "kintsugi.yaml:4:10: workloads.job.cwd: folder ")]
+    [InlineData("workloads:\n  job:\n    command: [/bin/true, --size, big]\n    monitors:\n      - log: x\n        then: { restart: { adjust: { args: { --size: halve } } } }\n", "kintsugi.yaml:6:54: workloads.job.monitors[0].then.restart.adjust.args.--size: arg --size is 'big', not a number, so it cannot halve")]
     public async Task A_refused_config_exits_2_with_one_line_naming_its_position_with_and_without_check(string yaml, string expected)
     {
         WriteConfig(yaml);
@@ -55,6 +56,23 @@ public sealed class RunConfigTests : IDisposable
                 Assert.False(Directory.Exists(StateDir), $"--check created {StateDir}\n{run}");
             }
         }
+    }
+
+    [Fact]
+    public async Task Halving_a_variable_set_neither_in_env_nor_in_the_inherited_environment_is_refused_at_start()
+    {
+        WriteConfig("workloads:\n  job:\n    command: [/bin/true]\n    monitors:\n      - log: x\n        then: { restart: { adjust: { env: { ADJUST_TEST_NEWVAR: halve } } } }\n");
+        var unset = new Dictionary<string, string?> { ["ADJUST_TEST_NEWVAR"] = null };
+        foreach (var options in new[] { new[] { "run", "--config", ConfigPath, "-q" }, ["run", "--config", ConfigPath, "-q", "--check"] })
+        {
+            var run = await _ws.RunWithAsync(unset, options);
+            string line = run.ShouldFailCleanly(2);
+            Assert.Equal("kintsugi: kintsugi.yaml:6:65: workloads.job.monitors[0].then.restart.adjust.env.ADJUST_TEST_NEWVAR: env ADJUST_TEST_NEWVAR is not set, so it cannot halve; set it in the workload's 'env', or in the environment kintsugi runs in", line);
+        }
+
+        // Inherited, it can be halved: the check passes.
+        var set = await _ws.RunWithAsync(new Dictionary<string, string?> { ["ADJUST_TEST_NEWVAR"] = "8" }, "run", "--config", ConfigPath, "-q", "--check");
+        Assert.True(set.ExitCode == 0, set.ToString());
     }
 
     [Fact]

@@ -79,12 +79,40 @@ public sealed class ConfigTests
     [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - log: x\n        then: reboot\n", "expected an action: restart, rollback, failover, give-up or record, got 'reboot'")]
     [InlineData("workloads:\n  t:\n    command: [a]\n    stop: { signal: SIGNOPE }\n", "workloads.t.stop.signal: expected a signal name")]
     [InlineData("strategy: all-for-one\nworkloads:\n  t:\n    command: [a]\n", "kintsugi.yaml:1:11: strategy: expected one-for-one or one-for-all")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - metric: { name: loss, above: 0.5x-running-max }\n        then: restart\n", "kintsugi.yaml:5:38: workloads.t.monitors[0].metric.above: expected a factor of at least 1 before x-running-max (e.g. 10x-running-max), got '0.5x-running-max'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - metric: { name: loss, above: tenx-running-max }\n        then: restart\n", "expected a factor of at least 1 before x-running-max")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    env: { MODE: fast }\n    monitors:\n      - log: x\n        then: { restart: { adjust: { env: { MODE: halve } } } }\n", "kintsugi.yaml:7:51: workloads.t.monitors[0].then.restart.adjust.env.MODE: env MODE is 'fast', not a number, so it cannot halve (as the workload's 'env' sets it)")]
+    [InlineData("workloads:\n  t:\n    monitors:\n      - log: x\n        then: { restart: { adjust: { args: { --size: x0.5 } } } }\n    command: [a, --size, big]\n", "kintsugi.yaml:5:54: workloads.t.monitors[0].then.restart.adjust.args.--size: arg --size is 'big', not a number, so it cannot multiply (in 'command')")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - log: x\n        then: { restart: { adjust: { args: { --epochs: halve } } } }\n", "arg --epochs is not in the command, so it cannot halve")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - log: x\n        then: { restart: { adjust: { env: { LR: x0 } } } }\n", "kintsugi.yaml:6:49: workloads.t.monitors[0].then.restart.adjust.env.LR: 'x0': a factor must be a positive number (e.g. x0.5)")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - log: x\n        then: { restart: { adjust: { env: { LR: x-2 } } } }\n", "'x-2': a factor must be a positive number")]
     [InlineData("workloads: {}\n", "no workloads")]
     [InlineData("workloads:\n  t:\n    command: [a\n", "kintsugi.yaml:")]
     [InlineData("workloads:\n  a:\n    command: [a]\n    port: 9000\n    replicas: 2\n  b:\n    command: [b]\n    port: 9001\n", "port 9001 is given to more than one replica")]
     public void A_bad_config_is_refused_naming_file_line_and_field(string yaml, string expected)
     {
         Assert.Contains(expected, Refused(yaml), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Adjustments_that_may_work_at_start_are_accepted_with_their_positions()
+    {
+        // NEWVAR may come from the environment kintsugi runs in (checked at start); MODE is set to a number by another restart first.
+        var w = Parse("""
+            workloads:
+              t:
+                command: [a, --lr, "0.1"]
+                env: { MODE: auto }
+                monitors:
+                  - log: x
+                    then: { restart: { adjust: { env: { NEWVAR: halve, MODE: double }, args: { --lr: x0.5 } } } }
+                  - log: y
+                    then: { restart: { adjust: { env: { MODE: "8", NAME: xformers } } } }
+            """).Workloads[0];
+        var adjustments = Assert.IsType<RestartActionSpec>(w.Monitors[0].Then).Adjustments;
+        Assert.Equal("kintsugi.yaml:7:53", adjustments[0].At);
+        Assert.Equal("workloads.t.monitors[0].then.restart.adjust.env.NEWVAR", adjustments[0].Field);
+        Assert.Equal(new Adjustment(AdjustTarget.Env, "NAME", AdjustOp.Set, "xformers"), Assert.IsType<RestartActionSpec>(w.Monitors[1].Then).Adjustments[1]);
     }
 
     [Fact]
@@ -106,7 +134,7 @@ public sealed class ConfigTests
         var w = Parse("""
             workloads:
               t:
-                command: [a]
+                command: [a, --lr, "0.01"]
                 monitors:
                   - log: x
                     then: { restart: { adjust: { env: { A: halve, B: double, C: x0.5, D: "7" }, args: { --lr: x0.1 } } } }

@@ -24,8 +24,8 @@ public sealed class FiguresTests
 
         public Script Supervisor(double minute, int pid = 1000) => At(minute, EventTypes.SupervisorStarted, data: new { pid, config = "/work/kintsugi.yaml", resumed = false });
 
-        public Script Started(double minute, string workload, int replica = 0, int pid = 100, int attempt = 1) =>
-            At(minute, EventTypes.ProcessStarted, workload, replica, new { pid, attempt, command = new[] { "python", "train.py" }, resume_from = (string?)null, skip_steps = 0 });
+        public Script Started(double minute, string workload, int replica = 0, int pid = 100, int attempt = 1, string? resumeFrom = null) =>
+            At(minute, EventTypes.ProcessStarted, workload, replica, new { pid, attempt, command = new[] { "python", "train.py" }, resume_from = resumeFrom, skip_steps = 0 });
 
         public Script Healthy(double minute, string workload, int replica = 0) => At(minute, EventTypes.ReplicaHealthy, workload, replica, new { after_s = 1.0 });
 
@@ -39,6 +39,10 @@ public sealed class FiguresTests
 
         public Script Written(double minute, string workload, long bytes) =>
             At(minute, EventTypes.CheckpointWritten, workload, null, new { path = $"/ckpt/step-{minute}", bytes, step = (long?)null });
+
+        /// <summary>A checkpoint.written at <paramref name="minute"/> of a checkpoint written at <paramref name="checkpointMinute"/>.</summary>
+        public Script Written(double minute, string workload, double checkpointMinute, string path) =>
+            At(minute, EventTypes.CheckpointWritten, workload, null, new { path, bytes = 100L, step = (long?)null, checkpoint_time = Min(checkpointMinute).ToString("O") });
 
         public WorkloadFigures Figures(string workload, double fromMinute = 0, double toMinute = 60, bool alive = true) =>
             Metrics.Figures.Compute(Events, Min(fromMinute), Min(toMinute), alive).Single(f => f.Workload == workload);
@@ -145,7 +149,7 @@ public sealed class FiguresTests
         // Healthy 0–30 and 32–60 (58 min); the failure at 30 loses the 10 min since the checkpoint written at 20.
         var f = new Script().Supervisor(0).Started(0, "train").Healthy(0, "train")
             .Protected(21, "train", checkpointMinute: 20)
-            .Unhealthy(30, "train").Exited(30, "train").Started(31, "train", attempt: 2).Healthy(32, "train")
+            .Unhealthy(30, "train").Exited(30, "train").Started(31, "train", attempt: 2, resumeFrom: "/ckpt/step-20").Healthy(32, "train")
             .Figures("train");
 
         Assert.Equal(58 * 60, f.HealthySeconds, 6);
@@ -161,8 +165,8 @@ public sealed class FiguresTests
         // loses 21–40 (19 min, not 30: 10–20 was already lost). The restart at 41 runs to 60.
         var f = new Script().Supervisor(0).Started(0, "train").Healthy(0, "train")
             .Protected(11, "train", checkpointMinute: 10)
-            .Unhealthy(20, "train").Started(21, "train", attempt: 2).Healthy(21, "train")
-            .Unhealthy(40, "train").Started(41, "train", attempt: 3).Healthy(41, "train")
+            .Unhealthy(20, "train").Started(21, "train", attempt: 2, resumeFrom: "/ckpt/step-10").Healthy(21, "train")
+            .Unhealthy(40, "train").Started(41, "train", attempt: 3, resumeFrom: "/ckpt/step-10").Healthy(41, "train")
             .Figures("train");
 
         Assert.Equal(58 * 60, f.HealthySeconds, 6);
@@ -180,12 +184,88 @@ public sealed class FiguresTests
             .Unhealthy(30, "train", source: "metric")
             .At(31, EventTypes.CheckpointBad, "train", null, new { path = "/ckpt/step-25" })
             .At(31, EventTypes.Rollback, "train", 0, new { checkpoint = "/ckpt/step-10", snapshot = "abcd", skip_steps = 100, marked_bad = new[] { "/ckpt/step-25" } })
-            .Exited(31, "train", expected: true).Started(31, "train", attempt: 2).Healthy(32, "train")
+            .Exited(31, "train", expected: true).Started(31, "train", attempt: 2, resumeFrom: "/ckpt/step-10").Healthy(32, "train")
             .Figures("train");
 
         Assert.Equal(20 * 60, f.LostSeconds, 6);
         Assert.Equal(1, f.Rollbacks);
         Assert.Equal(50 * 60, f.RpoSeconds!.Value, 6);
+    }
+
+    [Fact]
+    public void ETTR_loses_only_the_work_since_the_unprotected_checkpoint_a_restart_resumed_from()
+    {
+        // Healthy from 0. Protected checkpoint written at 10; a checkpoint written at 29:50 whose backup
+        // is still running when the process is killed at 30:00. The restart at 30:30 resumes from it:
+        // the kill lost 10 s, not the 20 min since the protected one (as it did before).
+        double kill = 30;
+        double written = kill - (10.0 / 60);
+        var f = new Script().Supervisor(0).Started(0, "train").Healthy(0, "train")
+            .Written(10, "train", checkpointMinute: 10, path: "/ckpt/step-10")
+            .Protected(11, "train", checkpointMinute: 10, path: "/ckpt/step-10")
+            .Written(29.9, "train", checkpointMinute: written, path: "/ckpt/step-29")
+            .Unhealthy(kill, "train").Exited(kill, "train")
+            .Started(30.5, "train", attempt: 2, resumeFrom: "/ckpt/step-29").Healthy(30.5, "train")
+            .Figures("train");
+
+        Assert.Equal(10, f.LostSeconds, 6);
+        Assert.Equal(59.5 * 60 - 10, f.ProductiveSeconds, 6);
+        // RPO is still about protection: the newest protected checkpoint is the one written at 10.
+        Assert.Equal(50 * 60, f.RpoSeconds!.Value, 6);
+    }
+
+    [Fact]
+    public void ETTR_counts_a_checkpoint_seen_only_after_the_kill_by_when_it_was_written()
+    {
+        // The checkpoint written at 29:50 settles and is journaled at 30:05, after the kill at 30:00;
+        // the restart resumes from it. Its checkpoint_time, not the event's time, bounds the loss.
+        var f = new Script().Supervisor(0).Started(0, "train").Healthy(0, "train")
+            .Protected(11, "train", checkpointMinute: 10, path: "/ckpt/step-10")
+            .Unhealthy(30, "train").Exited(30, "train")
+            .Written(30 + (5.0 / 60), "train", checkpointMinute: 30 - (10.0 / 60), path: "/ckpt/step-29")
+            .Started(30.5, "train", attempt: 2, resumeFrom: "/ckpt/step-29").Healthy(30.5, "train")
+            .Figures("train");
+
+        Assert.Equal(10, f.LostSeconds, 6);
+    }
+
+    [Fact]
+    public void ETTR_after_a_fresh_restart_loses_all_work_since_the_fresh_start_whatever_was_protected()
+    {
+        // Fresh start at 0, protected checkpoint at 10, failure at 20; the restart at 21 resumes from it;
+        // the failure at 40 is followed by a start from nothing (the checkpoints were gone): everything
+        // since 0 is lost, 0–40, of which 0–20 and 21–40 were healthy (39 min, where 10 + 19 were counted before).
+        var f = new Script().Supervisor(0).Started(0, "train").Healthy(0, "train")
+            .Written(10, "train", checkpointMinute: 10, path: "/ckpt/step-10")
+            .Protected(11, "train", checkpointMinute: 10, path: "/ckpt/step-10")
+            .Unhealthy(20, "train").Started(21, "train", attempt: 2, resumeFrom: "/ckpt/step-10").Healthy(21, "train")
+            .Unhealthy(40, "train").Started(41, "train", attempt: 3).Healthy(41, "train")
+            .Unhealthy(50, "train").Started(51, "train", attempt: 4).Healthy(51, "train")
+            .Figures("train");
+
+        // And the failure at 50, after the fresh start at 41, loses 41–50: 48 min in all.
+        Assert.Equal(48 * 60, f.LostSeconds, 6);
+    }
+
+    [Fact]
+    public void ETTR_keeps_the_protected_checkpoint_when_the_restart_is_not_known_yet_or_resumed_from_a_bad_one()
+    {
+        // Resumed from step-25, but a rollback marked it bad afterwards: it saved nothing; back to 10.
+        var bad = new Script().Supervisor(0).Started(0, "train").Healthy(0, "train")
+            .Protected(11, "train", checkpointMinute: 10, path: "/ckpt/step-10")
+            .Written(25, "train", checkpointMinute: 25, path: "/ckpt/step-25")
+            .Unhealthy(30, "train").Started(31, "train", attempt: 2, resumeFrom: "/ckpt/step-25").Healthy(31, "train")
+            .At(45, EventTypes.CheckpointBad, "train", null, new { path = "/ckpt/step-25" });
+        Assert.Equal(5 * 60, bad.Figures("train", toMinute: 40).LostSeconds, 6);
+        Assert.Equal(20 * 60, bad.Figures("train", toMinute: 50).LostSeconds, 6);
+
+        // No restart yet at the window's end: the newest protected checkpoint is the presumed resume point.
+        var pending = new Script().Supervisor(0).Started(0, "train").Healthy(0, "train")
+            .Protected(11, "train", checkpointMinute: 10, path: "/ckpt/step-10")
+            .Written(25, "train", checkpointMinute: 25, path: "/ckpt/step-25")
+            .Unhealthy(30, "train")
+            .Figures("train");
+        Assert.Equal(20 * 60, pending.LostSeconds, 6);
     }
 
     [Fact]

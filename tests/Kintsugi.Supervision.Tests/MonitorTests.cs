@@ -103,6 +103,62 @@ public sealed class MonitorTests
     }
 
     [Fact]
+    public void Above_running_max_never_fires_on_a_negative_metric_that_improves_but_does_on_a_spike()
+    {
+        var spike = new MetricMonitorSpec("reward", MetricRuleKind.AboveRunningMax, 10) { Then = Restart };
+        var set = new MonitorSet([spike], Dir);
+        IReadOnlyList<MonitorHit> Report(string value) => set.OnOutputLine($"KINTSUGI {{\"reward\": {value}}}", stderr: false);
+
+        // Before, "-4 > 10x running max -5" fired on every step of a climb towards zero.
+        foreach (string v in new[] { "-8", "-5", "-4", "-3", "-2", "-1", "-0.5", "-0.5" })
+        {
+            Assert.Empty(Report(v));
+        }
+        // A rise above the max -0.5 by more than 9 × 0.5 = 4.5 is a spike.
+        Assert.Empty(Report("3.5"));
+        set.ResetRunningState();
+        Assert.Empty(Report("-0.5"));
+        Assert.Equal([new MonitorHit(spike, "reward = 8 > 4 (running max -0.5 + 9 × |-0.5|, 10x-running-max)")], Report("8"));
+        Assert.Empty(Report("-100"));  // below the max: never
+        Assert.Equal(12, set.Evaluations);
+        Assert.Equal(1, set.Hits);
+    }
+
+    [Fact]
+    public void Above_running_max_never_fires_on_a_falling_loss_and_waits_for_a_non_zero_max()
+    {
+        var spike = new MetricMonitorSpec("loss", MetricRuleKind.AboveRunningMax, 1) { Then = Restart };
+        var set = new MonitorSet([spike], Dir);
+        IReadOnlyList<MonitorHit> Report(string value) => set.OnOutputLine($"KINTSUGI {{\"loss\": {value}}}", stderr: false);
+
+        foreach (string v in new[] { "5", "4", "3", "2.5", "1", "0.1", "0" })
+        {
+            Assert.Empty(Report(v));
+        }
+        set.ResetRunningState();
+        Assert.Empty(Report("0"));
+        Assert.Empty(Report("3"));    // a running max of 0 gives no scale to compare with
+        Assert.Equal([new MonitorHit(spike, "loss = 3.5 > 1x running max 3")], Report("3.5"));
+        Assert.Empty(Report("3.5"));  // equal to the max is not above it
+        Assert.Equal([new MonitorHit(spike, "loss = Infinity > 1x running max 3.5")], Report("Infinity"));
+    }
+
+    [Theory]
+    [InlineData(2.0, 1.0, 2.0, false)]
+    [InlineData(2.0, 1.0, 2.0001, true)]
+    [InlineData(10.0, -5.0, -4.0, false)]
+    [InlineData(10.0, -5.0, 40.0, false)]
+    [InlineData(10.0, -5.0, 40.5, true)]
+    [InlineData(2.0, -1.0, -0.5, false)]
+    [InlineData(2.0, -1.0, 0.01, true)]
+    [InlineData(10.0, 0.0, 1e9, false)]
+    [InlineData(10.0, -1.0, double.NaN, false)]
+    public void Above_running_max_threshold(double k, double max, double value, bool fires)
+    {
+        Assert.Equal(fires, MonitorSet.AboveRunningMax(value, k, max) is not null);
+    }
+
+    [Fact]
     public void A_metric_line_is_also_a_log_line()
     {
         var log = new LogMonitorSpec("KINTSUGI", LogSource.Output, null) { Then = Restart };

@@ -8,6 +8,7 @@ using Kintsugi.Supervision;
 using Kintsugi.Supervision.Config;
 using Kintsugi.Supervision.Journal;
 using Kintsugi.Supervision.Metrics;
+using Kintsugi.Supervision.Policies;
 
 namespace Kintsugi.Cli.Commands;
 
@@ -57,7 +58,7 @@ internal static class RunCommand
             {
                 try
                 {
-                    Preflight(cfg, leaveNothing: true);
+                    Preflight(cfg, InheritedEnvironment(), leaveNothing: true);
                 }
                 catch (ConfigException e)
                 {
@@ -82,9 +83,10 @@ internal static class RunCommand
                     ctx.Error.WriteLine($"kintsugi: WARNING: {message}");
                 }
             };
+            var inherited = InheritedEnvironment();
             try
             {
-                Preflight(cfg, leaveNothing: false);
+                Preflight(cfg, inherited, leaveNothing: false);
             }
             catch (ConfigException e)
             {
@@ -96,9 +98,7 @@ internal static class RunCommand
             {
                 OpenRepository = repository.OpenAsync,
                 Host = CliContext.Host,
-                BaseEnvironment = Environment.GetEnvironmentVariables().Cast<DictionaryEntry>()
-                    .Where(e => !((string)e.Key).StartsWith("KINTSUGI_", StringComparison.Ordinal))
-                    .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? ""),
+                BaseEnvironment = inherited,
                 OnOutput = ctx.Quiet ? null : (workload, replica, line, stderr) =>
                 {
                     var writer = stderr ? ctx.Error : ctx.Out;
@@ -171,6 +171,12 @@ internal static class RunCommand
         });
         return command;
     }
+
+    /// <summary>What the workloads inherit: kintsugi's own environment without KINTSUGI_* variables (the supervisor sets those).</summary>
+    private static Dictionary<string, string> InheritedEnvironment() =>
+        Environment.GetEnvironmentVariables().Cast<DictionaryEntry>()
+            .Where(e => !((string)e.Key).StartsWith("KINTSUGI_", StringComparison.Ordinal))
+            .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "", StringComparer.Ordinal);
 
     /// <summary>Who holds a journal's run lock, as its newest supervisor.started tells.</summary>
     private static string? DescribeHolder(string journalPath)
@@ -296,11 +302,13 @@ internal static class RunCommand
 
     /// <summary>
     /// Checks what can be checked before anything starts: working folders exist, programs are found,
-    /// checkpoint folders can be written. A problem is a <see cref="ConfigException"/> naming where the
+    /// checkpoint folders can be written, and every adjustment can be applied to the command and to the
+    /// environment the workload starts with (its 'env' over <paramref name="inherited"/>: halving a
+    /// variable set in neither can never work). A problem is a <see cref="ConfigException"/> naming where the
     /// field is written. With <paramref name="leaveNothing"/>, checkpoint folders made to test them are
     /// removed again.
     /// </summary>
-    private static void Preflight(SupervisorConfig cfg, bool leaveNothing)
+    private static void Preflight(SupervisorConfig cfg, IReadOnlyDictionary<string, string> inherited, bool leaveNothing)
     {
         string file = Path.GetFileName(cfg.SourcePath);
         foreach (var w in cfg.Workloads)
@@ -312,6 +320,13 @@ internal static class RunCommand
             if (ProgramProblem(w.Command[0], w.WorkingDirectory) is { } problem)
             {
                 throw new ConfigException($"{w.CommandAt ?? file}: workloads.{w.Name}.command: {problem}");
+            }
+            if (Adjuster.Check(w, inherited).FirstOrDefault() is { } adjustment)
+            {
+                string hint = adjustment.Problem == AdjustmentProblem.Missing && adjustment.Adjustment.Target == AdjustTarget.Env
+                    ? "; set it in the workload's 'env', or in the environment kintsugi runs in"
+                    : "";
+                throw new ConfigException($"{adjustment.Adjustment.Where($"{file}: workloads.{w.Name}")}: {adjustment.Reason}{hint}");
             }
             if (w.Checkpoints is { } c)
             {

@@ -178,7 +178,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
             }
             foreach (var info in settled.OrderBy(i => i.Step ?? 0).ThenBy(i => i.WrittenAt))
             {
-                _journal.Append(EventTypes.CheckpointWritten, _workload.Name, null, new { path = info.Path, bytes = info.Bytes, step = info.Step });
+                _journal.Append(EventTypes.CheckpointWritten, _workload.Name, null, new { path = info.Path, bytes = info.Bytes, step = info.Step, checkpoint_time = info.WrittenAt.ToString("O", CultureInfo.InvariantCulture) });
                 _onComplete(info);
                 if (_spec.BackupOnChange)
                 {

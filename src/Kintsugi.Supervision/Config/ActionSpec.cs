@@ -52,5 +52,23 @@ public enum AdjustOp
     Multiply,
 }
 
-/// <summary>A change to an environment variable or a command-line option value before a restart.</summary>
-public sealed record Adjustment(AdjustTarget Target, string Name, AdjustOp Op, string? Value);
+/// <summary>
+/// A change to an environment variable or a command-line option value before a restart. Two adjustments
+/// are equal when they make the same change; where they are written (<see cref="At"/>, <see cref="Field"/>) is not compared.
+/// </summary>
+public sealed record Adjustment(AdjustTarget Target, string Name, AdjustOp Op, string? Value)
+{
+    /// <summary>"file:line:column" of its value in the configuration, when loaded from one.</summary>
+    public string? At { get; init; }
+
+    /// <summary>The dotted path of its field (workloads.job.monitors[0].then.restart.adjust.env.BATCH_SIZE), when loaded.</summary>
+    public string? Field { get; init; }
+
+    /// <summary>Where it is written, for a message: "kintsugi.yaml:9:40: workloads.job…env.BATCH_SIZE", or <paramref name="fallback"/>.</summary>
+    public string Where(string fallback) => At is null ? fallback : Field is null ? At : $"{At}: {Field}";
+
+    public bool Equals(Adjustment? other) =>
+        other is not null && Target == other.Target && Name == other.Name && Op == other.Op && Value == other.Value;
+
+    public override int GetHashCode() => HashCode.Combine(Target, Name, Op, Value);
+}

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Kintsugi.Supervision.Policies;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -277,7 +278,7 @@ public static class ConfigLoader
                 throw node.Error("a rollback needs checkpoints: add 'checkpoints: { dir: … }'");
             }
         }
-        return new WorkloadSpec
+        var spec = new WorkloadSpec
         {
             Name = name,
             Command = command,
@@ -294,6 +295,8 @@ public static class ConfigLoader
             CommandAt = commandAt,
             WorkingDirectoryAt = cwdAt,
         };
+        CheckAdjustments(spec);
+        return spec;
     }
 
     private static CheckpointSpec ParseCheckpoints(YamlNode node, string cwd)
@@ -660,10 +663,18 @@ public static class ConfigLoader
                     rule = value.Scalar == "nan-or-inf" ? (MetricRuleKind.NanOrInf, 0) : throw value.Error($"expected nan-or-inf, got '{value.Scalar}'");
                     break;
                 case "above":
-                    var m = Regex.Match(value.Scalar, @"^([0-9.]+)x-running-max$");
-                    rule = m.Success && double.TryParse(m.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double k) && k > 0
-                        ? (MetricRuleKind.AboveRunningMax, k)
-                        : (MetricRuleKind.Above, value.Double(double.MinValue, double.MaxValue));
+                    var m = Regex.Match(value.Scalar, @"^(.*)x-running-max$");
+                    if (m.Success)
+                    {
+                        // Below 1 the rule would fire on values under the running max, on a metric that improves.
+                        rule = double.TryParse(m.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double k) && double.IsFinite(k) && k >= 1
+                            ? (MetricRuleKind.AboveRunningMax, k)
+                            : throw value.Error($"expected a factor of at least 1 before x-running-max (e.g. 10x-running-max), got '{value.Scalar}'");
+                    }
+                    else
+                    {
+                        rule = (MetricRuleKind.Above, value.Double(double.MinValue, double.MaxValue));
+                    }
                     break;
                 case "below":
                     rule = (MetricRuleKind.Below, value.Double(double.MinValue, double.MaxValue));
@@ -735,22 +746,42 @@ public static class ConfigLoader
         }
     }
 
-    /// <summary>halve | double | x0.5 (multiply) | any other value (set).</summary>
+    /// <summary>
+    /// halve | double | x0.5 (multiply) | any other value (set). An x followed by a number that is not
+    /// a usable factor (x0, x-1, x1e40, xInfinity) is refused rather than taken as a value to set.
+    /// </summary>
     private static Adjustment ParseAdjustment(AdjustTarget target, string name, YamlNode change)
     {
         string s = change.Scalar;
-        if (s == "halve")
+        var (op, value) = s switch
         {
-            return new Adjustment(target, name, AdjustOp.Halve, null);
-        }
-        if (s == "double")
+            "halve" => (AdjustOp.Halve, (string?)null),
+            "double" => (AdjustOp.Double, null),
+            _ when s.StartsWith('x') && double.TryParse(s[1..], NumberStyles.Float, CultureInfo.InvariantCulture, out _)
+                => Adjuster.TryFactor(s[1..], out _)
+                    ? (AdjustOp.Multiply, s[1..])
+                    : throw change.Error($"'{s}': a factor must be a positive number (e.g. x0.5)"),
+            _ => (AdjustOp.Set, s),
+        };
+        return new Adjustment(target, name, op, value) { At = change.Position, Field = change.Path };
+    }
+
+    /// <summary>
+    /// Adjustments that can never be applied, as far as the file tells: a numeric operation on an
+    /// option whose value in 'command' is not a number (or that is not in it), or on a variable the
+    /// workload's own 'env' sets to something that is not a number. A variable the file does not set
+    /// may come from the environment kintsugi runs in: that is checked at start.
+    /// </summary>
+    private static void CheckAdjustments(WorkloadSpec workload)
+    {
+        foreach (var failure in Adjuster.Check(workload, inherited: null))
         {
-            return new Adjustment(target, name, AdjustOp.Double, null);
+            if (failure.Adjustment.Target == AdjustTarget.Env && failure.Problem == AdjustmentProblem.Missing)
+            {
+                continue;
+            }
+            string hint = failure.Adjustment.Target == AdjustTarget.Env ? " (as the workload's 'env' sets it)" : " (in 'command')";
+            throw new ConfigException($"{failure.Adjustment.Where(workload.Name)}: {failure.Reason}{hint}");
         }
-        if (s.StartsWith('x') && double.TryParse(s[1..], NumberStyles.Float, CultureInfo.InvariantCulture, out double f) && f > 0)
-        {
-            return new Adjustment(target, name, AdjustOp.Multiply, s[1..]);
-        }
-        return new Adjustment(target, name, AdjustOp.Set, s);
     }
 }

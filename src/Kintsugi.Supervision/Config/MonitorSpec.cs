@@ -36,7 +36,10 @@ public enum MetricRuleKind
     AboveRunningMax,
 }
 
-/// <summary>A rule on a metric the workload reports: NaN/Inf, above/below a value, or above k × its running maximum.</summary>
+/// <summary>
+/// A rule on a metric the workload reports: NaN/Inf, above/below a value, or above k× its running
+/// maximum (a rise above the max by more than (k−1)·|max|; k·max for a positive max; see MonitorSet).
+/// </summary>
 public sealed record MetricMonitorSpec(string Name, MetricRuleKind Rule, double Value) : MonitorSpec
 {
     public override string Kind => "metric";

@@ -6,6 +6,9 @@ namespace Kintsugi.Supervision.Journal;
 /// <summary>One event of the journal.</summary>
 public sealed record JournalEvent(long Id, DateTimeOffset Time, string Type, string? Workload, int? Replica, JsonElement Data)
 {
+    /// <summary>Whether the data has the field at all (a field written as null has it).</summary>
+    public bool Has(string name) => Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty(name, out _);
+
     public string? GetString(string name) => Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 
     public double? GetDouble(string name) => Data.ValueKind == JsonValueKind.Object && Data.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;

@@ -77,6 +77,23 @@ internal sealed class JournalFold(DateTimeOffset from, DateTimeOffset to)
                 r.Pid = (int?)e.GetInt64("pid");
                 r.Attempt = (int?)e.GetInt64("attempt") ?? r.Attempt;
                 r.StartedAt = e.Time;
+                // What this process resumed from settles what the failures before it lost.
+                bool knows = e.Has("resume_from");
+                string? resumeFrom = e.GetString("resume_from");
+                foreach (int i in r.AwaitingRestart)
+                {
+                    w.FailureLog[i] = w.FailureLog[i] with
+                    {
+                        Next = !knows ? WorkloadTimeline.Restart.Unknown : resumeFrom is null ? WorkloadTimeline.Restart.Fresh : WorkloadTimeline.Restart.Resumed,
+                        NextSeq = _seq,
+                        ResumedFrom = resumeFrom,
+                    };
+                }
+                r.AwaitingRestart.Clear();
+                if (resumeFrom is null)
+                {
+                    r.FreshSince = e.Time;
+                }
                 w.Failed = false;
                 break;
             }
@@ -112,7 +129,8 @@ internal sealed class JournalFold(DateTimeOffset from, DateTimeOffset to)
                 var r = w.ReplicaOf(e.Replica ?? 0);
                 w.Move(r, ReplicaState.Unhealthy, e.Time);
                 r.IncidentSince ??= e.Time;
-                w.FailureLog.Add(new WorkloadTimeline.Failure(_seq, e.Time, r.StartedAt));
+                r.AwaitingRestart.Add(w.FailureLog.Count);
+                w.FailureLog.Add(new WorkloadTimeline.Failure(_seq, e.Time, r.StartedAt, r.FreshSince));
                 if (inWindow)
                 {
                     w.Failures++;
@@ -133,6 +151,10 @@ internal sealed class JournalFold(DateTimeOffset from, DateTimeOffset to)
                 break;
             case EventTypes.CheckpointWritten:
                 w.Checkpoints = true;
+                if (e.GetString("path") is { } written)
+                {
+                    w.Written.Add(new WorkloadTimeline.WrittenCheckpoint(_seq, e.GetTime("checkpoint_time") ?? e.Time, written));
+                }
                 if (inWindow)
                 {
                     w.WrittenBytes += (long)(e.GetDouble("bytes") ?? 0);
@@ -243,17 +265,40 @@ internal sealed class JournalFold(DateTimeOffset from, DateTimeOffset to)
     }
 
     /// <summary>
-    /// The work a failure threw away: from the newest good checkpoint protected before it (or the
-    /// start of the failed process, whichever is later) to the failure. Only its healthy part counts.
+    /// The work a failure threw away, up to the failure. When the replica's next process resumed from
+    /// a checkpoint written (and not marked bad since) before it, from that checkpoint; when it started
+    /// from nothing, from the fresh start the failed process built on; otherwise (no process since, the
+    /// checkpoint unknown) from the newest good checkpoint protected before the failure. Never from
+    /// before the failed process started when a checkpoint bounds it (work before that was saved or
+    /// already counted lost), and from W's first event when nothing bounds it. Only its healthy part counts.
     /// </summary>
     private static Interval LostWork(WorkloadTimeline w, List<WorkloadTimeline.ProtectedCheckpoint> good, WorkloadTimeline.Failure failure)
     {
-        DateTimeOffset? checkpoint = null;
-        foreach (var p in good)
+        if (failure.Next == WorkloadTimeline.Restart.Fresh)
         {
-            if (p.Seq < failure.Seq && p.CheckpointTime <= failure.Time && (checkpoint is null || p.CheckpointTime > checkpoint))
+            return new Interval(failure.FreshSince ?? failure.ProcessStarted ?? w.FirstSeen, failure.Time);
+        }
+        DateTimeOffset? checkpoint = null;
+        if (failure.Next == WorkloadTimeline.Restart.Resumed)
+        {
+            foreach (var c in w.Written)
             {
-                checkpoint = p.CheckpointTime;
+                if (c.Path == failure.ResumedFrom && c.Seq < failure.NextSeq && c.CheckpointTime <= failure.Time
+                    && (checkpoint is null || c.CheckpointTime > checkpoint)
+                    && !w.Bad.Any(b => b.Seq > c.Seq && b.Path == c.Path))
+                {
+                    checkpoint = c.CheckpointTime;
+                }
+            }
+        }
+        if (checkpoint is null)
+        {
+            foreach (var p in good)
+            {
+                if (p.Seq < failure.Seq && p.CheckpointTime <= failure.Time && (checkpoint is null || p.CheckpointTime > checkpoint))
+                {
+                    checkpoint = p.CheckpointTime;
+                }
             }
         }
         var start = (checkpoint, failure.ProcessStarted) switch

@@ -30,6 +30,9 @@ internal sealed class WorkloadTimeline(string name, DateTimeOffset firstSeen)
 
     public List<ProtectedCheckpoint> Protected { get; } = [];
 
+    /// <summary>checkpoint.written events: the checkpoints a restart may resume from.</summary>
+    public List<WrittenCheckpoint> Written { get; } = [];
+
     /// <summary>checkpoint.bad events: the path and the position in the journal.</summary>
     public List<(long Seq, string Path)> Bad { get; } = [];
 
@@ -160,11 +163,49 @@ internal sealed class WorkloadTimeline(string name, DateTimeOffset firstSeen)
         /// <summary>The first replica.unhealthy of an incident not yet recovered.</summary>
         public DateTimeOffset? IncidentSince { get; set; }
 
+        /// <summary>
+        /// When the newest process of the replica that started from nothing (resume_from null) started:
+        /// the work of every later process that resumed builds on it.
+        /// </summary>
+        public DateTimeOffset? FreshSince { get; set; }
+
+        /// <summary>Indexes in <see cref="FailureLog"/> of failures whose next process has not started yet.</summary>
+        public List<int> AwaitingRestart { get; } = [];
+
         public ReplicaStatus ToStatus() => new(Index, State, Pid, Attempt, Since);
     }
 
-    /// <summary>A replica.unhealthy: where it is in the journal, when, and when the replica's process had started.</summary>
-    internal readonly record struct Failure(long Seq, DateTimeOffset Time, DateTimeOffset? ProcessStarted);
+    /// <summary>
+    /// A replica.unhealthy: where it is in the journal, when, when the replica's process had started and
+    /// when its fresh start was (<see cref="Replica.FreshSince"/>); once the replica's next process has
+    /// started, where that is in the journal and what it resumed from.
+    /// </summary>
+    internal readonly record struct Failure(long Seq, DateTimeOffset Time, DateTimeOffset? ProcessStarted, DateTimeOffset? FreshSince)
+    {
+        public Restart Next { get; init; }
+
+        /// <summary>The journal position of the next process.started, when <see cref="Next"/> is known.</summary>
+        public long NextSeq { get; init; }
+
+        /// <summary>The checkpoint path the next process resumed from, when <see cref="Next"/> is <see cref="Restart.Resumed"/>.</summary>
+        public string? ResumedFrom { get; init; }
+    }
+
+    /// <summary>What the process that followed a failure started from.</summary>
+    internal enum Restart
+    {
+        /// <summary>No process has started since, or its process.started has no resume_from field.</summary>
+        Unknown,
+
+        /// <summary>resume_from null: from the beginning.</summary>
+        Fresh,
+
+        /// <summary>resume_from a checkpoint path.</summary>
+        Resumed,
+    }
+
+    /// <summary>A checkpoint.written: where it is in the journal, when the checkpoint was written, its path.</summary>
+    internal readonly record struct WrittenCheckpoint(long Seq, DateTimeOffset CheckpointTime, string Path);
 
     /// <summary>A checkpoint.protected: where it is in the journal, when the checkpoint was written, its path.</summary>
     internal readonly record struct ProtectedCheckpoint(long Seq, DateTimeOffset CheckpointTime, string? Path);

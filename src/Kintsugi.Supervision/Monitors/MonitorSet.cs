@@ -180,8 +180,10 @@ public sealed class MonitorSet
                 MetricRuleKind.NanOrInf when !double.IsFinite(v) => $"{metric.Name} = {Show(v)}",
                 MetricRuleKind.Above when v > metric.Value => $"{metric.Name} = {Show(v)} > {Show(metric.Value)}",
                 MetricRuleKind.Below when v < metric.Value => $"{metric.Name} = {Show(v)} < {Show(metric.Value)}",
-                MetricRuleKind.AboveRunningMax when _runningMax.TryGetValue(metric.Name, out double max) && v > metric.Value * max
-                    => $"{metric.Name} = {Show(v)} > {Show(metric.Value)}x running max {Show(max)}",
+                MetricRuleKind.AboveRunningMax when _runningMax.TryGetValue(metric.Name, out double max) && AboveRunningMax(v, metric.Value, max) is { } threshold
+                    => max > 0
+                        ? $"{metric.Name} = {Show(v)} > {Show(metric.Value)}x running max {Show(max)}"
+                        : $"{metric.Name} = {Show(v)} > {Show(threshold)} (running max {Show(max)} + {Show(metric.Value - 1)} × |{Show(max)}|, {Show(metric.Value)}x-running-max)",
                 _ => null,
             };
             if (detail is not null)
@@ -198,6 +200,24 @@ public sealed class MonitorSet
             }
         }
         return evaluations;
+    }
+
+    /// <summary>
+    /// The threshold <paramref name="value"/> exceeds under "above k× the running max", or null when it
+    /// does not: the value must rise above <paramref name="max"/> by more than (k−1)·|max|, that is
+    /// v &gt; max + (k−1)·|max|. For a positive max this is v &gt; k·max (computed so, exactly as
+    /// written); for a negative one it is a rise of more than k−1 times its magnitude (k = 10, max −5:
+    /// above 40), so a metric that climbs towards zero (−5, −4, −3…) never fires. A running max of 0
+    /// gives no scale: nothing fires until the max is non-zero.
+    /// </summary>
+    internal static double? AboveRunningMax(double value, double k, double max)
+    {
+        if (max == 0)
+        {
+            return null;
+        }
+        double threshold = max > 0 ? k * max : max + ((k - 1) * Math.Abs(max));
+        return value > threshold ? threshold : null;
     }
 
     private IReadOnlyList<MonitorHit> Count(int evaluations, List<MonitorHit>? hits)

@@ -3,25 +3,29 @@ using Kintsugi.Supervision.Config;
 
 namespace Kintsugi.Supervision.Policies;
 
-/// <summary>Applies adjustments to a command line and environment before a restart.</summary>
+/// <summary>Applies adjustments to a command line and environment before a restart, and checks them before a start.</summary>
 public static class Adjuster
 {
     /// <summary>
     /// Applies <paramref name="adjustments"/> in order (each sees the previous ones' result); the inputs are not changed.
     /// Env: Set sets the variable to Value; Halve, Double and Multiply(Value) need its current value
-    /// to be a number. Arg: the option Name (e.g. "--batch-size"; a name without a leading dash
+    /// to be a number: its value in <paramref name="environment"/> (the workload's own and earlier
+    /// adjustments), else in <paramref name="inherited"/> (the environment the workload inherits); the
+    /// result goes into the returned environment. Arg: the option Name (e.g. "--batch-size"; a name without a leading dash
     /// means "--name") in <paramref name="command"/> after the program, before any "--", in
     /// either form "--batch-size 64" or "--batch-size=64" (every occurrence is changed); Set replaces
     /// its value, or appends "--name value" when absent. Numbers: integers stay integers (Halve and
     /// Multiply round down, and never take a value of at least 1 below 1); decimals keep decimals
-    /// (trailing zeros dropped, "6.0" not "6"). Returns the new command, the new environment and
-    /// descriptions like "env BATCH_SIZE 64 -> 32". Throws <see cref="AdjustmentException"/> when a
-    /// numeric operation meets a missing or non-numeric value, or a Set or Multiply has no (numeric) value.
+    /// (trailing zeros dropped, "6.0" not "6"). An adjustment that cannot be applied (a numeric
+    /// operation on a missing or non-numeric value, a Set or Multiply without a (numeric) value, an
+    /// overflow) changes nothing — not even one occurrence of an option — and is returned among the
+    /// failures with its reason; the others are applied. Changes are descriptions like "env BATCH_SIZE 64 -> 32".
     /// </summary>
-    public static (IReadOnlyList<string> Command, IReadOnlyDictionary<string, string> Environment, IReadOnlyList<string> Changes) Apply(
+    public static AdjustmentResult Apply(
         IReadOnlyList<string> command,
         IReadOnlyDictionary<string, string> environment,
-        IReadOnlyList<Adjustment> adjustments)
+        IReadOnlyList<Adjustment> adjustments,
+        IReadOnlyDictionary<string, string>? inherited = null)
     {
         ArgumentNullException.ThrowIfNull(command);
         ArgumentNullException.ThrowIfNull(environment);
@@ -29,25 +33,87 @@ public static class Adjuster
         var args = command.ToList();
         var env = new Dictionary<string, string>(environment, StringComparer.Ordinal);
         var changes = new List<string>();
+        var failures = new List<AdjustmentFailure>();
         foreach (var adjustment in adjustments)
         {
             ArgumentNullException.ThrowIfNull(adjustment);
-            if (adjustment.Target == AdjustTarget.Env)
+            try
             {
-                AdjustEnv(env, adjustment, changes);
+                if (adjustment.Target == AdjustTarget.Env)
+                {
+                    AdjustEnv(env, inherited, adjustment, changes);
+                }
+                else
+                {
+                    // On a copy: an option written twice is changed in both places or in neither.
+                    var trial = args.ToList();
+                    var described = new List<string>();
+                    AdjustArg(trial, adjustment, described);
+                    args = trial;
+                    changes.AddRange(described);
+                }
             }
-            else
+            catch (AdjustmentException e)
             {
-                AdjustArg(args, adjustment, changes);
+                failures.Add(new AdjustmentFailure(adjustment, e.Problem, e.Message));
             }
         }
-        return (args, env, changes);
+        return new AdjustmentResult(args, env, changes, failures);
     }
 
-    private static void AdjustEnv(Dictionary<string, string> env, Adjustment adjustment, List<string> changes)
+    /// <summary>
+    /// The adjustments of <paramref name="adjustments"/> that could not be applied to the command and
+    /// environment a workload starts with (in order, as <see cref="Apply"/> would on a first restart).
+    /// </summary>
+    public static IReadOnlyList<AdjustmentFailure> Check(
+        IReadOnlyList<string> command,
+        IReadOnlyDictionary<string, string> environment,
+        IReadOnlyList<Adjustment> adjustments,
+        IReadOnlyDictionary<string, string>? inherited = null) =>
+        Apply(command, environment, adjustments, inherited).Failures;
+
+    /// <summary>
+    /// Every adjustment of the workload's restart actions (of its monitors and probes) that could not be
+    /// applied to the command and environment the workload starts with, <paramref name="inherited"/>
+    /// being the environment it inherits (null: unknown, so an env variable missing from the workload's
+    /// own is reported as <see cref="AdjustmentProblem.Missing"/>). A numeric operation on a variable or
+    /// option that another adjustment of the workload sets to a number is not reported: that one may
+    /// have run first.
+    /// </summary>
+    public static IReadOnlyList<AdjustmentFailure> Check(WorkloadSpec workload, IReadOnlyDictionary<string, string>? inherited)
+    {
+        ArgumentNullException.ThrowIfNull(workload);
+        var actions = workload.Monitors.Select(m => m.Then).Concat(workload.Probes.Select(p => p.Then)).OfType<RestartActionSpec>()
+            .Where(a => a.Adjustments.Count > 0).ToList();
+        var setToNumbers = actions.SelectMany(a => a.Adjustments)
+            .Where(a => a.Op == AdjustOp.Set && IsNumber(a.Value))
+            .Select(a => (a.Target, Name: OptionName(a))).ToHashSet();
+        var failures = new List<AdjustmentFailure>();
+        foreach (var action in actions)
+        {
+            foreach (var failure in Check(workload.Command, workload.Environment, action.Adjustments, inherited))
+            {
+                if (failure.Problem is AdjustmentProblem.Missing or AdjustmentProblem.NotANumber
+                    && setToNumbers.Contains((failure.Adjustment.Target, OptionName(failure.Adjustment))))
+                {
+                    continue;
+                }
+                failures.Add(failure);
+            }
+        }
+        return failures;
+    }
+
+    private static string OptionName(Adjustment a) =>
+        a.Target == AdjustTarget.Env || a.Name.StartsWith('-') ? a.Name : "--" + a.Name;
+
+    private static bool IsNumber(string? value) =>
+        double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && double.IsFinite(d);
+
+    private static void AdjustEnv(Dictionary<string, string> env, IReadOnlyDictionary<string, string>? inherited, Adjustment adjustment, List<string> changes)
     {
         string subject = $"env {adjustment.Name}";
-        string? current = env.GetValueOrDefault(adjustment.Name);
+        string? current = env.GetValueOrDefault(adjustment.Name) ?? inherited?.GetValueOrDefault(adjustment.Name);
         string next = NewValue(subject, current, adjustment, missing: "is not set");
         env[adjustment.Name] = next;
         changes.Add($"{subject} {current ?? "(unset)"} -> {next}");
@@ -55,7 +121,7 @@ public static class Adjuster
 
     private static void AdjustArg(List<string> args, Adjustment adjustment, List<string> changes)
     {
-        string name = adjustment.Name.StartsWith('-') ? adjustment.Name : "--" + adjustment.Name;
+        string name = OptionName(adjustment);
         string subject = $"arg {name}";
         string prefix = name + "=";
         int end = args.IndexOf("--", Math.Min(1, args.Count));
@@ -106,21 +172,21 @@ public static class Adjuster
     {
         if (adjustment.Op == AdjustOp.Set)
         {
-            return adjustment.Value ?? throw new AdjustmentException($"{subject}: set needs a value");
+            return adjustment.Value ?? throw new AdjustmentException(AdjustmentProblem.BadValue, $"{subject}: set needs a value");
         }
         string verb = adjustment.Op.ToString().ToLowerInvariant();
-        if (current is null)
-        {
-            throw new AdjustmentException($"{subject} {missing}, so it cannot {verb}");
-        }
         decimal factor = adjustment.Op switch
         {
             AdjustOp.Halve => 0.5m,
             AdjustOp.Double => 2m,
-            _ => decimal.TryParse(adjustment.Value, NumberStyles.Float, CultureInfo.InvariantCulture, out decimal f)
+            _ => TryFactor(adjustment.Value, out decimal f)
                 ? f
-                : throw new AdjustmentException($"{subject}: multiply needs a numeric factor, got '{adjustment.Value}'"),
+                : throw new AdjustmentException(AdjustmentProblem.BadValue, $"{subject}: multiply needs a positive numeric factor, got '{adjustment.Value}'"),
         };
+        if (current is null)
+        {
+            throw new AdjustmentException(AdjustmentProblem.Missing, $"{subject} {missing}, so it cannot {verb}");
+        }
         try
         {
             if (long.TryParse(current, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long whole))
@@ -140,17 +206,21 @@ public static class Adjuster
         }
         catch (OverflowException)
         {
-            throw new AdjustmentException($"{subject}: {current} cannot {verb} without overflowing");
+            throw new AdjustmentException(AdjustmentProblem.Overflow, $"{subject}: {current} cannot {verb} without overflowing");
         }
         if (double.TryParse(current, NumberStyles.Float, CultureInfo.InvariantCulture, out double big) && double.IsFinite(big))
         {
             // Beyond decimal's range (e.g. 1e40): still a decimal number, in double precision.
             double result = big * (double)factor;
             string text = result.ToString("R", CultureInfo.InvariantCulture);
-            return double.IsFinite(result) ? text : throw new AdjustmentException($"{subject}: {current} cannot {verb} without overflowing");
+            return double.IsFinite(result) ? text : throw new AdjustmentException(AdjustmentProblem.Overflow, $"{subject}: {current} cannot {verb} without overflowing");
         }
-        throw new AdjustmentException($"{subject} is '{current}', not a number, so it cannot {verb}");
+        throw new AdjustmentException(AdjustmentProblem.NotANumber, $"{subject} is '{current}', not a number, so it cannot {verb}");
     }
+
+    /// <summary>A multiply factor: a positive decimal number ("0.5", "1e-1").</summary>
+    internal static bool TryFactor(string? text, out decimal factor) =>
+        decimal.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out factor) && factor > 0;
 
     /// <summary>Shortest exact text that still reads as a decimal: 0.0005, 6.0, -1.25.</summary>
     private static string DecimalText(decimal value)

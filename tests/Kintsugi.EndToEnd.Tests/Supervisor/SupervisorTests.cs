@@ -180,6 +180,44 @@ public sealed class SupervisorTests(ITestOutputHelper output) : SupervisorTestBa
     }
 
     [Fact]
+    public async Task An_adjustment_that_cannot_apply_at_a_restart_is_one_error_and_the_others_still_apply()
+    {
+        // Attempt 1 makes MODE a word; at the restart after attempt 2, halving MODE cannot work, but
+        // BATCH_SIZE and --lr still change (before, the first failure dropped them all), and so does
+        // WORKERS, which the workload inherits from kintsugi's environment (before: "not set").
+        Ws.Environment["WORKERS"] = "10";
+        WriteConfig("""
+            workloads:
+              job:
+                command: [/bin/sh, -c, "echo attempt $KINTSUGI_ATTEMPT; case $KINTSUGI_ATTEMPT in 1) echo first; exec sleep 30;; 2) echo second; exec sleep 30;; esac", sh, --lr, "0.1"]
+                env: { MODE: "8", BATCH_SIZE: "64" }
+                restart:
+                  backoff: { initial: 50ms }
+                stop: { grace: 5s }
+                monitors:
+                  - log: "^first$"
+                    then: { restart: { adjust: { env: { MODE: auto } } } }
+                  - log: "^second$"
+                    then: { restart: { adjust: { env: { MODE: halve, BATCH_SIZE: halve, WORKERS: halve }, args: { --lr: x0.5 } } } }
+            """);
+        var run = await RunToEndAsync();
+        var events = await ReadJournalAsync();
+        Check(run.ExitCode == 0, $"expected exit code 0\n{run}", events);
+        var starts = OfType(events, "process.started", "job");
+        Check(starts.Count == 3, $"expected 3 process.started, got {starts.Count}", events);
+        var restarts = OfType(events, "action.restart", "job");
+        Check(restarts.Count == 2 && restarts[1].Strings("adjustments").SequenceEqual(["env BATCH_SIZE 64 -> 32", "env WORKERS 10 -> 5", "arg --lr 0.1 -> 0.05"]),
+            "expected the second action.restart to list the BATCH_SIZE, WORKERS and --lr changes", events);
+        var errors = OfType(events, "error", "job");
+        Check(errors.Count == 1 && errors[0].Str("message") == "adjustment not applied: env MODE is 'auto', not a number, so it cannot halve",
+            "expected one error event for MODE", events);
+        Check(starts[2].Strings("command")[^1] == "0.05", "expected attempt 3 to run with --lr 0.05", events);
+        Check(starts[2].Property("env") is { } env && env.GetProperty("BATCH_SIZE").GetString() == "32" && env.GetProperty("MODE").GetString() == "auto"
+            && env.GetProperty("WORKERS").GetString() == "5",
+            "expected attempt 3 to run with BATCH_SIZE 32, MODE auto and WORKERS 5", events);
+    }
+
+    [Fact]
     public async Task A_crash_loop_stops_when_the_restart_budget_is_spent()
     {
         WriteConfig("""
