@@ -244,7 +244,7 @@ public sealed partial class SupervisorTrainingTests(ITestOutputHelper output) : 
         WriteConfig($$"""
             workloads:
               trainer:
-                command: {{Train("--steps", "400", "--checkpoint-every", "40", "--step-time", "0.03", "--log-every", "1000")}}
+                command: {{Train("--steps", "400", "--checkpoint-every", "80", "--step-time", "0.05", "--log-every", "1000")}}
                 checkpoints: { dir: ckpt, settle: 100ms }
                 restart:
                   backoff: { initial: 100ms }
@@ -253,7 +253,9 @@ public sealed partial class SupervisorTrainingTests(ITestOutputHelper output) : 
         // Under a subreaper that reaps at once, as a normal init does: a stopped orphan is gone from
         // /proc at once, not a zombie for the second or two this VM's init takes to reap it.
         var first = StartSupervisor(quiet: true, subreaper: true);
-        // Wait for a checkpoint.protected of the newest checkpoint on disk: everything written so far is protected.
+        // Wait for a checkpoint.protected of the newest checkpoint on disk: everything written so far is
+        // protected. A checkpoint every 4 s, so that a backup slowed by a loaded machine keeps up (at one
+        // every 1.2 s, the job sometimes finished before this held, and the supervisor with it).
         var seen = await first.WaitForAsync(ev =>
         {
             var files = CheckpointFiles(CheckpointDir);
