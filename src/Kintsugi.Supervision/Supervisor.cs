@@ -63,6 +63,8 @@ public sealed class Supervisor
         public DateTimeOffset StartedAt { get; set; }
         public List<ProbeRunner> Probes { get; } = [];
         public HashSet<ProbeRunner> FailingProbes { get; } = [];
+        /// <summary>Probes whose newest transition was to healthy: the replica is healthy once all of them are.</summary>
+        public HashSet<ProbeRunner> PassingProbes { get; } = [];
         public List<LogFileFollower> Followers { get; } = [];
         public MonitorSet? Monitors { get; set; }
         public Dictionary<string, (double Value, DateTimeOffset ChangedAt)> Metrics { get; } = new(StringComparer.Ordinal);
@@ -278,6 +280,7 @@ public sealed class Supervisor
             r.Metrics.Clear();
         }
         r.FailingProbes.Clear();
+        r.PassingProbes.Clear();
         if (resumeFrom is null && resumeFromNewest && w.Guard is not null && r.Attempt > 1)
         {
             try
@@ -577,6 +580,7 @@ public sealed class Supervisor
             return;
         }
         r.FailingProbes.Add(runner);
+        r.PassingProbes.Remove(runner);
         _journal.Append(EventTypes.Signal, r.Workload.Spec.Name, r.Index, new { source = "probe", kind = spec.Kind, detail });
         if (r.Healthy || !r.Busy)
         {
@@ -593,7 +597,9 @@ public sealed class Supervisor
             return;
         }
         r.FailingProbes.Remove(runner);
-        if (r.FailingProbes.Count == 0 && !r.Busy)
+        r.PassingProbes.Add(runner);
+        // Healthy when every probe passes, not when the first one does while another still waits.
+        if (r.FailingProbes.Count == 0 && r.PassingProbes.Count == r.Probes.Count && !r.Busy)
         {
             MarkHealthy(r);
         }

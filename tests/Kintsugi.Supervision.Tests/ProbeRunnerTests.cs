@@ -26,6 +26,23 @@ public sealed class ProbeRunnerTests
     }
 
     [Fact]
+    public async Task A_pending_result_is_neither_a_success_nor_a_failure()
+    {
+        var waiting = ProbeResult.Waiting("not touched since the start");
+        await using var h = new Harness(new TcpProbeSpec("h", 1) { FailureThreshold = 1, SuccessThreshold = 1 }, waiting, waiting, Ok, waiting, Fail(1));
+        h.Runner.Start();
+        await h.NextAsync();
+        await h.StepAsync();
+        Assert.Empty(h.Transitions);
+        await h.StepAsync();
+        Assert.Equal(["healthy"], h.Transitions);
+        await h.StepAsync();
+        Assert.Equal(["healthy"], h.Transitions);
+        await h.StepAsync();
+        Assert.Equal(["healthy", "unhealthy: failure 1"], h.Transitions);
+    }
+
+    [Fact]
     public async Task A_success_between_failures_starts_the_count_again()
     {
         await using var h = new Harness(new TcpProbeSpec("h", 1) { FailureThreshold = 2 }, Fail(1), Ok, Fail(2), Fail(3));

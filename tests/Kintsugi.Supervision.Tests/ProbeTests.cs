@@ -47,9 +47,10 @@ public sealed class ProbeTests : IDisposable
     public async Task Heartbeat_file_missing_is_stale_only_after_stale_after_since_start()
     {
         var probe = ProbeFactory.Create(new HeartbeatProbeSpec("never-written", TimeSpan.FromSeconds(5)), Context(_time.GetUtcNow()));
-        Assert.True((await probe.CheckAsync(default)).Healthy);
+        // Not failing within its grace, but not passing either: nothing has shown the job is alive.
+        Assert.True((await probe.CheckAsync(default)) is { Healthy: true, Pending: true });
         _time.Advance(TimeSpan.FromSeconds(5));
-        Assert.True((await probe.CheckAsync(default)).Healthy);
+        Assert.True((await probe.CheckAsync(default)) is { Healthy: true, Pending: true });
         _time.Advance(TimeSpan.FromMilliseconds(1));
         var missing = await probe.CheckAsync(default);
         Assert.False(missing.Healthy);
@@ -64,9 +65,11 @@ public sealed class ProbeTests : IDisposable
         var now = _time.GetUtcNow();
         File.SetLastWriteTimeUtc(file, now.AddHours(-1).UtcDateTime);
         var probe = ProbeFactory.Create(new HeartbeatProbeSpec(file, TimeSpan.FromSeconds(5)), Context(now.AddSeconds(-2)));
-        Assert.True((await probe.CheckAsync(default)).Healthy);
+        Assert.True((await probe.CheckAsync(default)) is { Healthy: true, Pending: true });
         _time.Advance(TimeSpan.FromSeconds(4));
         Assert.False((await probe.CheckAsync(default)).Healthy);
+        File.SetLastWriteTimeUtc(file, _time.GetUtcNow().UtcDateTime);
+        Assert.True((await probe.CheckAsync(default)) is { Healthy: true, Pending: false });
     }
 
     [Fact]
@@ -92,7 +95,7 @@ public sealed class ProbeTests : IDisposable
         var started = _time.GetUtcNow();
         var probe = ProbeFactory.Create(new ProgressProbeSpec("step", TimeSpan.FromSeconds(30)), Context(started));
         _time.Advance(TimeSpan.FromSeconds(30));
-        Assert.True((await probe.CheckAsync(default)).Healthy);
+        Assert.True((await probe.CheckAsync(default)) is { Healthy: true, Pending: true });
         _time.Advance(TimeSpan.FromSeconds(1));
         var result = await probe.CheckAsync(default);
         Assert.False(result.Healthy);

@@ -17,11 +17,15 @@ internal sealed class HeartbeatProbe(string path, TimeSpan staleAfter, TimeProvi
         {
             var sinceStart = now - started;
             return Task.FromResult(sinceStart <= staleAfter
-                ? new ProbeResult(true, $"{path} not created yet ({DurationText.Format(sinceStart)} since start)")
+                ? ProbeResult.Waiting($"{path} not created yet ({DurationText.Format(sinceStart)} since start)")
                 : new ProbeResult(false, $"{path} missing {DurationText.Format(sinceStart)} after start (stale after {DurationText.Format(staleAfter)})"));
         }
         var touched = new DateTimeOffset(file.LastWriteTimeUtc, TimeSpan.Zero);
         var age = now - (touched > started ? touched : started);
+        if (touched <= started && age <= staleAfter)
+        {
+            return Task.FromResult(ProbeResult.Waiting($"{path} not touched since the start ({DurationText.Format(age)} ago)"));
+        }
         return Task.FromResult(age <= staleAfter
             ? new ProbeResult(true, $"{path} touched {DurationText.Format(age)} ago")
             : new ProbeResult(false, $"{path} not touched for {DurationText.Format(age)} (stale after {DurationText.Format(staleAfter)})"));

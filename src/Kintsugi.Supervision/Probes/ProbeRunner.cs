@@ -152,7 +152,7 @@ public sealed class ProbeRunner : IAsyncDisposable
                 long missed = (finished - due).Ticks / _spec.Every.Ticks + 1;
                 due += _spec.Every * missed;
             }
-            bool counts = r.Healthy || !(health.NeverHealthy && ranAt - startedAt < _spec.StartupBudget);
+            bool counts = !r.Pending && (r.Healthy || !(health.NeverHealthy && ranAt - startedAt < _spec.StartupBudget));
             var transition = health.Add(r, counts);
             if (cancellationToken.IsCancellationRequested)
             {
@@ -230,6 +230,11 @@ public sealed class ProbeRunner : IAsyncDisposable
 
         public Transition Add(ProbeResult result, bool counts)
         {
+            if (result.Pending)
+            {
+                // Nothing to judge yet: neither a success nor a failure.
+                return Transition.None;
+            }
             if (result.Healthy)
             {
                 _failures = 0;

@@ -26,7 +26,7 @@ internal sealed class ProgressProbe(
                 ? $"{metric} {previous.ToString(CultureInfo.InvariantCulture)} unchanged since start"
                 : $"no '{metric}' reported";
             return Task.FromResult(sinceStart <= stallsAfter
-                ? new ProbeResult(true, $"{what} ({DurationText.Format(sinceStart)} ago)")
+                ? ProbeResult.Waiting($"{what} ({DurationText.Format(sinceStart)} ago)")
                 : new ProbeResult(false, $"{what} ({DurationText.Format(sinceStart)} ago; stalls after {DurationText.Format(stallsAfter)})"));
         }
         var age = now - changedAt;

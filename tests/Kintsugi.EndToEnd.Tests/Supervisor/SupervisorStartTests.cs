@@ -11,7 +11,7 @@ namespace Kintsugi.EndToEnd.Tests.Supervisor;
 public sealed class SupervisorStartTests(ITestOutputHelper output) : SupervisorTestBase(output)
 {
     [Fact]
-    public async Task Without_probes_a_replica_is_healthy_at_its_first_metric_line_not_when_its_process_starts()
+    public async Task A_replica_is_healthy_at_its_first_progress_or_heartbeat_not_when_its_process_starts()
     {
         WriteConfig("""
             workloads:
@@ -22,9 +22,18 @@ public sealed class SupervisorStartTests(ITestOutputHelper output) : SupervisorT
                 command: [/bin/sh, -c, "sleep 60"]
                 healthy: started
                 stop: { grace: 1s }
+              beating:
+                command: [/bin/sh, -c, "sleep 2; while true; do touch \"$KINTSUGI_HEARTBEAT_FILE\"; sleep 0.2; done"]
+                stop: { grace: 1s }
+                probes:
+                  - heartbeat: { file: beat, stale-after: 10s }
             """);
         var s = StartSupervisor();
-        var events = await s.WaitForAsync(ev => ev.Any(e => e.Is("replica.healthy", "slow-start")) && ev.Any(e => e.Is("replica.healthy", "daemon")), "both workloads healthy");
+        var events = await s.WaitForAsync(ev => new[] { "slow-start", "daemon", "beating" }.All(w => ev.Any(e => e.Is("replica.healthy", w))), "all three workloads healthy");
+
+        // A heartbeat not touched yet is within its grace, not a pass: healthy once the job touches it.
+        var beating = events.First(e => e.Is("replica.healthy", "beating"));
+        Check(beating.Double("after_s") >= 1.9, $"'beating' counted healthy {beating.Double("after_s")} s after its start, before its first heartbeat (2 s)", events, s);
 
         var slow = events.First(e => e.Is("replica.healthy", "slow-start"));
         Check(slow.Double("after_s") >= 1.9, $"slow-start counted healthy {slow.Double("after_s")} s after its start, before its first metric line (2 s)", events, s);
