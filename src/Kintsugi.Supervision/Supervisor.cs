@@ -394,11 +394,30 @@ public sealed class Supervisor
     }
 
     /// <summary>Progress (a metric line, a new checkpoint) makes a replica without probes healthy: it is training or serving.</summary>
-    private void OnProgress(ReplicaState r, WorkloadProcess process)
+    private void OnProgress(ReplicaState r, WorkloadProcess process, IReadOnlyDictionary<string, double>? metrics = null)
     {
-        if (process == r.Process && !process.HasExited && !r.Busy && r.Workload.Spec.Probes.Count == 0)
+        if (process != r.Process || process.HasExited || r.Busy)
+        {
+            return;
+        }
+        if (r.Workload.Spec.Probes.Count == 0)
         {
             MarkHealthy(r);
+            return;
+        }
+        // A progress probe runs every quarter of its limit (up to 10 s), but the metric line that
+        // passes it is here now: a replica training again is healthy from that line, not from the
+        // probe's next run (a job killed 8 s into its attempt would otherwise never count as up).
+        if (metrics is not null)
+        {
+            foreach (var runner in r.Probes.Where(p => p.Spec is ProgressProbeSpec progress && metrics.ContainsKey(progress.Metric) && !r.FailingProbes.Contains(p)))
+            {
+                r.PassingProbes.Add(runner);
+            }
+            if (r.FailingProbes.Count == 0 && r.PassingProbes.Count == r.Probes.Count)
+            {
+                MarkHealthy(r);
+            }
         }
     }
 
@@ -539,7 +558,7 @@ public sealed class Supervisor
             }
             if (progress)
             {
-                OnProgress(r, process);
+                OnProgress(r, process, values);
             }
         });
     }

@@ -22,6 +22,9 @@ public sealed class ProbeRunner : IAsyncDisposable
     private Schedule? _schedule;
     private bool _disposed;
 
+    /// <summary>What this runner runs.</summary>
+    public ProbeSpec Spec => _spec;
+
     public ProbeRunner(ProbeSpec spec, IProbe probe, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(spec);

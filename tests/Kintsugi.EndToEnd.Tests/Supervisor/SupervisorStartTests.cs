@@ -22,6 +22,11 @@ public sealed class SupervisorStartTests(ITestOutputHelper output) : SupervisorT
                 command: [/bin/sh, -c, "sleep 60"]
                 healthy: started
                 stop: { grace: 1s }
+              progressing:
+                command: [/bin/sh, -c, "sleep 1; while true; do echo 'KINTSUGI {\"step\": 1}'; sleep 0.5; done"]
+                stop: { grace: 1s }
+                probes:
+                  - progress: { metric: step, stalls-after: 4m }
               beating:
                 command: [/bin/sh, -c, "sleep 2; while true; do touch \"$KINTSUGI_HEARTBEAT_FILE\"; sleep 0.2; done"]
                 stop: { grace: 1s }
@@ -29,8 +34,11 @@ public sealed class SupervisorStartTests(ITestOutputHelper output) : SupervisorT
                   - heartbeat: { file: beat, stale-after: 10s }
             """);
         var s = StartSupervisor();
-        var events = await s.WaitForAsync(ev => new[] { "slow-start", "daemon", "beating" }.All(w => ev.Any(e => e.Is("replica.healthy", w))), "all three workloads healthy");
+        var events = await s.WaitForAsync(ev => new[] { "slow-start", "daemon", "beating", "progressing" }.All(w => ev.Any(e => e.Is("replica.healthy", w))), "all three workloads healthy");
 
+        // A progress probe runs every 10 s here; its metric's first line makes the replica healthy at once.
+        var progressing = events.First(e => e.Is("replica.healthy", "progressing"));
+        Check(progressing.Double("after_s") is >= 0.9 and < 9, $"'progressing' counted healthy {progressing.Double("after_s")} s after its start; expected at its first metric line (1 s), not at the probe's first run (0 s) or second (10 s)", events, s);
         // A heartbeat not touched yet is within its grace, not a pass: healthy once the job touches it.
         var beating = events.First(e => e.Is("replica.healthy", "beating"));
         Check(beating.Double("after_s") >= 1.9, $"'beating' counted healthy {beating.Double("after_s")} s after its start, before its first heartbeat (2 s)", events, s);
