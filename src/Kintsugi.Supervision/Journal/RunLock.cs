@@ -29,8 +29,17 @@ public sealed class RunLock : IDisposable
     {
         ArgumentNullException.ThrowIfNull(describeHolder);
         string path = PathFor(journalPath);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var file = new FileStream(path, new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite });
+        FileStream file;
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            file = new FileStream(path, new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite });
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput,
+                $"cannot write beside the journal {Path.GetFullPath(journalPath)} (its run lock {Path.GetFileName(path)}: {e.Message.Trim()}); make its folder writable, or set 'journal' in the config to a writable place", e);
+        }
         try
         {
             if (Kintsugi.Backup.Platform.Posix.TryLockExclusive(file.SafeFileHandle))

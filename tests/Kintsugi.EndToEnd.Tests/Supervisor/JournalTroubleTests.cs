@@ -78,6 +78,20 @@ public sealed class JournalTroubleTests(ITestOutputHelper output) : SupervisorTe
         Check(events.Any(e => e.Type == "supervisor.stopped"), "expected supervisor.stopped in the journal made again", events, s);
     }
 
+    [Fact]
+    public async Task A_journal_on_a_read_only_disk_is_refused_in_one_line_before_anything_starts()
+    {
+        string disk = Ws.PathOf("read-only");
+        using var mount = TmpfsMount.Create(disk, "1m", readOnly: true);
+        WriteConfig($"journal: {Quote(Path.Combine(disk, "journal.db"))}\nworkloads:\n  job:\n    command: [/bin/sh, -c, \"echo ran > ran\"]\n");
+
+        var run = await RunToEndAsync();
+
+        string line = run.ShouldFailCleanly(1);
+        Assert.Contains("make its folder writable", line, StringComparison.Ordinal);
+        Assert.False(File.Exists(Ws.PathOf("ran")), "the workload ran without a journal");
+    }
+
     private static void FillDisk(string path)
     {
         var block = new byte[1 << 16];
@@ -120,10 +134,10 @@ internal sealed class TmpfsMount : IDisposable
         _path = path;
     }
 
-    public static TmpfsMount Create(string path, string size)
+    public static TmpfsMount Create(string path, string size, bool readOnly = false)
     {
         Directory.CreateDirectory(path);
-        Run("mount", "-t", "tmpfs", "-o", $"size={size}", "tmpfs", path);
+        Run("mount", "-t", "tmpfs", "-o", $"size={size}{(readOnly ? ",ro" : "")}", "tmpfs", path);
         return new TmpfsMount(path);
     }
 
