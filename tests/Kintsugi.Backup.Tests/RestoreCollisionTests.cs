@@ -344,4 +344,26 @@ public sealed class RestoreCollisionTests : IDisposable
         Assert.Equal(5, second.Skipped);
         Assert.Equal(inode, Posix.LStat(Sandbox.Restored(target, Path.Combine(_box.Source, "file"))).Inode);
     }
+
+    [Fact]
+    public async Task A_hard_link_whose_first_name_is_left_as_it_is_is_restored_whole_under_its_other_name_not_linked_to_the_users_file()
+    {
+        string first = Path.Combine(_box.Source, "a-first.bin");
+        string second = Path.Combine(_box.Source, "b-second.bin");
+        Files.Write(first, Encoding.UTF8.GetBytes("the snapshot's linked content\n"));
+        Posix.Link(first, second);
+        var repo = await _box.InitAsync();
+        var snapshot = (await Sandbox.BackupAsync(repo, _box.Source)).Snapshot;
+        string target = _box.NewTarget("target");
+        string firstRestored = Sandbox.Restored(target, first);
+        Files.Write(firstRestored, Encoding.UTF8.GetBytes("mine\n"));
+
+        var result = await new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = target, Host = Sandbox.Host, Overwrite = OverwritePolicy.Never });
+
+        Assert.Empty(result.Issues);
+        Assert.Equal(1, result.Skipped);
+        Assert.Equal("mine\n", File.ReadAllText(firstRestored));
+        Assert.Equal("the snapshot's linked content\n", File.ReadAllText(Sandbox.Restored(target, second)));
+        Assert.NotEqual(Posix.LStat(firstRestored).Inode, Posix.LStat(Sandbox.Restored(target, second)).Inode);
+    }
 }
