@@ -209,7 +209,8 @@ public sealed class RestoreEngine
                     {
                         break;
                     }
-                    // A name of a hard link whose first name was left as it was is restored as that first name.
+                    // A path left as it is never becomes a hard link's first name: the next name of that
+                    // file is then written whole, not linked to what the user has at the path left.
                     if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var existing))
                     {
                         hardLinks.Add((local, existing, replace));
