@@ -183,7 +183,7 @@ public sealed class BadInputTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public async Task Restore_replaces_a_planted_symlink_instead_of_writing_through_it()
+    public async Task Restore_never_writes_through_a_planted_symlink_it_leaves_by_default_and_moves_aside_with_overwrite_always()
     {
         var rng = new Random(TestSeed.Get(output));
         string file = Path.Combine(_box.Source, "sub", "data.bin");
@@ -200,16 +200,25 @@ public sealed class BadInputTests(ITestOutputHelper output) : IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(restoredFile)!);
         File.CreateSymbolicLink(restoredFile, outsideFile);
 
-        var result = await new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = target, Host = Sandbox.Host });
+        var refused = await new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = target, Host = Sandbox.Host });
+
+        Assert.Equal(restoredFile, Assert.Single(refused.Issues).Path);
+        Assert.Equal("precious", File.ReadAllText(outsideFile));
+        Assert.Equal(outsideFile, new FileInfo(restoredFile).LinkTarget);
+
+        var result = await new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = target, Host = Sandbox.Host, Overwrite = OverwritePolicy.Always });
 
         Assert.Empty(result.Issues);
         Assert.Equal("precious", File.ReadAllText(outsideFile));
         Assert.Null(new FileInfo(restoredFile).LinkTarget);
         Assert.Equal(content, File.ReadAllBytes(restoredFile));
+        var moved = Assert.Single(result.MovedAside);
+        Assert.Equal(restoredFile, moved.Path);
+        Assert.Equal(outsideFile, new FileInfo(moved.MovedTo).LinkTarget);
     }
 
     [Fact]
-    public async Task Restore_replaces_a_planted_symlink_in_place_of_a_folder()
+    public async Task Restore_never_follows_a_planted_symlink_in_place_of_a_folder_and_moves_it_aside_with_overwrite_always()
     {
         var rng = new Random(TestSeed.Get(output));
         string file = Path.Combine(_box.Source, "sub", "data.bin");
@@ -225,9 +234,16 @@ public sealed class BadInputTests(ITestOutputHelper output) : IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(restoredSub)!);
         File.CreateSymbolicLink(restoredSub, outsideDir);
 
-        var result = await new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = target, Host = Sandbox.Host });
+        var refused = await new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = target, Host = Sandbox.Host });
+
+        Assert.Equal(restoredSub, Assert.Single(refused.Issues).Path);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(outsideDir));
+        Assert.True(Posix.LStat(restoredSub).IsSymlink);
+
+        var result = await new RestoreEngine(repo).RunAsync(snapshot, new RestoreRequest { Target = target, Host = Sandbox.Host, Overwrite = OverwritePolicy.Always });
 
         Assert.Empty(result.Issues);
+        Assert.Equal(outsideDir, new FileInfo(Assert.Single(result.MovedAside).MovedTo).LinkTarget);
         Assert.Empty(Directory.EnumerateFileSystemEntries(outsideDir));
         Assert.True(Posix.LStat(restoredSub).IsDirectory);
         Assert.Equal(content, File.ReadAllBytes(Sandbox.Restored(target, file)));

@@ -228,9 +228,15 @@ public sealed class HostileRepositoryTests(ITestOutputHelper output) : IDisposab
     public async Task Links_to_outside_the_target_are_restored_as_links_and_never_written_through_by_a_later_restore()
     {
         var repo = await _box.InitAsync();
+        await LinksToOutsideAreNeverWrittenThrough(repo, OverwritePolicy.SameType);
+        await LinksToOutsideAreNeverWrittenThrough(repo, OverwritePolicy.Always);
+    }
+
+    private async Task LinksToOutsideAreNeverWrittenThrough(Repository repo, OverwritePolicy policy)
+    {
         var forge = new Forger(repo);
-        string outsideDir = Path.Combine(_box.Root, "outside-dir");
-        string outsideFile = Path.Combine(_box.Root, "outside.txt");
+        string outsideDir = Path.Combine(_box.Root, $"outside-dir-{policy}");
+        string outsideFile = Path.Combine(_box.Root, $"outside-{policy}.txt");
         Directory.CreateDirectory(outsideDir);
         File.WriteAllText(outsideFile, "precious");
         File.SetUnixFileMode(outsideFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
@@ -248,15 +254,24 @@ public sealed class HostileRepositoryTests(ITestOutputHelper output) : IDisposab
             FileNode("hardlink", [blob], payload.Length) with { Links = 2, Device = 7, Inode = 7 },
             FileNode("linked", [blob], payload.Length) with { Links = 2, Device = 7, Inode = 7 },
             Special("pipe", NodeType.Fifo, 0));
-        string target = _box.NewTarget("target");
+        string target = _box.NewTarget($"target-{policy}");
 
         var first = await Restore(repo, links, target);
-        var second = await Restore(repo, overwrite, target);
+        var second = await new RestoreEngine(repo).RunAsync(overwrite, new RestoreRequest { Target = target, Host = Sandbox.Host, Overwrite = policy });
 
         Assert.Empty(first.Issues);
-        Assert.Empty(second.Issues);
-        Assert.Null(new FileInfo(Path.Combine(target, "file")).LinkTarget);
         Assert.Equal("precious", File.ReadAllText(outsideFile));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(outsideDir));
+        if (policy != OverwritePolicy.Always)
+        {
+            // Each link is left as it is, reported, and not followed.
+            Assert.Equal(["dir", "file", "hardlink", "linked", "pipe"], second.Issues.Select(i => Path.GetFileName(i.Path)).Order(StringComparer.Ordinal));
+            Assert.All(new[] { "dir", "file", "hardlink", "linked", "pipe" }, name => Assert.True(Posix.LStat(Path.Combine(target, name)).IsSymlink));
+            return;
+        }
+        Assert.Empty(second.Issues);
+        Assert.Equal(5, second.MovedAside.Count);
+        Assert.Null(new FileInfo(Path.Combine(target, "file")).LinkTarget);
         Assert.Empty(Directory.EnumerateFileSystemEntries(outsideDir));
         var outsideAfter = (Posix.LStat(outsideFile), Posix.LStat(outsideDir));
         Assert.Equal((outsideBefore.Item1.Permissions, outsideBefore.Item1.MtimeNs), (outsideAfter.Item1.Permissions, outsideAfter.Item1.MtimeNs));

@@ -146,9 +146,24 @@ public sealed class RoundTripTests(ITestOutputHelper output) : IDisposable
 
         string target = _box.NewTarget("same");
         await new RestoreEngine(repo).RunAsync(first.Snapshot, new RestoreRequest { Target = target });
-        var result = await new RestoreEngine(repo).RunAsync(second.Snapshot, new RestoreRequest { Target = target });
+        // By default an entry whose type changed is left as the earlier restore made it, and reported.
+        var refused = await new RestoreEngine(repo).RunAsync(second.Snapshot, new RestoreRequest { Target = target });
+        Assert.Equal(
+            [Sandbox.Restored(target, model), Sandbox.Restored(target, Path.Combine(_box.Source, "link-rel"))],
+            refused.Issues.Select(i => i.Path).Order(StringComparer.Ordinal));
+        Assert.True(Posix.LStat(Sandbox.Restored(target, model)).IsRegular);
+
+        // With --overwrite always they are moved aside, and the target holds the newer snapshot.
+        var result = await new RestoreEngine(repo).RunAsync(second.Snapshot, new RestoreRequest { Target = target, Overwrite = OverwritePolicy.Always });
 
         Assert.Empty(result.Issues);
+        Assert.Equal(2, result.MovedAside.Count);
+        foreach (var moved in result.MovedAside)
+        {
+            File.Delete(moved.MovedTo);
+        }
+        // Once they are gone, one more restore gives the folders their mtimes back, with nothing in the way.
+        Assert.Empty((await new RestoreEngine(repo).RunAsync(second.Snapshot, new RestoreRequest { Target = target })).Issues);
         Files.AssertSameTree(_box.Source, Sandbox.Restored(target, _box.Source));
     }
 

@@ -16,7 +16,35 @@ public sealed record RestoreRequest
     public int Workers { get; init; } = Environment.ProcessorCount;
     /// <summary>The host to name in the lock file.</summary>
     public string Host { get; init; } = "localhost";
+    /// <summary>What to do with an entry the target already holds at a path the snapshot restores.</summary>
+    public OverwritePolicy Overwrite { get; init; } = OverwritePolicy.SameType;
 }
+
+/// <summary>
+/// What a restore does with an entry the target already holds at a path the snapshot restores. A
+/// folder where the snapshot has a folder is always merged into; nothing the target holds is ever
+/// deleted unless the snapshot's entry of the same type takes its place, and nothing is followed.
+/// </summary>
+public enum OverwritePolicy
+{
+    /// <summary>
+    /// The default: a file, symlink or FIFO where the snapshot has one of the same type is replaced;
+    /// an entry of another type (a folder where the snapshot has a file, a file where it has a
+    /// folder, …) is left as it is and reported, and nothing under it is restored.
+    /// </summary>
+    SameType,
+    /// <summary>As <see cref="SameType"/>, and an entry of another type is moved aside (renamed, never deleted) to make room.</summary>
+    Always,
+    /// <summary>An entry of the same type is replaced only when it differs: a file in size or mtime, a symlink in its target; another type is left and reported.</summary>
+    IfChanged,
+    /// <summary>An entry of the same type is replaced only when the snapshot's is newer (mtime); another type is left and reported.</summary>
+    IfNewer,
+    /// <summary>Nothing the target holds is replaced: an entry of the same type is left quietly, one of another type left and reported.</summary>
+    Never,
+}
+
+/// <summary>An entry of the target moved out of the way of the snapshot's (with <see cref="OverwritePolicy.Always"/>).</summary>
+public sealed record MovedAside(string Path, string MovedTo);
 
 /// <summary>Live counters for a progress display.</summary>
 public sealed class RestoreProgress
@@ -34,12 +62,21 @@ public sealed record RestoreResult(long Files, long Directories, long Symlinks, 
 {
     /// <summary>The repository could not be written (a read-only mount, a full disk), so the restore ran without a lock.</summary>
     public bool WithoutLock { get; init; }
+
+    /// <summary>Entries of the target left as they were because the overwrite policy said so (not counted as restored).</summary>
+    public long Skipped { get; init; }
+
+    /// <summary>Entries of the target renamed out of the way of the snapshot's (<see cref="OverwritePolicy.Always"/>).</summary>
+    public IReadOnlyList<MovedAside> MovedAside { get; init; } = [];
 }
 
 /// <summary>
 /// Restores a snapshot into a target folder. Content blobs of all files are restored in parallel,
-/// each written at its offset, so one large file uses every core. Symlinks are created last and
-/// existing entries are replaced, never written through, so nothing lands outside the target.
+/// each written at its offset, so one large file uses every core. Symlinks are created last. An
+/// entry the target already holds is replaced (never written through, so nothing lands outside the
+/// target) only when it is of the snapshot's type and the <see cref="OverwritePolicy"/> says so; one
+/// of another type is left and reported, or moved aside with <see cref="OverwritePolicy.Always"/>:
+/// a restore never deletes a folder, nor anything the snapshot does not replace.
 /// What cannot be restored (a damaged blob, a file whose size disagrees with its content, a folder
 /// whose name the target's file system refuses) is reported and the rest restored; a file that was
 /// not restored whole is removed rather than left looking complete. Devices and sockets are never
@@ -112,9 +149,10 @@ public sealed class RestoreEngine
         }
         var issues = new ConcurrentQueue<BackupIssue>(damage);
         var directories = new List<(string Path, Node Node)>();
-        var symlinks = new List<(string Path, Node Node)>();
-        var files = new List<(string Path, Node Node)>();
-        var hardLinks = new List<(string Path, string Existing)>();
+        var files = new List<(string Path, Node Node, bool Replace)>();
+        var hardLinks = new List<(string Path, string Existing, bool Replace)>();
+        var symlinks = new List<(string Path, Node Node, bool Replace)>();
+        var inTheWay = new InTheWay(request.Overwrite, issues, _repo.Time.GetUtcNow());
         var firstLink = new Dictionary<(ulong, ulong), string>();
         var matched = new HashSet<string>(StringComparer.Ordinal);
         // Folders that could not be created: what is under them is not attempted (and not reported again).
@@ -128,6 +166,13 @@ public sealed class RestoreEngine
             {
                 continue;
             }
+            foreach (var inc in includes)
+            {
+                if (walked.Path == inc)
+                {
+                    matched.Add(inc);
+                }
+            }
             if (missingFolders.Contains(walked.Path[..walked.Path.LastIndexOf('/')]))
             {
                 if (walked.Node.Type == NodeType.Directory)
@@ -136,19 +181,20 @@ public sealed class RestoreEngine
                 }
                 continue;
             }
-            foreach (var inc in includes)
-            {
-                if (walked.Path == inc)
-                {
-                    matched.Add(inc);
-                }
-            }
             string local = target + walked.Path;
             var node = walked.Node;
             switch (node.Type)
             {
                 case NodeType.Directory:
-                    if (TryCreate(local, "cannot create folder", () => PrepareDirectory(local), issues))
+                    if (TryCreate(local, "cannot create folder", () =>
+                    {
+                        var existing = inTheWay.Check(local, node);
+                        if (existing == Existing.None)
+                        {
+                            Directory.CreateDirectory(local);
+                        }
+                        return existing != Existing.Refused;
+                    }, issues))
                     {
                         directories.Add((local, node));
                     }
@@ -158,9 +204,16 @@ public sealed class RestoreEngine
                     }
                     break;
                 case NodeType.File:
+                {
+                    if (!inTheWay.TryCheck(local, node, out bool replace))
+                    {
+                        break;
+                    }
+                    // A path left as it is never becomes a hard link's first name: the next name of that
+                    // file is then written whole, not linked to what the user has at the path left.
                     if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var existing))
                     {
-                        hardLinks.Add((local, existing));
+                        hardLinks.Add((local, existing, replace));
                     }
                     else
                     {
@@ -168,20 +221,28 @@ public sealed class RestoreEngine
                         {
                             firstLink[(node.Device, node.Inode)] = local;
                         }
-                        files.Add((local, node));
+                        files.Add((local, node, replace));
                         Interlocked.Add(ref progress.TotalBytesField, node.Size);
                         Interlocked.Increment(ref progress.TotalFilesField);
                     }
                     break;
+                }
                 case NodeType.Symlink:
-                    symlinks.Add((local, node));
+                {
+                    if (inTheWay.TryCheck(local, node, out bool replace))
+                    {
+                        symlinks.Add((local, node, replace));
+                    }
                     break;
+                }
                 case NodeType.Fifo:
-                    if (TryCreate(local, "cannot create FIFO", () => { RemoveExisting(local); Posix.MkFifo(local, node.Mode & 0x1FF); }, issues))
+                {
+                    if (inTheWay.TryCheck(local, node, out bool replace) && TryCreate(local, "cannot create FIFO", () => { RemoveReplaced(local, replace); Posix.MkFifo(local, node.Mode & 0x1FF); }, issues))
                     {
                         ApplyMetadata(local, node, issues);
                     }
                     break;
+                }
                 default:
                     issues.Enqueue(new BackupIssue(walked.Path, $"warning: {node.Type.ToString().ToLowerInvariant()} not restored (special files are skipped for safety)"));
                     break;
@@ -193,11 +254,11 @@ public sealed class RestoreEngine
         }
 
         await RestoreFilesAsync(files, index, request, progress, issues, ct).ConfigureAwait(false);
-        foreach (var (path, existing) in hardLinks)
+        foreach (var (path, existing, replace) in hardLinks)
         {
-            TryCreate(path, "cannot create hard link", () => { RemoveExisting(path); Posix.Link(existing, path); }, issues);
+            TryCreate(path, "cannot create hard link", () => { RemoveReplaced(path, replace); Posix.Link(existing, path); }, issues);
         }
-        foreach (var (path, node) in symlinks)
+        foreach (var (path, node, replace) in symlinks)
         {
             string linkTarget = node.LinkTarget ?? "";
             if (linkTarget.Length == 0 || linkTarget.Contains('\0', StringComparison.Ordinal))
@@ -205,7 +266,7 @@ public sealed class RestoreEngine
                 issues.Enqueue(new BackupIssue(path, linkTarget.Length == 0 ? "symlink not restored: the snapshot records no target for it" : "symlink not restored: its target holds a NUL character"));
                 continue;
             }
-            if (TryCreate(path, "cannot create symlink", () => { RemoveExisting(path); File.CreateSymbolicLink(path, linkTarget); }, issues))
+            if (TryCreate(path, "cannot create symlink", () => { RemoveReplaced(path, replace); File.CreateSymbolicLink(path, linkTarget); }, issues))
             {
                 ApplyMetadata(path, node, issues);
             }
@@ -223,19 +284,30 @@ public sealed class RestoreEngine
             }
             ApplyMetadata(path, node, issues);
         }
-        return new RestoreResult(files.Count + hardLinks.Count, directories.Count, symlinks.Count, progress.BytesDone, issues.ToList());
+        return new RestoreResult(files.Count + hardLinks.Count, directories.Count, symlinks.Count, progress.BytesDone, issues.ToList())
+        {
+            Skipped = inTheWay.Skipped,
+            MovedAside = inTheWay.Moved,
+        };
     }
 
     /// <summary>
     /// Runs <paramref name="create"/>; a failure is reported as an issue (false), except a full
     /// disk, which stops the restore.
     /// </summary>
-    private static bool TryCreate(string path, string what, Action create, ConcurrentQueue<BackupIssue> issues)
-    {
-        try
+    private static bool TryCreate(string path, string what, Action create, ConcurrentQueue<BackupIssue> issues) =>
+        TryCreate(path, what, () =>
         {
             create();
             return true;
+        }, issues);
+
+    /// <summary>As above, for a <paramref name="create"/> that may decline (false), having reported why.</summary>
+    private static bool TryCreate(string path, string what, Func<bool> create, ConcurrentQueue<BackupIssue> issues)
+    {
+        try
+        {
+            return create();
         }
         catch (IOException e) when (KintsugiException.FromIo(e, path) is not KintsugiException { Kind: ErrorKind.NoSpace })
         {
@@ -264,44 +336,153 @@ public sealed class RestoreEngine
         }
     }
 
-    private static void PrepareDirectory(string path)
+    /// <summary>What the target holds at a path the snapshot restores, and what the restore does with it.</summary>
+    private enum Existing
     {
+        /// <summary>Nothing (or nothing any more: it was moved aside): the snapshot's entry is created.</summary>
+        None,
+        /// <summary>An entry of the snapshot's type that the policy replaces (a folder: merged into).</summary>
+        Replace,
+        /// <summary>An entry of the snapshot's type that the policy leaves as it is.</summary>
+        Keep,
+        /// <summary>An entry of another type, left as it is and reported.</summary>
+        Refused,
+    }
+
+    /// <summary>
+    /// Decides, as the walk reaches each path, what becomes of what the target already holds there.
+    /// Runs on the walk alone (one thread).
+    /// </summary>
+    private sealed class InTheWay(OverwritePolicy policy, ConcurrentQueue<BackupIssue> issues, DateTimeOffset now)
+    {
+        private readonly string _suffix = ".kintsugi-old-" + now.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+        private readonly List<MovedAside> _moved = [];
+
+        public long Skipped { get; private set; }
+
+        public IReadOnlyList<MovedAside> Moved => _moved;
+
+        /// <summary>For a file, symlink or FIFO: true with whether to replace what is there, or false (left as it is; reported if refused or failed).</summary>
+        public bool TryCheck(string local, Node node, out bool replace)
+        {
+            var existing = Existing.Refused;
+            TryCreate(local, "cannot restore", () =>
+            {
+                existing = Check(local, node);
+                return true;
+            }, issues);
+            replace = existing == Existing.Replace;
+            return existing is Existing.None or Existing.Replace;
+        }
+
+        public Existing Check(string local, Node node)
+        {
+            FileStatus st;
+            try
+            {
+                st = Posix.LStat(local);
+            }
+            catch (FileNotFoundException)
+            {
+                return Existing.None;
+            }
+            if (IsOfType(st, node.Type))
+            {
+                if (node.Type == NodeType.Directory)
+                {
+                    return Existing.Replace;
+                }
+                bool replace = policy switch
+                {
+                    OverwritePolicy.Never => false,
+                    OverwritePolicy.IfNewer => node.MtimeNs > st.MtimeNs,
+                    OverwritePolicy.IfChanged => node.Type switch
+                    {
+                        NodeType.File => st.Size != node.Size || st.MtimeNs != node.MtimeNs,
+                        NodeType.Symlink => !string.Equals(new FileInfo(local).LinkTarget, node.LinkTarget, StringComparison.Ordinal),
+                        _ => false,
+                    },
+                    _ => true,
+                };
+                if (!replace)
+                {
+                    Skipped++;
+                }
+                return replace ? Existing.Replace : Existing.Keep;
+            }
+            if (policy == OverwritePolicy.Always)
+            {
+                string aside = local + _suffix;
+                for (int n = 2; Exists(aside); n++)
+                {
+                    aside = local + _suffix + "-" + n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                }
+                Posix.Rename(local, aside);
+                _moved.Add(new MovedAside(local, aside));
+                return Existing.None;
+            }
+            string under = node.Type == NodeType.Directory ? " and nothing under it restored" : "";
+            issues.Enqueue(new BackupIssue(local, $"{Describe(st)} is in the way of the snapshot's {Word(node.Type)}; left as it is{under} (--overwrite always moves it aside)"));
+            return Existing.Refused;
+        }
+
+        private static bool Exists(string path)
+        {
+            try
+            {
+                Posix.LStat(path);
+                return true;
+            }
+            catch (FileNotFoundException)
+            {
+                return false;
+            }
+        }
+
+        private static bool IsOfType(FileStatus st, NodeType type) => type switch
+        {
+            NodeType.Directory => st.IsDirectory,
+            NodeType.File => st.IsRegular,
+            NodeType.Symlink => st.IsSymlink,
+            NodeType.Fifo => st.IsFifo,
+            _ => false,
+        };
+
+        private static string Describe(FileStatus st) =>
+            st.IsDirectory ? "a folder" : st.IsRegular ? "a file" : st.IsSymlink ? "a symlink" : st.IsFifo ? "a FIFO" : st.IsSocket ? "a socket" : "a device";
+
+        private static string Word(NodeType type) => type switch
+        {
+            NodeType.Directory => "folder",
+            NodeType.Fifo => "FIFO",
+            _ => type.ToString().ToLowerInvariant(),
+        };
+    }
+
+    /// <summary>
+    /// Removes the file, symlink or FIFO the walk decided to replace, so that creating the snapshot's
+    /// cannot follow a link. Never a folder: one that took its place since is reported, not deleted.
+    /// </summary>
+    private static void RemoveReplaced(string path, bool replace)
+    {
+        if (!replace)
+        {
+            return;
+        }
         try
         {
-            var st = Posix.LStat(path);
-            if (st.IsDirectory)
+            if (Posix.LStat(path).IsDirectory)
             {
-                return;
+                throw new IOException($"{path}: a folder took its place; left as it is");
             }
             File.Delete(path);
         }
         catch (FileNotFoundException)
         {
         }
-        Directory.CreateDirectory(path);
     }
 
-    /// <summary>Removes a file or symlink at <paramref name="path"/> so that creating it cannot follow a link.</summary>
-    private static void RemoveExisting(string path)
-    {
-        try
-        {
-            var st = Posix.LStat(path);
-            if (st.IsDirectory)
-            {
-                Directory.Delete(path, recursive: true);
-            }
-            else
-            {
-                File.Delete(path);
-            }
-        }
-        catch (FileNotFoundException)
-        {
-        }
-    }
-
-    private async Task RestoreFilesAsync(List<(string Path, Node Node)> files, MasterIndex index, RestoreRequest request, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, CancellationToken ct)
+    private async Task RestoreFilesAsync(List<(string Path, Node Node, bool Replace)> files, MasterIndex index, RestoreRequest request, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, CancellationToken ct)
     {
         int workers = Math.Max(1, request.Workers);
         var reader = new BlobReader(_repo, index);
@@ -323,7 +504,7 @@ public sealed class RestoreEngine
         Exception? producerFailure = null;
         try
         {
-            foreach (var (path, node) in files)
+            foreach (var (path, node, replace) in files)
             {
                 IndexEntry[] entries;
                 try
@@ -348,7 +529,7 @@ public sealed class RestoreEngine
                 var state = new FileState(path, node, entries.Length);
                 if (!TryCreate(path, "cannot create", () =>
                 {
-                    RemoveExisting(path);
+                    RemoveReplaced(path, replace);
                     state.Handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
                 }, issues))
                 {

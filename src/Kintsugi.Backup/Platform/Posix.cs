@@ -53,6 +53,9 @@ internal static partial class Posix
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int mkfifo(string path, uint mode);
 
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int rename(string oldpath, string newpath);
+
     [LibraryImport("libc")]
     private static partial uint geteuid();
 
@@ -209,6 +212,15 @@ internal static partial class Posix
         if (link(existing, newPath) != 0)
         {
             throw Error(newPath);
+        }
+    }
+
+    /// <summary>rename(2): moves the entry itself (a symlink is not followed; a folder moves with what is in it).</summary>
+    public static void Rename(string oldPath, string newPath)
+    {
+        if (rename(oldPath, newPath) != 0)
+        {
+            throw Error(oldPath);
         }
     }
 
