@@ -194,8 +194,8 @@ public sealed class PruneTests(ITestOutputHelper output) : IDisposable
         Assert.True(dry.PacksDeleted > 0);
         var real = await new PruneEngine(repo).RunAsync(new PruneRequest { Host = Sandbox.Host });
         Assert.Equal(
-            (dry.PacksDeleted, dry.PacksRepacked, dry.BytesFreed, dry.BlobsRemoved, dry.BlobsKept),
-            (real.PacksDeleted, real.PacksRepacked, real.BytesFreed, real.BlobsRemoved, real.BlobsKept));
+            (dry.PacksDeleted, dry.PacksRepacked, dry.PacksWritten, dry.BytesFreed, dry.BlobsRemoved, dry.BlobsKept),
+            (real.PacksDeleted, real.PacksRepacked, real.PacksWritten, real.BytesFreed, real.BlobsRemoved, real.BlobsKept));
     }
 
     [Fact]
