@@ -81,6 +81,31 @@ public sealed partial class UsageErrorTests(SharedRepository shared) : IClassFix
     }
 
     [Theory]
+    [InlineData("snapshot", "unknown command 'snapshot'; did you mean 'snapshots'? (see `kintsugi --help`)")]
+    [InlineData("restroe latest --target {target}", "unknown command 'restroe'; did you mean 'restore'? (see `kintsugi --help`)")]
+    [InlineData("frobnicate", "unknown command 'frobnicate' (see `kintsugi --help`)")]
+    [InlineData("key ad", "unknown command 'ad'; did you mean 'add'? (see `kintsugi key --help`)")]
+    [InlineData("backup --exclude x {src}", "unknown option '--exclude' (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
+    [InlineData("backup --ful {src}", "unknown option '--ful'; did you mean '--full'? (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
+    [InlineData("backup {src} -x", "unknown option '-x' (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
+    [InlineData("snapshots --jsn", "unknown option '--jsn'; did you mean '--json'? (see `kintsugi snapshots --help`)")]
+    public async Task A_mistyped_command_or_option_is_named_with_the_closest_one_and_exits_2(string args, string message)
+    {
+        // Issue 12, §5: "Required command was not provided", and unknown options taken for paths (exit 1).
+        Assert.Equal("kintsugi: " + message, (await RunAsync(args)).ShouldFailCleanly(2));
+    }
+
+    [Fact]
+    public async Task A_path_that_starts_with_a_dash_is_backed_up_after_double_dash()
+    {
+        using var ws = new Workspace();
+        FileTree.WriteRandom(Path.Combine(ws.PathOf("-odd"), "a.bin"), 1_000);
+        await ws.InitAsync();
+        (await ws.RepoAsync("backup", "--", "-odd")).ShouldSucceed();
+        Assert.Single(await ws.SnapshotsAsync());
+    }
+
+    [Theory]
     [InlineData("ls zzzz")]
     [InlineData("ls latest /no/such/path")]
     [InlineData("diff zzzz latest")]

@@ -8,7 +8,7 @@ internal static class BackupCommand
 {
     public static Command Create()
     {
-        var paths = new Argument<string[]>("paths") { Description = "Files and folders to back up", Arity = ArgumentArity.OneOrMore };
+        var paths = new Argument<string[]>("paths") { Description = "Files and folders to back up (one that starts with '-' goes after `--`)", Arity = ArgumentArity.OneOrMore };
         var tags = new Option<string[]>("--tag") { Description = "Tag the snapshot (repeatable)", AllowMultipleArgumentsPerToken = false };
         var full = new Option<bool>("--full") { Description = "Re-read and re-hash every file instead of skipping files unchanged since the parent snapshot" };
         var parent = new Option<string?>("--parent") { Description = "Use this snapshot as the parent (default: the newest of this host and these paths)" };
