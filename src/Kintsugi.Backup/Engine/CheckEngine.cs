@@ -53,6 +53,9 @@ public sealed class CheckEngine
 {
     private readonly Repository _repo;
 
+    /// <summary>A pack no index names that is younger than this is taken for one a backup is still writing.</summary>
+    public static readonly TimeSpan InProgressWindow = TimeSpan.FromHours(1);
+
     public CheckEngine(Repository repository) => _repo = repository;
 
     public async Task<CheckResult> RunAsync(CheckRequest request, CheckProgress? progress = null, CancellationToken ct = default)
@@ -76,7 +79,8 @@ public sealed class CheckEngine
         {
             var index = await _repo.LoadIndexAsync((name, e) => Error($"index/{name}", e.Message), ct).ConfigureAwait(false);
             var byPack = index.Entries.GroupBy(e => e.Pack).ToDictionary(g => g.Key, g => g.ToList());
-            var onDisk = _repo.Store.List(FileKind.Pack).ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
+            var packFiles = _repo.Store.List(FileKind.Pack);
+            var onDisk = packFiles.ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
             var damaged = new ConcurrentDictionary<BlobId, string>();
 
             foreach (var (pack, entries) in byPack)
@@ -100,9 +104,30 @@ public sealed class CheckEngine
                     }
                 }
             }
-            foreach (var name in onDisk.Keys.Where(n => !BlobId.TryParse(n, out var id) || !byPack.ContainsKey(id)))
+            var unindexed = packFiles.Where(f => !BlobId.TryParse(f.Name, out var id) || !byPack.ContainsKey(id)).ToList();
+            if (unindexed.Count > 0)
             {
-                Warn($"data/{name}", "pack is in no index (left by an interrupted backup); `kintsugi forget --prune` removes it");
+                // Backups run side by side: another one's packs are indexed only when it writes its index.
+                // A pack is left over only when no backup holds a lock and it is not recent.
+                var now = _repo.Time.GetUtcNow();
+                var writer = (await RepositoryLock.ListAsync(_repo.Store, request.Host, _repo.Time, ct).ConfigureAwait(false))
+                    .FirstOrDefault(l => !l.Stale && l.Name != repoLock?.Name);
+                foreach (var file in unindexed)
+                {
+                    if (writer is not null)
+                    {
+                        var r = writer.Record;
+                        problems.Enqueue(new CheckProblem("info", $"data/{file.Name}", $"pack is in no index yet: being written by a backup in progress ({r.Command ?? "a command"}, pid {r.Pid} on {r.Host}, holds a lock); its index comes when it finishes"));
+                    }
+                    else if (file.Modified != default && now - file.Modified < InProgressWindow)
+                    {
+                        problems.Enqueue(new CheckProblem("info", $"data/{file.Name}", $"pack is in no index yet: written {Math.Max(0, (int)(now - file.Modified).TotalMinutes)} minutes ago, probably by a backup in progress; if none is running, it was left by an interrupted backup and `kintsugi prune` removes it"));
+                    }
+                    else
+                    {
+                        Warn($"data/{file.Name}", "pack is in no index (left by an interrupted backup); `kintsugi prune` removes it");
+                    }
+                }
             }
 
             int packsRead = 0;
