@@ -13,6 +13,13 @@ public sealed record CheckRequest
     public bool ReadData { get; init; }
     /// <summary>When set, read only this fraction (0..1] of the packs, chosen at random.</summary>
     public double? ReadDataFraction { get; init; }
+    /// <summary>
+    /// When set, read only group N of M (N in 1..M): the packs split into M groups by their id, the same
+    /// groups every time, so reading groups 1 to M in turn reads every pack once (restic's n/m).
+    /// </summary>
+    public (int N, int M)? ReadDataGroup { get; init; }
+    /// <summary>When set, read packs chosen at random until this many bytes are read.</summary>
+    public long? ReadDataBytes { get; init; }
     public int Workers { get; init; } = Environment.ProcessorCount;
     public string Host { get; init; } = "localhost";
     /// <summary>Seed of the random subset, so a run can be repeated.</summary>
@@ -57,6 +64,10 @@ public sealed class CheckEngine
     public static readonly TimeSpan InProgressWindow = TimeSpan.FromHours(1);
 
     public CheckEngine(Repository repository) => _repo = repository;
+
+    /// <summary>The group (0..m-1) of a pack for <see cref="CheckRequest.ReadDataGroup"/>: from the first 32 bits of its id, evenly.</summary>
+    public static int GroupOf(BlobId pack, int m) =>
+        (int)(uint.Parse(pack.ToString().AsSpan(0, 8), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture) * (ulong)m >> 32);
 
     public async Task<CheckResult> RunAsync(CheckRequest request, CheckProgress? progress = null, CancellationToken ct = default)
     {
@@ -136,9 +147,32 @@ public sealed class CheckEngine
             if (request.ReadData)
             {
                 var packs = byPack.Keys.Where(p => onDisk.ContainsKey(p.ToString())).OrderBy(p => p.ToString(), StringComparer.Ordinal).ToList();
-                if (request.ReadDataFraction is double fraction and < 1.0)
+                var rng = request.Seed is int seed ? new Random(seed) : new Random();
+                if (request.ReadDataGroup is var (n, m))
                 {
-                    var rng = request.Seed is int seed ? new Random(seed) : new Random();
+                    if (m < 1 || n < 1 || n > m)
+                    {
+                        throw new ArgumentOutOfRangeException(nameof(request), $"group {n} of {m} does not exist");
+                    }
+                    packs = packs.Where(p => GroupOf(p, m) == n - 1).ToList();
+                }
+                else if (request.ReadDataBytes is long budget)
+                {
+                    var chosen = new List<BlobId>();
+                    long total = 0;
+                    foreach (var p in packs.OrderBy(_ => rng.Next()))
+                    {
+                        if (total >= budget)
+                        {
+                            break;
+                        }
+                        chosen.Add(p);
+                        total += onDisk[p.ToString()];
+                    }
+                    packs = chosen;
+                }
+                else if (request.ReadDataFraction is double fraction and < 1.0)
+                {
                     int take = Math.Max(1, (int)Math.Ceiling(packs.Count * fraction));
                     packs = packs.OrderBy(_ => rng.Next()).Take(Math.Min(take, packs.Count)).ToList();
                 }
