@@ -14,7 +14,7 @@ internal static class GlobalOptions
 {
     public static readonly Option<string?> Repository = new("--repo", "-r")
     {
-        Description = "Repository folder [env: KINTSUGI_REPOSITORY]",
+        Description = "Repository folder, local (remote URLs such as s3:… or sftp:… are not supported yet) [env: KINTSUGI_REPOSITORY]",
         Recursive = true,
     };
 
@@ -106,17 +106,28 @@ internal sealed class CliContext
         get
         {
             string? path = Parse.GetValue(GlobalOptions.Repository);
+            string from = "--repo";
             if (string.IsNullOrWhiteSpace(path))
             {
                 path = Environment.GetEnvironmentVariable("KINTSUGI_REPOSITORY");
+                from = "KINTSUGI_REPOSITORY";
             }
             if (string.IsNullOrWhiteSpace(path))
             {
                 throw new UsageException("no repository given; pass --repo PATH or set KINTSUGI_REPOSITORY");
             }
+            // s3:…, sftp:host:/path, rest:http://…: a scheme (a letter, then letters or digits: two or more, so not a drive like C:),
+            // then ':'. Made a local folder of that name, it would swallow backups meant for elsewhere.
+            int colon = path.IndexOf(':', StringComparison.Ordinal);
+            if (colon >= 2 && char.IsAsciiLetter(path[0]) && !path.AsSpan(0, colon).ContainsAnyExcept(SchemeCharacters))
+            {
+                throw new UsageException($"{from} {path}: remote repositories (s3:, azure:, sftp:…) are not supported yet; give a local folder (./{path} if a folder really has that name)");
+            }
             return Path.GetFullPath(path);
         }
     }
+
+    private static readonly System.Buffers.SearchValues<char> SchemeCharacters = System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
 
     public IBlobStore OpenStore() => new LocalBlobStore(RepositoryPath);
 

@@ -60,7 +60,7 @@ internal static class BackupCommand
             {
                 ctx.WriteJson(new { snapshot = snap.Id.ToString(), snap.Snapshot.Kind, snap.Snapshot.Parent, summary = s, issues = result.Issues });
             }
-            else
+            else if (!ctx.Quiet)
             {
                 ctx.Say($"files: {s.FilesNew} new, {s.FilesChanged} changed, {s.FilesUnchanged} unchanged; {s.Directories} folders");
                 ctx.Say($"read {Units.Bytes(s.BytesRead)} of {Units.Bytes(s.BytesTotal)}; added {Units.Bytes(s.BytesAdded)} to the repository ({Units.Bytes(s.BytesAddedStored)} stored)");
