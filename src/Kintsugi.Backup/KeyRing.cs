@@ -71,7 +71,7 @@ internal static class KeyRing
                 // A damaged or hostile slot must not stop the others from opening the repository.
             }
         }
-        throw new KintsugiException(ErrorKind.WrongPassword, $"wrong password: no key of the repository at {store.Location} opens with it; check the password file or KINTSUGI_PASSWORD_FILE");
+        throw new KintsugiException(ErrorKind.WrongPassword, $"wrong password: no key of the repository at {store.Location} opens with it");
     }
 
     public static async Task<KeySlot?> ReadAsync(IBlobStore store, string name, CancellationToken ct)

@@ -53,11 +53,11 @@ public sealed class RepositoryLock : IAsyncDisposable
         };
         string name = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         // Check before and after writing our own lock: two processes that race both see each other.
-        ThrowOnConflict(await ListAsync(store, host, time, ct).ConfigureAwait(false), exclusive, name);
+        ThrowOnConflict(await ListAsync(store, host, time, ct).ConfigureAwait(false), exclusive, name, host);
         await store.PutAsync(FileKind.Lock, name, JsonSerializer.SerializeToUtf8Bytes(record, FormatJson.Default.LockRecord), cancellationToken: ct).ConfigureAwait(false);
         try
         {
-            ThrowOnConflict(await ListAsync(store, host, time, ct).ConfigureAwait(false), exclusive, name);
+            ThrowOnConflict(await ListAsync(store, host, time, ct).ConfigureAwait(false), exclusive, name, host);
         }
         catch
         {
@@ -103,7 +103,7 @@ public sealed class RepositoryLock : IAsyncDisposable
         return false;
     }
 
-    private static void ThrowOnConflict(IReadOnlyList<LockInfo> locks, bool exclusive, string ownName)
+    private static void ThrowOnConflict(IReadOnlyList<LockInfo> locks, bool exclusive, string ownName, string host)
     {
         foreach (var other in locks)
         {
@@ -113,11 +113,26 @@ public sealed class RepositoryLock : IAsyncDisposable
             }
             if (exclusive || other.Record.Exclusive)
             {
-                var r = other.Record;
-                throw new KintsugiException(ErrorKind.Locked,
-                    $"repository is locked {(r.Exclusive ? "exclusively" : "")} by {r.Command ?? "a command"} (pid {r.Pid} on {r.Host}, since {r.Time:u}); wait for it, or if that process is gone run `kintsugi unlock`".Replace("locked  by", "locked by", StringComparison.Ordinal));
+                throw new KintsugiException(ErrorKind.Locked, ConflictMessage(other.Record, host));
             }
         }
+    }
+
+    /// <summary>
+    /// Who holds the lock, and the way out that fits: a live process of this host is waited for (unlock
+    /// keeps its lock); a fresh lock of another host is waited for, or removed with --remove-all by
+    /// someone who knows its process is gone (a plain unlock keeps it until it is stale).
+    /// </summary>
+    private static string ConflictMessage(LockRecord r, string host)
+    {
+        string what = $"repository is locked{(r.Exclusive ? " exclusively" : "")} by {r.Command ?? "a command"}";
+        if (IsLocal(r, host))
+        {
+            return $"{what} (pid {r.Pid} on this host, {r.Host}, which is running; lock refreshed {r.Time:u}); wait for it to finish";
+        }
+        return $"{what}, held by {r.Host}, pid {r.Pid}, since {r.Time:u} (last refreshed); wait for it to finish, "
+            + $"or if you know that process is gone, `kintsugi unlock --remove-all` removes the lock "
+            + $"(after {(int)StaleAfter.TotalMinutes} minutes without a refresh it is stale and a plain `kintsugi unlock` removes it)";
     }
 
     /// <summary>Lists locks, removing those of dead processes on this host as it goes.</summary>

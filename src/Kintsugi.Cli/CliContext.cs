@@ -14,7 +14,7 @@ internal static class GlobalOptions
 {
     public static readonly Option<string?> Repository = new("--repo", "-r")
     {
-        Description = "Repository folder [env: KINTSUGI_REPOSITORY]",
+        Description = "Repository folder, local (remote URLs such as s3:… or sftp:… are not supported yet) [env: KINTSUGI_REPOSITORY]",
         Recursive = true,
     };
 
@@ -106,37 +106,54 @@ internal sealed class CliContext
         get
         {
             string? path = Parse.GetValue(GlobalOptions.Repository);
+            string from = "--repo";
             if (string.IsNullOrWhiteSpace(path))
             {
                 path = Environment.GetEnvironmentVariable("KINTSUGI_REPOSITORY");
+                from = "KINTSUGI_REPOSITORY";
             }
             if (string.IsNullOrWhiteSpace(path))
             {
                 throw new UsageException("no repository given; pass --repo PATH or set KINTSUGI_REPOSITORY");
             }
+            // s3:…, sftp:host:/path, rest:http://…: a scheme (a letter, then letters or digits: two or more, so not a drive like C:),
+            // then ':'. Made a local folder of that name, it would swallow backups meant for elsewhere.
+            int colon = path.IndexOf(':', StringComparison.Ordinal);
+            if (colon >= 2 && char.IsAsciiLetter(path[0]) && !path.AsSpan(0, colon).ContainsAnyExcept(SchemeCharacters))
+            {
+                throw new UsageException($"{from} {path}: remote repositories (s3:, azure:, sftp:…) are not supported yet; give a local folder (./{path} if a folder really has that name)");
+            }
             return Path.GetFullPath(path);
         }
     }
+
+    private static readonly System.Buffers.SearchValues<char> SchemeCharacters = System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
 
     public IBlobStore OpenStore() => new LocalBlobStore(RepositoryPath);
 
     /// <summary>The password from --password-file, KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD, or a prompt on a terminal.</summary>
     /// <param name="fileOverride">Not null: the environment is not read (a new password); <paramref name="fileOption"/> is the option that gives it.</param>
-    public string ReadPassword(bool confirm = false, string prompt = "password", string? fileOverride = null, string? fileOption = null)
+    public string ReadPassword(bool confirm = false, string prompt = "password", string? fileOverride = null, string? fileOption = null) =>
+        ReadPasswordAndSource(confirm, prompt, fileOverride, fileOption).Password;
+
+    /// <summary>The password, and where it came from, in words for a hint: "the password file F (--password-file)", "KINTSUGI_PASSWORD", "the prompt".</summary>
+    private (string Password, string Source) ReadPasswordAndSource(bool confirm = false, string prompt = "password", string? fileOverride = null, string? fileOption = null)
     {
         string? file = fileOverride ?? Parse.GetValue(GlobalOptions.PasswordFile);
+        string fileSource = fileOverride is null ? "--password-file" : fileOption ?? "its password file";
         if (string.IsNullOrEmpty(file) && fileOverride is null)
         {
             file = Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE");
+            fileSource = "KINTSUGI_PASSWORD_FILE";
         }
         if (!string.IsNullOrEmpty(file))
         {
-            return ReadPasswordFile(file);
+            return (ReadPasswordFile(file), $"the password file {file} (from {fileSource})");
         }
         string? env = fileOverride is null ? Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") : null;
         if (!string.IsNullOrEmpty(env))
         {
-            return env;
+            return (env, "KINTSUGI_PASSWORD");
         }
         if (Console.IsInputRedirected)
         {
@@ -149,8 +166,12 @@ internal sealed class CliContext
         {
             throw new KintsugiException(ErrorKind.InvalidInput, "the passwords do not match; nothing was changed");
         }
-        return first;
+        return (first, "the prompt");
     }
+
+    /// <summary>A wrong password's message, naming where the password came from: that is what to fix.</summary>
+    public static KintsugiException WrongPassword(KintsugiException e, string source) =>
+        new(ErrorKind.WrongPassword, $"{e.Message}; the password came from {source}: check it there", e);
 
     public static string ReadPasswordFile(string file)
     {
@@ -195,14 +216,22 @@ internal sealed class CliContext
         return sb.ToString();
     }
 
-    public Task<Repository> OpenRepositoryAsync(CancellationToken ct)
+    public async Task<Repository> OpenRepositoryAsync(CancellationToken ct)
     {
         var store = OpenStore();
         if (!store.Exists(FileKind.Config, "config"))
         {
             throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
         }
-        return Repository.OpenAsync(store, ReadPassword(), Time, ct);
+        var (password, source) = ReadPasswordAndSource();
+        try
+        {
+            return await Repository.OpenAsync(store, password, Time, ct).ConfigureAwait(false);
+        }
+        catch (KintsugiException e) when (e.Kind == ErrorKind.WrongPassword)
+        {
+            throw WrongPassword(e, source);
+        }
     }
 
     [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "Kintsugi's own types, in assemblies the trimmer keeps whole (TrimMode partial); the .NET types they hold are written by System.Text.Json's built-in converters, which reflection mode keeps.")]

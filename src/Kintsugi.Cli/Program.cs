@@ -40,10 +40,14 @@ internal static class Program
         root.Subcommands.Add(EventsCommand.Create());
 
         var parse = root.Parse(args);
+        if (UsageErrors.Find(parse) is { } usage)
+        {
+            Console.Error.WriteLine($"kintsugi: {usage}");
+            return ExitCodes.Usage;
+        }
         if (parse.Errors.Count > 0)
         {
-            string command = parse.CommandResult.Command == root ? "kintsugi" : "kintsugi " + parse.CommandResult.Command.Name;
-            Console.Error.WriteLine($"kintsugi: {parse.Errors[0].Message} (see `{command} --help`)");
+            Console.Error.WriteLine($"kintsugi: {parse.Errors[0].Message} (see `{UsageErrors.CommandPath(parse.CommandResult)} --help`)");
             return ExitCodes.Usage;
         }
         // `kintsugi run` handles its stop signals itself: System.CommandLine would end the process 2 s

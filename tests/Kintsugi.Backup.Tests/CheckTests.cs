@@ -53,6 +53,36 @@ public sealed class CheckTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task A_pack_no_index_names_yet_is_info_while_a_backup_holds_a_lock_or_it_is_recent_and_a_warning_only_after()
+    {
+        // Issue 12, §5: a concurrent backup's pack was called "left by an interrupted backup" and sent to prune.
+        var rng = new Random(TestSeed.Get(output));
+        var (repo, _, _, _) = await SetUpAsync(rng);
+        var bytes = Files.RandomBytes(rng, 100_000);
+        string name = BlobId.HashOf(bytes).ToString();
+        await repo.Store.PutAsync(FileKind.Pack, name, bytes);
+        string path = _box.Store.PathOf(FileKind.Pack, name);
+        File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddHours(-2));
+
+        await using (await repo.LockAsync(false, "other-host", "backup"))
+        {
+            var during = Assert.Single((await CheckAsync(repo, readData: false)).Problems);
+            Assert.Equal(("info", $"data/{name}"), (during.Severity, during.Subject));
+            Assert.Contains("being written by a backup in progress (backup, pid", during.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("prune", during.Message, StringComparison.Ordinal);
+        }
+
+        File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddMinutes(-5));
+        var recent = Assert.Single((await CheckAsync(repo, readData: false)).Problems);
+        Assert.Equal(("info", $"data/{name}"), (recent.Severity, recent.Subject));
+
+        File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddHours(-2));
+        var left = Assert.Single((await CheckAsync(repo, readData: false)).Problems);
+        Assert.Equal(("warning", $"data/{name}"), (left.Severity, left.Subject));
+        Assert.Contains("left by an interrupted backup", left.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_healthy_repository_checks_ok_with_every_blob_verified()
     {
         var (repo, _, _, _) = await SetUpAsync(new Random(TestSeed.Get(output)));

@@ -194,8 +194,8 @@ public sealed class PruneTests(ITestOutputHelper output) : IDisposable
         Assert.True(dry.PacksDeleted > 0);
         var real = await new PruneEngine(repo).RunAsync(new PruneRequest { Host = Sandbox.Host });
         Assert.Equal(
-            (dry.PacksDeleted, dry.PacksRepacked, dry.BytesFreed, dry.BlobsRemoved, dry.BlobsKept),
-            (real.PacksDeleted, real.PacksRepacked, real.BytesFreed, real.BlobsRemoved, real.BlobsKept));
+            (dry.PacksDeleted, dry.PacksRepacked, dry.PacksWritten, dry.BytesFreed, dry.BlobsRemoved, dry.BlobsKept),
+            (real.PacksDeleted, real.PacksRepacked, real.PacksWritten, real.BytesFreed, real.BlobsRemoved, real.BlobsKept));
     }
 
     [Fact]
@@ -222,6 +222,7 @@ public sealed class PruneTests(ITestOutputHelper output) : IDisposable
         var name = BlobId.HashOf(garbage).ToString();
         await repo.Store.PutAsync(FileKind.Pack, name, garbage);
         Assert.True(File.Exists(_box.Store.PathOf(FileKind.Pack, name)));
+        File.SetLastWriteTimeUtc(_box.Store.PathOf(FileKind.Pack, name), DateTime.UtcNow.AddHours(-2));
         var before = await new CheckEngine(repo).RunAsync(new CheckRequest { Host = Sandbox.Host });
         Assert.Contains(before.Problems, p => p.Severity == "warning" && p.Subject == $"data/{name}");
 

@@ -148,6 +148,25 @@ public sealed class ErrorHandlingTests
     }
 
     [Fact]
+    public async Task A_wrong_password_names_where_it_came_from()
+    {
+        // Issue 12, §5: a wrong KINTSUGI_PASSWORD said "check the password file or KINTSUGI_PASSWORD_FILE".
+        using var ws = new Workspace();
+        await ws.InitAsync();
+        string wrong = ws.WritePassword("wrong-password", "not the password");
+
+        string line = (await ws.RunWithAsync(new Dictionary<string, string?> { ["KINTSUGI_REPOSITORY"] = ws.Repo, ["KINTSUGI_PASSWORD"] = "nope" }, "snapshots")).ShouldFailCleanly(1);
+        Assert.EndsWith("; the password came from KINTSUGI_PASSWORD: check it there", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("file", line, StringComparison.Ordinal);
+
+        line = (await ws.RunWithAsync(new Dictionary<string, string?> { ["KINTSUGI_REPOSITORY"] = ws.Repo, ["KINTSUGI_PASSWORD_FILE"] = wrong }, "snapshots")).ShouldFailCleanly(1);
+        Assert.EndsWith($"; the password came from the password file {wrong} (from KINTSUGI_PASSWORD_FILE): check it there", line, StringComparison.Ordinal);
+
+        line = (await ws.RepoWithPasswordAsync(wrong, "snapshots")).ShouldFailCleanly(1);
+        Assert.EndsWith($"; the password came from the password file {wrong} (from --password-file): check it there", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Environment_variables_give_the_repository_and_password_and_options_override_them()
     {
         using var ws = new Workspace();

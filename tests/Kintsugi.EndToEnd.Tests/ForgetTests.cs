@@ -52,6 +52,33 @@ public sealed class ForgetTests
     }
 
     [Fact]
+    public async Task Forget_prune_dry_run_previews_exactly_what_the_real_run_then_does()
+    {
+        // Issue 12, §5: the preview pruned as if nothing were forgotten, and said 0 packs, 0 B.
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "vocab.bin"), 30_000);
+        await ws.InitAsync();
+        for (int i = 0; i < 4; i++)
+        {
+            FileTree.WriteRandom(Path.Combine(src, "checkpoint.bin"), 60_000 + i);
+            await ws.BackupAsync(src);
+        }
+        var before = FileTree.Listing(ws.Repo);
+
+        var dry = (await ws.RepoAsync("forget", "--keep-last", "1", "--prune", "--dry-run", "--json")).ShouldSucceed().Json().GetProperty("prune");
+        FileTree.AssertSameListing(before, FileTree.Listing(ws.Repo), "the repository after forget --prune --dry-run");
+        var text = (await ws.RepoAsync("forget", "--keep-last", "1", "--prune", "--dry-run")).ShouldSucceed();
+        var real = (await ws.RepoAsync("forget", "--keep-last", "1", "--prune", "--json")).ShouldSucceed().Json().GetProperty("prune");
+
+        string[] figures = ["packs_deleted", "packs_repacked", "packs_written", "bytes_freed", "blobs_removed", "blobs_kept"];
+        Assert.Equal(figures.Select(f => (f, real.GetProperty(f).GetInt64())), figures.Select(f => (f, dry.GetProperty(f).GetInt64())));
+        Assert.True(real.GetProperty("packs_deleted").GetInt64() > 0, $"forgetting 3 of 4 snapshots should free whole packs: {real}");
+        Assert.True(real.GetProperty("packs_repacked").GetInt64() > 0, $"the first pack holds the shared vocab.bin beside a forgotten checkpoint: {real}");
+        text.StdOutShouldContain($"would delete {real.GetProperty("packs_deleted").GetInt64()} packs, would repack {real.GetProperty("packs_repacked").GetInt64()} into {real.GetProperty("packs_written").GetInt64()};");
+    }
+
+    [Fact]
     public async Task Forget_without_a_keep_option_is_a_usage_error_and_removes_nothing()
     {
         using var ws = new Workspace();

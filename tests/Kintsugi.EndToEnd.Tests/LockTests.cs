@@ -58,13 +58,14 @@ public sealed class LockTests
         string live = WriteLock(ws, DateTimeOffset.UtcNow, exclusive: true, "other-host", 4242, 123456, "forget --prune");
 
         string line = (await ws.RepoAsync("backup", src)).ShouldFailCleanly(1);
-        Assert.Contains("kintsugi unlock", line, StringComparison.Ordinal);
-        Assert.Contains("other-host", line, StringComparison.Ordinal);
+        // Issue 12, §5: the hint was a plain `kintsugi unlock`, which keeps this lock.
+        Assert.Contains("held by other-host, pid 4242, since ", line, StringComparison.Ordinal);
+        Assert.Contains("if you know that process is gone, `kintsugi unlock --remove-all` removes the lock", line, StringComparison.Ordinal);
         Assert.Empty(await ws.SnapshotsAsync());
         Assert.Equal([live], Directory.EnumerateFiles(Path.Combine(ws.Repo, "locks")));
 
         // A plain unlock keeps a live lock of another host.
-        (await ws.RepoAsync("unlock")).ShouldSucceed();
+        (await ws.RepoAsync("unlock")).ShouldSucceed().StdOutShouldContain("`kintsugi unlock --remove-all` removes it if you know that process is gone");
         Assert.True(File.Exists(live), "unlock without --remove-all must keep a live lock of another host");
         (await ws.RepoAsync("backup", src)).ShouldFailCleanly(1);
 

@@ -99,4 +99,21 @@ public sealed class OutputTests
         var snapshots = (await ws.RunAsync("--repo", Path.Combine(dir, "repository"), "--password-file", Path.Combine(dir, "password"), "snapshots", "--json")).ShouldSucceed().Json();
         Assert.Equal(2, snapshots.GetArrayLength());
     }
+
+    [Theory]
+    [InlineData("-q")]
+    [InlineData("--quiet")]
+    public async Task Backup_with_quiet_prints_nothing_when_all_goes_well(string quiet)
+    {
+        // Issue 12, §5: -q still printed the backup summary.
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "a.bin"), 10_000);
+        await ws.InitAsync();
+
+        var result = (await ws.RepoAsync(quiet, "backup", src)).ShouldSucceed();
+
+        Assert.True(result.StdOut.Length == 0 && result.StdErr.Length == 0, $"expected no output\n{result}");
+        Assert.Single(await ws.SnapshotsAsync());
+    }
 }

@@ -81,6 +81,59 @@ public sealed partial class UsageErrorTests(SharedRepository shared) : IClassFix
     }
 
     [Theory]
+    [InlineData("snapshot", "unknown command 'snapshot'; did you mean 'snapshots'? (see `kintsugi --help`)")]
+    [InlineData("restroe latest --target {target}", "unknown command 'restroe'; did you mean 'restore'? (see `kintsugi --help`)")]
+    [InlineData("frobnicate", "unknown command 'frobnicate' (see `kintsugi --help`)")]
+    [InlineData("key ad", "unknown command 'ad'; did you mean 'add'? (see `kintsugi key --help`)")]
+    [InlineData("backup --exclude x {src}", "unknown option '--exclude' (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
+    [InlineData("backup --ful {src}", "unknown option '--ful'; did you mean '--full'? (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
+    [InlineData("backup {src} -x", "unknown option '-x' (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
+    [InlineData("snapshots --jsn", "unknown option '--jsn'; did you mean '--json'? (see `kintsugi snapshots --help`)")]
+    public async Task A_mistyped_command_or_option_is_named_with_the_closest_one_and_exits_2(string args, string message)
+    {
+        // Issue 12, §5: "Required command was not provided", and unknown options taken for paths (exit 1).
+        Assert.Equal("kintsugi: " + message, (await RunAsync(args)).ShouldFailCleanly(2));
+    }
+
+    [Theory]
+    [InlineData("--repo", "sftp:host:/srv/backups")]
+    [InlineData("--repo", "s3:http://minio:9000/bucket")]
+    [InlineData("KINTSUGI_REPOSITORY", "azure:container:/")]
+    public async Task A_remote_repository_url_is_a_usage_error_not_a_local_folder(string where, string url)
+    {
+        // Issue 12, §5: the URL was made a local folder of that name.
+        using var ws = new Workspace();
+        var env = new Dictionary<string, string?> { ["KINTSUGI_REPOSITORY"] = where == "KINTSUGI_REPOSITORY" ? url : null };
+        string[] args = where == "--repo" ? ["--repo", url, "--password-file", ws.PasswordFile, "init"] : ["--password-file", ws.PasswordFile, "init"];
+        var before = Directory.EnumerateFileSystemEntries(ws.Root).Order(StringComparer.Ordinal).ToList();
+
+        string line = (await ws.RunWithAsync(env, args)).ShouldFailCleanly(2);
+
+        Assert.Equal($"kintsugi: {where} {url}: remote repositories (s3:, azure:, sftp:…) are not supported yet; give a local folder (./{url} if a folder really has that name)", line);
+        Assert.Equal(before, Directory.EnumerateFileSystemEntries(ws.Root).Order(StringComparer.Ordinal).ToList());
+    }
+
+    [Theory]
+    [InlineData("backups/a:b")]
+    [InlineData("./s3:bucket")]
+    public async Task A_local_path_with_a_colon_after_its_start_is_still_a_folder(string path)
+    {
+        using var ws = new Workspace();
+        (await ws.RunAsync(["--repo", path, "--password-file", ws.PasswordFile, "init", .. Workspace.CheapKdf])).ShouldSucceed();
+        Assert.True(File.Exists(Path.Combine(ws.Root, path, "config")));
+    }
+
+    [Fact]
+    public async Task A_path_that_starts_with_a_dash_is_backed_up_after_double_dash()
+    {
+        using var ws = new Workspace();
+        FileTree.WriteRandom(Path.Combine(ws.PathOf("-odd"), "a.bin"), 1_000);
+        await ws.InitAsync();
+        (await ws.RepoAsync("backup", "--", "-odd")).ShouldSucceed();
+        Assert.Single(await ws.SnapshotsAsync());
+    }
+
+    [Theory]
     [InlineData("ls zzzz")]
     [InlineData("ls latest /no/such/path")]
     [InlineData("diff zzzz latest")]

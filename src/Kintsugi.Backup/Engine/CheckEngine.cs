@@ -13,6 +13,13 @@ public sealed record CheckRequest
     public bool ReadData { get; init; }
     /// <summary>When set, read only this fraction (0..1] of the packs, chosen at random.</summary>
     public double? ReadDataFraction { get; init; }
+    /// <summary>
+    /// When set, read only group N of M (N in 1..M): the packs split into M groups by their id, the same
+    /// groups every time, so reading groups 1 to M in turn reads every pack once (restic's n/m).
+    /// </summary>
+    public (int N, int M)? ReadDataGroup { get; init; }
+    /// <summary>When set, read packs chosen at random until this many bytes are read.</summary>
+    public long? ReadDataBytes { get; init; }
     public int Workers { get; init; } = Environment.ProcessorCount;
     public string Host { get; init; } = "localhost";
     /// <summary>Seed of the random subset, so a run can be repeated.</summary>
@@ -53,7 +60,14 @@ public sealed class CheckEngine
 {
     private readonly Repository _repo;
 
+    /// <summary>A pack no index names that is younger than this is taken for one a backup is still writing.</summary>
+    public static readonly TimeSpan InProgressWindow = TimeSpan.FromHours(1);
+
     public CheckEngine(Repository repository) => _repo = repository;
+
+    /// <summary>The group (0..m-1) of a pack for <see cref="CheckRequest.ReadDataGroup"/>: from the first 32 bits of its id, evenly.</summary>
+    public static int GroupOf(BlobId pack, int m) =>
+        (int)(uint.Parse(pack.ToString().AsSpan(0, 8), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture) * (ulong)m >> 32);
 
     public async Task<CheckResult> RunAsync(CheckRequest request, CheckProgress? progress = null, CancellationToken ct = default)
     {
@@ -76,7 +90,8 @@ public sealed class CheckEngine
         {
             var index = await _repo.LoadIndexAsync((name, e) => Error($"index/{name}", e.Message), ct).ConfigureAwait(false);
             var byPack = index.Entries.GroupBy(e => e.Pack).ToDictionary(g => g.Key, g => g.ToList());
-            var onDisk = _repo.Store.List(FileKind.Pack).ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
+            var packFiles = _repo.Store.List(FileKind.Pack);
+            var onDisk = packFiles.ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
             var damaged = new ConcurrentDictionary<BlobId, string>();
 
             foreach (var (pack, entries) in byPack)
@@ -100,9 +115,30 @@ public sealed class CheckEngine
                     }
                 }
             }
-            foreach (var name in onDisk.Keys.Where(n => !BlobId.TryParse(n, out var id) || !byPack.ContainsKey(id)))
+            var unindexed = packFiles.Where(f => !BlobId.TryParse(f.Name, out var id) || !byPack.ContainsKey(id)).ToList();
+            if (unindexed.Count > 0)
             {
-                Warn($"data/{name}", "pack is in no index (left by an interrupted backup); `kintsugi forget --prune` removes it");
+                // Backups run side by side: another one's packs are indexed only when it writes its index.
+                // A pack is left over only when no backup holds a lock and it is not recent.
+                var now = _repo.Time.GetUtcNow();
+                var writer = (await RepositoryLock.ListAsync(_repo.Store, request.Host, _repo.Time, ct).ConfigureAwait(false))
+                    .FirstOrDefault(l => !l.Stale && l.Name != repoLock?.Name);
+                foreach (var file in unindexed)
+                {
+                    if (writer is not null)
+                    {
+                        var r = writer.Record;
+                        problems.Enqueue(new CheckProblem("info", $"data/{file.Name}", $"pack is in no index yet: being written by a backup in progress ({r.Command ?? "a command"}, pid {r.Pid} on {r.Host}, holds a lock); its index comes when it finishes"));
+                    }
+                    else if (file.Modified != default && now - file.Modified < InProgressWindow)
+                    {
+                        problems.Enqueue(new CheckProblem("info", $"data/{file.Name}", $"pack is in no index yet: written {Math.Max(0, (int)(now - file.Modified).TotalMinutes)} minutes ago, probably by a backup in progress; if none is running, it was left by an interrupted backup and `kintsugi prune` removes it"));
+                    }
+                    else
+                    {
+                        Warn($"data/{file.Name}", "pack is in no index (left by an interrupted backup); `kintsugi prune` removes it");
+                    }
+                }
             }
 
             int packsRead = 0;
@@ -111,9 +147,32 @@ public sealed class CheckEngine
             if (request.ReadData)
             {
                 var packs = byPack.Keys.Where(p => onDisk.ContainsKey(p.ToString())).OrderBy(p => p.ToString(), StringComparer.Ordinal).ToList();
-                if (request.ReadDataFraction is double fraction and < 1.0)
+                var rng = request.Seed is int seed ? new Random(seed) : new Random();
+                if (request.ReadDataGroup is var (n, m))
                 {
-                    var rng = request.Seed is int seed ? new Random(seed) : new Random();
+                    if (m < 1 || n < 1 || n > m)
+                    {
+                        throw new ArgumentOutOfRangeException(nameof(request), $"group {n} of {m} does not exist");
+                    }
+                    packs = packs.Where(p => GroupOf(p, m) == n - 1).ToList();
+                }
+                else if (request.ReadDataBytes is long budget)
+                {
+                    var chosen = new List<BlobId>();
+                    long total = 0;
+                    foreach (var p in packs.OrderBy(_ => rng.Next()))
+                    {
+                        if (total >= budget)
+                        {
+                            break;
+                        }
+                        chosen.Add(p);
+                        total += onDisk[p.ToString()];
+                    }
+                    packs = chosen;
+                }
+                else if (request.ReadDataFraction is double fraction and < 1.0)
+                {
                     int take = Math.Max(1, (int)Math.Ceiling(packs.Count * fraction));
                     packs = packs.OrderBy(_ => rng.Next()).Take(Math.Min(take, packs.Count)).ToList();
                 }

@@ -10,6 +10,12 @@ public sealed record PruneRequest
     public double RepackThreshold { get; init; } = 0.5;
     public bool DryRun { get; init; }
     public string Host { get; init; } = "localhost";
+
+    /// <summary>
+    /// Snapshots to count as already removed: what <c>forget --prune --dry-run</c> would forget, so
+    /// its preview is the real run's. Without a dry run the caller deletes them first.
+    /// </summary>
+    public IReadOnlySet<BlobId> Forgotten { get; init; } = new HashSet<BlobId>();
 }
 
 /// <summary>What prune did (or, in a dry run, would do).</summary>
@@ -71,7 +77,7 @@ public sealed class PruneEngine
         }
         var snapshots = await _repo.LoadSnapshotsAsync(onError: (name, e) => throw new KintsugiException(ErrorKind.Corrupt, $"prune stopped before changing anything: {e.Message}", e), ct: ct).ConfigureAwait(false);
         var used = new HashSet<BlobId>();
-        foreach (var snap in snapshots)
+        foreach (var snap in snapshots.Where(s => !request.Forgotten.Contains(s.Id)))
         {
             await MarkUsedAsync(BlobId.Parse(snap.Snapshot.Tree), index, used, ct).ConfigureAwait(false);
         }
@@ -115,7 +121,7 @@ public sealed class PruneEngine
 
         if (request.DryRun)
         {
-            return new PruneResult(delete.Count + unindexed.Count, repack.Count, 0, bytesFreed, blobsRemoved, blobsKept, 0, 0, true);
+            return new PruneResult(delete.Count + unindexed.Count, repack.Count, PacksToWrite(repack, packs, IsLive), bytesFreed, blobsRemoved, blobsKept, 0, 0, true);
         }
 
         var newEntries = new List<IndexEntry>();
@@ -159,6 +165,23 @@ public sealed class PruneEngine
         int replaced = doomed.Count(d => d.Item1 == FileKind.Index);
         int temps = _repo.Store is LocalBlobStore local ? local.CleanTemporaryFiles(TimeSpan.Zero, _repo.Time.GetUtcNow()) : 0;
         return new PruneResult(delete.Count + unindexed.Count, repack.Count, (int)writer.PacksWritten, bytesFreed, blobsRemoved, blobsKept, replaced, temps, false);
+    }
+
+    /// <summary>How many packs the repack writes: the blobs go in the same order, and a pack is stored once it reaches the pack size.</summary>
+    private int PacksToWrite(List<BlobId> repack, Dictionary<BlobId, List<IndexEntry>> packs, Func<IndexEntry, bool> isLive)
+    {
+        int written = 0;
+        long pending = 0;
+        foreach (var entry in repack.SelectMany(p => packs[p].Where(isLive)))
+        {
+            pending += entry.StoredLength;
+            if (pending >= _repo.Config.PackSize)
+            {
+                written++;
+                pending = 0;
+            }
+        }
+        return pending > 0 ? written + 1 : written;
     }
 
     /// <summary>

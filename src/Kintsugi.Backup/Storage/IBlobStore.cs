@@ -1,7 +1,7 @@
 namespace Kintsugi.Backup.Storage;
 
-/// <summary>A named file in a store, with its size.</summary>
-public readonly record struct StoredFile(string Name, long Size);
+/// <summary>A named file in a store, with its size and, where the store knows it, when it was last written (default: unknown).</summary>
+public readonly record struct StoredFile(string Name, long Size, DateTimeOffset Modified = default);
 
 /// <summary>
 /// Where repository files live. Files are written once and never changed in place (locks aside):

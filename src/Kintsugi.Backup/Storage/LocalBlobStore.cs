@@ -358,7 +358,7 @@ public sealed class LocalBlobStore : IBlobStore
             // Only names the repository writes: 64 lowercase hex digits, packs in the folder of their first two.
             if (IsHexName(file.Name) && (!sharded || file.Name.StartsWith(Path.GetFileName(dir), StringComparison.Ordinal)))
             {
-                into.Add(new StoredFile(file.Name, file.Length));
+                into.Add(new StoredFile(file.Name, file.Length, file.LastWriteTimeUtc));
             }
         }
     }

@@ -8,7 +8,7 @@ internal static class BackupCommand
 {
     public static Command Create()
     {
-        var paths = new Argument<string[]>("paths") { Description = "Files and folders to back up", Arity = ArgumentArity.OneOrMore };
+        var paths = new Argument<string[]>("paths") { Description = "Files and folders to back up (one that starts with '-' goes after `--`)", Arity = ArgumentArity.OneOrMore };
         var tags = new Option<string[]>("--tag") { Description = "Tag the snapshot (repeatable)", AllowMultipleArgumentsPerToken = false };
         var full = new Option<bool>("--full") { Description = "Re-read and re-hash every file instead of skipping files unchanged since the parent snapshot" };
         var parent = new Option<string?>("--parent") { Description = "Use this snapshot as the parent (default: the newest of this host and these paths)" };
@@ -60,7 +60,7 @@ internal static class BackupCommand
             {
                 ctx.WriteJson(new { snapshot = snap.Id.ToString(), snap.Snapshot.Kind, snap.Snapshot.Parent, summary = s, issues = result.Issues });
             }
-            else
+            else if (!ctx.Quiet)
             {
                 ctx.Say($"files: {s.FilesNew} new, {s.FilesChanged} changed, {s.FilesUnchanged} unchanged; {s.Directories} folders");
                 ctx.Say($"read {Units.Bytes(s.BytesRead)} of {Units.Bytes(s.BytesTotal)}; added {Units.Bytes(s.BytesAdded)} to the repository ({Units.Bytes(s.BytesAddedStored)} stored)");

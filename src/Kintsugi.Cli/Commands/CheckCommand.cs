@@ -9,16 +9,19 @@ internal static class CheckCommand
     public static Command Create()
     {
         var readData = new Option<bool>("--read-data") { Description = "Read every pack and verify every blob against its id" };
-        var subset = new Option<string?>("--read-data-subset") { Description = "Read and verify only part of the packs, chosen at random: 10%, 0.1 or 1/10" };
+        var subset = new Option<string?>("--read-data-subset") { Description = "Read and verify only part of the packs: N/M reads group N of M (the packs split by id, the same groups every run: 1/5 … 5/5 reads them all), 10% or 0.1 a share chosen at random, 500M packs chosen at random up to that size (K, M, G, T: powers of 1024)" };
         var command = new Command("check", "Check the repository: index, snapshots, trees and (with --read-data) the data itself. Damage is reported with the snapshot files it affects; exits 1 when anything is wrong.\n" + ExitCodes.Help) { readData, subset };
         command.SetHandler(async (ctx, ct) =>
         {
-            var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
             string? subsetText = ctx.Parse.GetValue(subset);
+            Units.DataSubset? part = subsetText is null ? null : Units.ParseDataSubset(subsetText);
+            var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
             var request = new CheckRequest
             {
                 ReadData = ctx.Parse.GetValue(readData) || subsetText is not null,
-                ReadDataFraction = subsetText is null ? null : Units.ParseFraction(subsetText),
+                ReadDataFraction = part?.Fraction,
+                ReadDataGroup = part?.Group,
+                ReadDataBytes = part?.Bytes,
                 Host = CliContext.Host,
             };
             var progress = new CheckProgress();

@@ -52,7 +52,14 @@ internal static class DemoCommand
             }
             else
             {
-                repo = await Repository.OpenAsync(store, CliContext.ReadPasswordFile(passwordFile), ctx.Time, ct).ConfigureAwait(false);
+                try
+                {
+                    repo = await Repository.OpenAsync(store, CliContext.ReadPasswordFile(passwordFile), ctx.Time, ct).ConfigureAwait(false);
+                }
+                catch (KintsugiException e) when (e.Kind == ErrorKind.WrongPassword)
+                {
+                    throw CliContext.WrongPassword(e, $"the password file {passwordFile}");
+                }
                 ctx.Say($"using repository {repoPath}");
             }
             if (Directory.Exists(work))

@@ -76,7 +76,7 @@ internal static class ForgetCommand
             PruneResult? pruned = null;
             if (doPrune)
             {
-                pruned = await new PruneEngine(repo).RunAsync(new PruneRequest { DryRun = dry, Host = CliContext.Host }, repoLock, ct).ConfigureAwait(false);
+                pruned = await new PruneEngine(repo).RunAsync(new PruneRequest { DryRun = dry, Host = CliContext.Host, Forgotten = removed.Select(r => r.Id).ToHashSet() }, repoLock, ct).ConfigureAwait(false);
             }
             if (ctx.Json)
             {

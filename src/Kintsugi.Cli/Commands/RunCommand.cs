@@ -483,7 +483,18 @@ internal static class RunCommand
                 : null;
             if (store.Exists(FileKind.Config, "config"))
             {
-                return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' in the config, KINTSUGI_PASSWORD_FILE (a file) or KINTSUGI_PASSWORD (the password itself), or write it in {defaultPassword}"), ctx.Time, ct).ConfigureAwait(false);
+                string source = passwordFile is not null ? $"the password file {passwordFile} (from 'password-file' in the config)"
+                    : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE") is { Length: > 0 } file ? $"the password file {file} (from KINTSUGI_PASSWORD_FILE)"
+                    : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") is { Length: > 0 } ? "KINTSUGI_PASSWORD"
+                    : $"the password file {defaultPassword}";
+                try
+                {
+                    return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' in the config, KINTSUGI_PASSWORD_FILE (a file) or KINTSUGI_PASSWORD (the password itself), or write it in {defaultPassword}"), ctx.Time, ct).ConfigureAwait(false);
+                }
+                catch (KintsugiException e) when (e.Kind == ErrorKind.WrongPassword)
+                {
+                    throw CliContext.WrongPassword(e, source);
+                }
             }
             if (password is null)
             {

@@ -26,7 +26,8 @@ internal static class UnlockCommand
             ctx.Say($"removed {removed + stale} locks");
             foreach (var l in before.Where(l => !l.Stale && !ctx.Parse.GetValue(all)))
             {
-                ctx.Say($"kept lock of {l.Record.Command} (pid {l.Record.Pid} on {l.Record.Host}): {l.Reason}");
+                ctx.Say($"kept lock of {l.Record.Command} (pid {l.Record.Pid} on {l.Record.Host}): {l.Reason}"
+                    + (l.Record.Host == CliContext.Host && l.Reason == "its process is running" ? "" : "; `kintsugi unlock --remove-all` removes it if you know that process is gone"));
             }
             return ExitCodes.Ok;
         });

@@ -25,6 +25,34 @@ internal static class Units
 
     public static string Time(DateTimeOffset time) => time.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);
 
+    /// <summary>What <c>check --read-data-subset</c> reads: group N of M, a share, or a number of bytes.</summary>
+    public readonly record struct DataSubset((int N, int M)? Group, double? Fraction, long? Bytes);
+
+    /// <summary>Parses "2/5" (group 2 of 5, as restic), "10%" or "0.1" (a share chosen at random), or "500M" (packs chosen at random up to that size).</summary>
+    public static DataSubset ParseDataSubset(string text)
+    {
+        string t = text.Trim();
+        if (t.Split('/') is [var a, var b])
+        {
+            if (!int.TryParse(a, NumberStyles.None, CultureInfo.InvariantCulture, out int n) || !int.TryParse(b, NumberStyles.None, CultureInfo.InvariantCulture, out int m) || m < 1 || n < 1 || n > m)
+            {
+                throw new UsageException($"--read-data-subset {text}: N/M is group N of M, with 1 <= N <= M (whole numbers); e.g. 1/5, then 2/5 … 5/5 reads every pack once");
+            }
+            return new DataSubset((n, m), null, null);
+        }
+        if (t.Length > 1 && char.IsAsciiLetter(t[^1]) && !t.EndsWith('%'))
+        {
+            string number = t.TrimEnd('B', 'b').TrimEnd('i');
+            int shift = number.Length == 0 ? -1 : char.ToUpperInvariant(number[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, _ => -1 };
+            if (shift < 0 || !double.TryParse(number[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out double size) || size <= 0 || size * Math.Pow(2, shift) > long.MaxValue / 2)
+            {
+                throw new UsageException($"--read-data-subset {text}: a size is a number with K, M, G or T (powers of 1024), e.g. 500M");
+            }
+            return new DataSubset(null, null, (long)Math.Ceiling(size * Math.Pow(2, shift)));
+        }
+        return new DataSubset(null, ParseFraction(t), null);
+    }
+
     /// <summary>Parses "10%", "0.1" or "1/10" into a fraction in (0, 1].</summary>
     public static double ParseFraction(string text)
     {
@@ -40,7 +68,7 @@ internal static class Units
         }
         else if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value))
         {
-            throw new UsageException($"'{text}' is not a fraction; write it as 10%, 0.1 or 1/10");
+            throw new UsageException($"'{text}' is not a subset; write it as 2/5 (group 2 of 5), 10%, 0.1 or 500M");
         }
         if (value is <= 0 or > 1)
         {
