@@ -526,9 +526,10 @@ public sealed class Supervisor
     private void OnLine(ReplicaState r, WorkloadProcess process, string line, bool stderr)
     {
         _options.OnOutput?.Invoke(r.Workload.Spec.Name, r.Index, line, stderr);
-        if (stderr && line.StartsWith(WorkloadProcess.LaunchFailurePrefix, StringComparison.Ordinal))
+        if (stderr && process.StderrLines++ == 0 && line.StartsWith(WorkloadProcess.LaunchFailurePrefix, StringComparison.Ordinal))
         {
-            process.LaunchError ??= line[WorkloadProcess.LaunchFailurePrefix.Length..];
+            // Only as the first line: a job that runs setsid itself may print the same later.
+            process.LaunchError = line[WorkloadProcess.LaunchFailurePrefix.Length..];
         }
         bool progress = MetricLine.TryParse(line, out var values);
         if (progress)
@@ -588,7 +589,11 @@ public sealed class Supervisor
         foreach (var r in w.Replicas.Where(r => r.Monitors is not null && r.Process is { HasExited: false }))
         {
             OnHits(r, r.Process, r.Monitors!.OnCheckpoint(info.Path));
-            OnProgress(r, r.Process!);
+            if (w.Replicas.Count == 1)
+            {
+                // Which replica wrote a checkpoint is not known: it is progress only for a lone one.
+                OnProgress(r, r.Process!);
+            }
         }
     }
 
@@ -646,10 +651,11 @@ public sealed class Supervisor
         {
             return;
         }
-        if (!expected)
+        if (current)
         {
             // The group's leader is gone, but what it started may live on (torchrun's ranks after
-            // torchrun was OOM-killed), training beside the next attempt into the same folder.
+            // torchrun was OOM-killed, also while a recovery was already under way), training
+            // beside the next attempt into the same folder.
             ProcessGroup.KillGroup(process.Pid);
         }
         await StopWatchingAsync(r).ConfigureAwait(false);

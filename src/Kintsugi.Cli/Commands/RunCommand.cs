@@ -82,6 +82,14 @@ internal static class RunCommand
                 {
                     ctx.Error.WriteLine($"kintsugi: WARNING: {message}");
                 }
+                // The journal's folder may have gone with it: the run lock is made again beside it.
+                if (runLock.Renew() is { } lockWarning)
+                {
+                    lock (ctx.Error)
+                    {
+                        ctx.Error.WriteLine($"kintsugi: WARNING: {lockWarning}");
+                    }
+                }
             };
             var inherited = InheritedEnvironment();
             try
@@ -219,8 +227,15 @@ internal static class RunCommand
                 }
                 else if (n == 2)
                 {
-                    ctx.Error.WriteLine($"kintsugi: {signal.Signal} again: killing the workloads now");
+                    ctx.Error.WriteLine($"kintsugi: {signal.Signal} again: killing the workloads now ({signal.Signal} a third time exits without waiting for them)");
                     hurry.Cancel();
+                }
+                else
+                {
+                    // A process that even SIGKILL does not end (stuck in the kernel, a hung driver) must
+                    // not make kintsugi itself unstoppable; the next `kintsugi run` stops what is left.
+                    ctx.Error.WriteLine("kintsugi: exiting without waiting for the workloads; the next `kintsugi run` of this config stops what is left of them");
+                    Environment.Exit(ExitCodes.Interrupted);
                 }
             }
             _registrations =

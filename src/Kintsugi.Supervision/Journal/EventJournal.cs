@@ -214,8 +214,9 @@ public sealed class EventJournal : IDisposable
         lock (_writeGate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            // Held events go first, so the journal keeps the order things happened in.
-            if (_held.Count > 0 && !TryWriteHeld(out warning))
+            // While events are held, later ones queue behind them (the journal keeps the order things
+            // happened in); the timer writes them, so no append waits on a disk in trouble.
+            if (_held.Count > 0)
             {
                 Hold(held);
                 id = -1;
@@ -226,7 +227,7 @@ public sealed class EventJournal : IDisposable
                 {
                     id = Insert(held);
                 }
-                catch (SqliteException e) when (IsWriteFailure(e))
+                catch (SqliteException e)
                 {
                     warning = BeginTrouble(e);
                     Hold(held);
@@ -248,10 +249,18 @@ public sealed class EventJournal : IDisposable
             {
                 return;
             }
-            warning = RecreateIfDeleted();
-            if (_held.Count > 0)
+            try
             {
-                warning = TryWriteHeld(out string? w) ? w ?? warning : w ?? StillTroubled() ?? warning;
+                warning = RecreateIfDeleted();
+                if (_held.Count > 0)
+                {
+                    warning = TryWriteHeld(out string? w) ? w ?? warning : w ?? StillTroubled() ?? warning;
+                }
+            }
+            catch (Exception e) when (e is SqliteException or IOException or UnauthorizedAccessException or InvalidOperationException)
+            {
+                // On a timer's thread: whatever goes wrong is a warning, never the end of the supervisor.
+                warning = $"journal {Path}: {e.Message}";
             }
         }
         Warn(warning);
@@ -276,11 +285,6 @@ public sealed class EventJournal : IDisposable
         command.Parameters.AddWithValue("$data", e.Data);
         return Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture);
     }
-
-    /// <summary>Errors that mean the file cannot take writes now (full, I/O, read-only, gone, damaged): the event is held, not lost.</summary>
-    private static bool IsWriteFailure(SqliteException e) =>
-        // BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB (extended codes keep the primary one in the low byte).
-        (e.SqliteErrorCode & 0xFF) is 5 or 6 or 8 or 10 or 11 or 13 or 14 or 26;
 
     private void Hold(HeldEvent e)
     {
@@ -362,8 +366,9 @@ public sealed class EventJournal : IDisposable
             warning = $"the journal {Path} is written again: {written} events held since {_troubleSince.ToLocalTime():HH:mm:ss} written" + (dropped > 0 ? $", {dropped} dropped" : "");
             return true;
         }
-        catch (SqliteException e) when (IsWriteFailure(e))
+        catch (Exception e) when (e is SqliteException or InvalidOperationException)
         {
+            // Any failure (also a ROLLBACK of a transaction SQLite already rolled back): still held.
             _trouble = e.Message;
             return false;
         }
@@ -400,8 +405,34 @@ public sealed class EventJournal : IDisposable
         }
         if (now is not null)
         {
-            _identity = now;
-            return $"the journal {Path} was replaced by another file while this supervisor wrote it; its events go on into the file now there";
+            // Another file at the path: write on into it when it is a journal; else keep the open copy.
+            try
+            {
+                var writer = Connect(Path, SqliteOpenMode.ReadWrite);
+                try
+                {
+                    CheckSchema(writer, Path);
+                    var reader = Connect(Path, SqliteOpenMode.ReadOnly);
+                    lock (_readGate)
+                    {
+                        _reader.Dispose();
+                        _reader = reader;
+                    }
+                    _writer!.Dispose();
+                    _writer = writer;
+                    _identity = now;
+                    return $"the journal {Path} was replaced by another journal file while this supervisor wrote it; its events go on into that file";
+                }
+                catch
+                {
+                    writer.Dispose();
+                    throw;
+                }
+            }
+            catch (Exception e) when (e is SqliteException or KintsugiException or IOException)
+            {
+                return StillDeleted($"another file is there now, not a journal: {e.Message}");
+            }
         }
         SqliteConnection? fresh = null;
         try
@@ -432,7 +463,21 @@ public sealed class EventJournal : IDisposable
         }
         catch (Exception e) when (e is SqliteException or IOException or UnauthorizedAccessException)
         {
-            fresh?.Dispose();
+            if (fresh is not null)
+            {
+                fresh.Dispose();
+                // A half-made copy would look like a file put there by someone else next round.
+                foreach (var suffix in new[] { "", "-wal", "-shm" })
+                {
+                    try
+                    {
+                        File.Delete(Path + suffix);
+                    }
+                    catch (Exception d) when (d is IOException or UnauthorizedAccessException)
+                    {
+                    }
+                }
+            }
             // Writing goes on into the deleted file's open copy; the next round tries again.
             return StillDeleted(e.Message);
         }

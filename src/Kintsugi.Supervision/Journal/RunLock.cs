@@ -10,11 +10,16 @@ namespace Kintsugi.Supervision.Journal;
 /// </summary>
 public sealed class RunLock : IDisposable
 {
-    private readonly FileStream _file;
+    private readonly Lock _gate = new();
+    private readonly string _path;
+    private FileStream _file;
+    private string? _identity;
 
-    private RunLock(FileStream file)
+    private RunLock(string path, FileStream file)
     {
+        _path = path;
         _file = file;
+        _identity = Identity(path);
     }
 
     /// <summary>The lock file of <paramref name="journalPath"/>.</summary>
@@ -44,7 +49,7 @@ public sealed class RunLock : IDisposable
         {
             if (Kintsugi.Backup.Platform.Posix.TryLockExclusive(file.SafeFileHandle))
             {
-                return new RunLock(file);
+                return new RunLock(path, file);
             }
         }
         catch
@@ -58,5 +63,58 @@ public sealed class RunLock : IDisposable
             $"{holder} is already supervising with the journal {Path.GetFullPath(journalPath)}; stop it first (a second one would run every workload twice), or give this config its own 'journal'");
     }
 
-    public void Dispose() => _file.Dispose();
+    /// <summary>
+    /// When the lock file was deleted (with the journal's folder, say), makes it again and locks it,
+    /// so that a second supervisor is still refused; a message when that could not be done, else null.
+    /// </summary>
+    public string? Renew()
+    {
+        lock (_gate)
+        {
+            string? current = Identity(_path);
+            if (current is not null && current == _identity)
+            {
+                return null;
+            }
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+                var file = new FileStream(_path, new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite });
+                if (!Kintsugi.Backup.Platform.Posix.TryLockExclusive(file.SafeFileHandle))
+                {
+                    file.Dispose();
+                    return $"the run lock {_path} was deleted and another `kintsugi run` took it meanwhile: two supervisors may now run these workloads; stop one of them";
+                }
+                _file.Dispose();
+                _file = file;
+                _identity = Identity(_path);
+                return null;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return $"the run lock {_path} was deleted and cannot be made again ({e.Message}); a second `kintsugi run` of this journal would not be refused";
+            }
+        }
+    }
+
+    private static string? Identity(string path)
+    {
+        try
+        {
+            var status = Kintsugi.Backup.Platform.Posix.LStat(path);
+            return $"{status.Device}:{status.Inode}";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _file.Dispose();
+        }
+    }
 }

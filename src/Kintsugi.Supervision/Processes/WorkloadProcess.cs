@@ -47,6 +47,9 @@ public sealed class WorkloadProcess : IDisposable
     /// <summary>Why the launcher could not execute the program, from its message; null when it did.</summary>
     public string? LaunchError { get; set; }
 
+    /// <summary>Lines read from its stderr so far (the launcher's failure is always the first).</summary>
+    public int StderrLines { get; set; }
+
     /// <summary>Set by whoever journals this process's exit, so it is journaled once.</summary>
     public bool ExitRecorded { get; set; }
 
@@ -160,7 +163,7 @@ public sealed class WorkloadProcess : IDisposable
         {
             // Whatever the leader did, leave no member of its group behind. Only right after this
             // stop: the group id of a process that ended long ago may belong to someone else now.
-            ProcessGroup.Signal(Pid, ProcessGroup.SIGKILL);
+            ProcessGroup.KillGroup(Pid);
         }
         return status;
     }

@@ -57,18 +57,18 @@ public sealed class JournalTroubleTests(ITestOutputHelper output) : SupervisorTe
     }
 
     [Fact]
-    public async Task A_journal_deleted_while_in_use_is_made_again_with_every_event_so_far()
+    public async Task A_journal_deleted_with_its_folder_while_in_use_is_made_again_with_every_event_so_far_and_still_refuses_a_second_run()
     {
         WriteConfig(Workloads);
         var s = StartSupervisor();
         var before = await s.WaitForAsync(events => events.Count(e => e.Is("process.started", "flaky")) >= 2, "flaky to restart");
 
-        foreach (var f in Directory.GetFiles(Path.GetDirectoryName(JournalPath)!, "journal.db*"))
-        {
-            File.Delete(f);
-        }
+        // The whole folder, run lock included, as `rm -rf .kintsugi` does.
+        Directory.Delete(Path.GetDirectoryName(JournalPath)!, recursive: true);
         await WaitForOutputAsync(s, "was deleted while in use");
         var after = await s.WaitForAsync(events => events.Any(e => e.Type == "journal.recovered"), "the journal to be made again");
+        var second = await Ws.RunAsync("run", "--config", ConfigPath, "-q");
+        Assert.Contains("already supervising", second.ShouldFailCleanly(1), StringComparison.Ordinal);
 
         Check(after.Any(e => e.Type == "supervisor.started") && after.Count(e => e.Is("process.started", "flaky")) >= before.Count(e => e.Is("process.started", "flaky")),
             "the journal made again lacks the events written before it was deleted", after, s);
