@@ -405,12 +405,13 @@ public sealed class Supervisor
             MarkHealthy(r);
             return;
         }
-        // A progress probe runs every quarter of its limit (up to 10 s), but the metric line that
-        // passes it is here now: a replica training again is healthy from that line, not from the
-        // probe's next run (a job killed 8 s into its attempt would otherwise never count as up).
+        // Progress and heartbeat probes run every quarter of their limit (up to 10 s), but the metric
+        // line that shows the job training is here now: a replica training again is healthy from that
+        // line, not from the probes' next runs (a job killed 8 s into its attempt would otherwise never
+        // count as up). They still fail as soon as their own check does.
         if (metrics is not null)
         {
-            foreach (var runner in r.Probes.Where(p => p.Spec is ProgressProbeSpec progress && metrics.ContainsKey(progress.Metric) && !r.FailingProbes.Contains(p)))
+            foreach (var runner in r.Probes.Where(p => (p.Spec is HeartbeatProbeSpec || (p.Spec is ProgressProbeSpec progress && metrics.ContainsKey(progress.Metric))) && !r.FailingProbes.Contains(p)))
             {
                 r.PassingProbes.Add(runner);
             }
