@@ -274,9 +274,10 @@ public sealed class EventJournal : IDisposable
         }
     }
 
-    private long Insert(HeldEvent e)
+    private long Insert(HeldEvent e, SqliteTransaction? transaction = null)
     {
         using var command = _writer!.CreateCommand();
+        command.Transaction = transaction;
         command.CommandText = "INSERT INTO events(time_us, type, workload, replica, data) VALUES ($time, $type, $workload, $replica, $data) RETURNING id;";
         command.Parameters.AddWithValue("$time", ToUnixMicroseconds(e.Time));
         command.Parameters.AddWithValue("$type", e.Type);
@@ -338,15 +339,7 @@ public sealed class EventJournal : IDisposable
             {
                 foreach (var e in _held)
                 {
-                    using var command = _writer.CreateCommand();
-                    command.Transaction = tx;
-                    command.CommandText = "INSERT INTO events(time_us, type, workload, replica, data) VALUES ($time, $type, $workload, $replica, $data);";
-                    command.Parameters.AddWithValue("$time", ToUnixMicroseconds(e.Time));
-                    command.Parameters.AddWithValue("$type", e.Type);
-                    command.Parameters.AddWithValue("$workload", (object?)e.Workload ?? DBNull.Value);
-                    command.Parameters.AddWithValue("$replica", (object?)e.Replica ?? DBNull.Value);
-                    command.Parameters.AddWithValue("$data", e.Data);
-                    command.ExecuteNonQuery();
+                    Insert(e, tx);
                 }
                 tx.Commit();
             }
