@@ -24,10 +24,13 @@ internal static class Program
         root.Subcommands.Add(BackupCommand.Create());
         root.Subcommands.Add(SnapshotsCommand.Create());
         root.Subcommands.Add(LsCommand.Create());
+        root.Subcommands.Add(FindCommand.Create());
+        root.Subcommands.Add(DumpCommand.Create());
         root.Subcommands.Add(DiffCommand.Create());
         root.Subcommands.Add(RestoreCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());
         root.Subcommands.Add(StatsCommand.Create());
+        root.Subcommands.Add(MountCommand.Create());
         root.Subcommands.Add(ForgetCommand.Create());
         root.Subcommands.Add(ForgetCommand.CreatePrune());
         root.Subcommands.Add(KeyCommand.Create());
@@ -40,6 +43,12 @@ internal static class Program
         root.Subcommands.Add(EventsCommand.Create());
 
         var parse = root.Parse(args);
+        // Whatever follows `mount` (restic's options included), the answer is the same line.
+        if (parse.CommandResult.Command.Name == MountCommand.Name && parse.CommandResult.Parent?.Parent is null && parse.Action is not System.CommandLine.Help.HelpAction)
+        {
+            Console.Error.WriteLine($"kintsugi: {MountCommand.Unavailable}");
+            return ExitCodes.Usage;
+        }
         if (UsageErrors.Find(parse) is { } usage)
         {
             Console.Error.WriteLine($"kintsugi: {usage}");

@@ -144,6 +144,7 @@ public sealed class HostileRepositoryTests(ITestOutputHelper output) : IDisposab
         // visited 100,000 entries for 82 distinct ones, instead of running for ever or growing without bound.
         var snapshot = (await repo.LoadSnapshotsAsync()).Single();
         await AssertRefusedAsync(() => WalkAllAsync(repo, snapshot), "share subfolders so often");
+        await AssertRefusedAsync(() => WalkPreOrderAllAsync(repo, snapshot), "share subfolders so often");
         await AssertRefusedAsync(() => new StatsEngine(repo).RunAsync(snapshot), "share subfolders so often");
         await AssertRestoreRefusesAsync(repo, snapshot, _box.NewTarget("shared"), "share subfolders so often");
     }
@@ -399,7 +400,10 @@ public sealed class HostileRepositoryTests(ITestOutputHelper output) : IDisposab
 
         await AssertRestoreRefusesAsync(repo, snapshot, target, expected);
         await AssertRefusedAsync(() => WalkAllAsync(repo, snapshot), expected);
+        await AssertRefusedAsync(() => WalkPreOrderAllAsync(repo, snapshot), expected);
         await AssertRefusedAsync(() => new StatsEngine(repo).RunAsync(snapshot), expected);
+        await AssertRefusedAsync(() => new StatsEngine(repo).RunAsync([snapshot], StatsMode.RestoreSize), expected);
+        await AssertRefusedAsync(() => new DumpEngine(repo).DumpAsync(snapshot, "/", Stream.Null), expected);
         var check = await new CheckEngine(repo).RunAsync(new CheckRequest { Host = Sandbox.Host }).WaitAsync(Bound);
 
         Assert.False(check.Ok);
@@ -444,6 +448,15 @@ public sealed class HostileRepositoryTests(ITestOutputHelper output) : IDisposab
     {
         var index = await repo.LoadIndexAsync();
         await foreach (var _ in TreeWalker.WalkAsync(repo, index, TreeWalker.RootOf(snapshot)))
+        {
+        }
+    }
+
+    /// <summary>The walk ls, find, dump and stats --mode use: each entry, then what is under it.</summary>
+    private static async Task WalkPreOrderAllAsync(Repository repo, SnapshotRef snapshot)
+    {
+        var index = await repo.LoadIndexAsync();
+        await foreach (var _ in TreeWalker.WalkPreOrderAsync(repo, index, TreeWalker.RootOf(snapshot), trees: new TreeCache()))
         {
         }
     }

@@ -58,7 +58,7 @@ public sealed class OutputTests
         await ws.InitAsync();
         await ws.BackupAsync(src);
 
-        var stats = (await ws.RepoAsync("stats", "--json")).ShouldSucceed().Json();
+        var stats = (await ws.RepoAsync("stats", "latest", "--json")).ShouldSucceed().Json();
 
         var file = stats.GetProperty("files").EnumerateArray().Single();
         Assert.Equal(["path", "layout", "bytes_in", "bytes_stored", "blobs"], file.EnumerateObject().Select(p => p.Name));

@@ -77,7 +77,7 @@ public sealed class TensorStorageTests(ITestOutputHelper output)
         (await ws.RepoAsync("restore", "latest", "--target", target)).ShouldSucceed();
         FileTree.AssertSameTree(ckpt, target + ckpt);
         (await ws.RepoAsync("check", "--read-data")).ShouldSucceed();
-        var table = (await ws.RepoAsync("stats")).ShouldSucceed();
+        var table = (await ws.RepoAsync("stats", "latest")).ShouldSucceed();
         table.StdOutShouldContain("pytorch-zip").StdOutShouldContain("delta");
     }
 
@@ -89,7 +89,7 @@ public sealed class TensorStorageTests(ITestOutputHelper output)
         await ws.InitAsync();
         await TrainAsync(ckpt, 1);
         await ws.BackupAsync(ckpt, "--no-tensors");
-        var stats = (await ws.RepoAsync("stats", "--json")).ShouldSucceed().Json();
+        var stats = (await ws.RepoAsync("stats", "latest", "--json")).ShouldSucceed().Json();
         Assert.All(Codecs(stats).Keys, k => Assert.True(k.StartsWith("data ", StringComparison.Ordinal) || k.StartsWith("tree ", StringComparison.Ordinal), $"--no-tensors stored a {k} blob"));
         Assert.False(stats.GetProperty("files")[0].TryGetProperty("layout", out var layout) && layout.ValueKind != JsonValueKind.Null, "a file stored as opaque bytes has no layout");
 

@@ -17,6 +17,36 @@ public sealed record SnapshotStats(
     string Snapshot, IReadOnlyList<FileStats> Files, IReadOnlyList<CodecStats> Codecs,
     long BytesIn, long BytesStored, long Blobs, long BaseBlobs, long BaseBytesStored);
 
+/// <summary>What <c>stats --mode</c> counts over a set of snapshots, as restic's modes do.</summary>
+public enum StatsMode
+{
+    /// <summary>Per file and per codec, for one snapshot (<see cref="SnapshotStats"/>).</summary>
+    Files,
+    /// <summary>What a restore of each snapshot writes: every file, a duplicate each time, a hard-linked file once per snapshot.</summary>
+    RestoreSize,
+    /// <summary>Files with distinct content, counted once however many paths and snapshots hold them.</summary>
+    FilesByContents,
+    /// <summary>The distinct blobs the snapshots need (trees, content, delta bases), raw and as stored.</summary>
+    RawData,
+    /// <summary>The distinct content blobs of the files, and the files with distinct content.</summary>
+    BlobsPerFile,
+}
+
+/// <summary>
+/// The totals of one <see cref="StatsMode"/> over <see cref="Snapshots"/> snapshots. For
+/// <see cref="StatsMode.RawData"/>, <see cref="TotalSize"/> is the stored bytes of the blobs and
+/// <see cref="TotalUncompressedSize"/> their plaintext; otherwise both are file bytes.
+/// </summary>
+public sealed record ModeStats(StatsMode Mode, int Snapshots, long TotalFileCount, long TotalSize, long TotalBlobCount, long TotalUncompressedSize);
+
+/// <summary>
+/// The whole repository: its packs on disk, the blobs its index lists, and what a restore of every
+/// snapshot would write (<see cref="RestoreSize"/>) against the content stored once for it.
+/// </summary>
+public sealed record RepositoryStats(
+    int Snapshots, int Packs, long PackBytes, long Blobs, long UncompressedBytes, long StoredBytes,
+    long RestoreFiles, long RestoreSize, long ContentUncompressedBytes);
+
 /// <summary>Computes <see cref="SnapshotStats"/> from a snapshot's trees and the index; reads no data.</summary>
 public sealed class StatsEngine
 {
@@ -79,6 +109,109 @@ public sealed class StatsEngine
             snapshot.Id.ToString(), files, codecs, bytesIn,
             blobs.Values.Sum(e => (long)e.StoredLength), blobs.Count,
             bases.Count, bases.Values.Sum(e => (long)e.StoredLength));
+    }
+
+    /// <summary>
+    /// Counts <paramref name="mode"/> over <paramref name="snapshots"/>; each distinct tree is read
+    /// once. <see cref="StatsMode.Files"/> is <see cref="RunAsync"/>, for one snapshot.
+    /// </summary>
+    public async Task<ModeStats> RunAsync(IReadOnlyList<SnapshotRef> snapshots, StatsMode mode, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(snapshots);
+        if (mode == StatsMode.Files)
+        {
+            throw new ArgumentException("per-file statistics are for one snapshot: RunAsync(snapshot)", nameof(mode));
+        }
+        var index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
+        var trees = new TreeCache();
+        var reader = new BlobReader(_repo, index);
+        long files = 0, size = 0;
+        var blobs = new Dictionary<BlobId, IndexEntry>();
+        var contents = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var snapshot in snapshots)
+        {
+            var root = TreeWalker.RootOf(snapshot);
+            if (mode == StatsMode.RawData)
+            {
+                blobs.TryAdd(root, index.Get(root));
+            }
+            var linked = new HashSet<(ulong, ulong)>();
+            await foreach (var walked in TreeWalker.WalkPreOrderAsync(_repo, index, root, trees: trees, ct: ct).ConfigureAwait(false))
+            {
+                var node = walked.Node;
+                if (node.Type == NodeType.Directory)
+                {
+                    if (mode == StatsMode.RawData && node.Subtree is not null)
+                    {
+                        var tree = BlobId.Parse(node.Subtree);
+                        blobs.TryAdd(tree, index.Get(tree));
+                    }
+                    continue;
+                }
+                switch (mode)
+                {
+                    case StatsMode.RestoreSize:
+                        // A restore writes a hard-linked file once and links its other names.
+                        if (node.Type == NodeType.File && (node.Links <= 1 || linked.Add((node.Device, node.Inode))))
+                        {
+                            size += node.Size;
+                        }
+                        files++;
+                        break;
+                    case StatsMode.FilesByContents or StatsMode.BlobsPerFile when node.Type == NodeType.File:
+                        if (contents.Add(string.Join(',', node.Content ?? [])))
+                        {
+                            files++;
+                            size += node.Size;
+                        }
+                        if (mode == StatsMode.BlobsPerFile)
+                        {
+                            foreach (var c in node.Content ?? [])
+                            {
+                                var id = BlobId.Parse(c);
+                                blobs.TryAdd(id, index.Get(id));
+                            }
+                        }
+                        break;
+                    case StatsMode.RawData when node.Type == NodeType.File:
+                        files++;
+                        foreach (var c in node.Content ?? [])
+                        {
+                            var id = BlobId.Parse(c);
+                            if (blobs.TryAdd(id, index.Get(id)) && blobs[id].IsDelta)
+                            {
+                                foreach (var link in reader.ChainOf(blobs[id]).Skip(1))
+                                {
+                                    blobs.TryAdd(link.Id, link);
+                                }
+                            }
+                        }
+                        break;
+                }
+            }
+        }
+        long uncompressed = blobs.Values.Sum(e => (long)e.RawLength);
+        return mode switch
+        {
+            StatsMode.RawData => new ModeStats(mode, snapshots.Count, files, blobs.Values.Sum(e => (long)e.StoredLength), blobs.Count, uncompressed),
+            StatsMode.BlobsPerFile => new ModeStats(mode, snapshots.Count, files, uncompressed, blobs.Count, uncompressed),
+            _ => new ModeStats(mode, snapshots.Count, files, size, 0, size),
+        };
+    }
+
+    /// <summary>The whole repository: packs on disk, every blob of the index, and what restoring every snapshot would write.</summary>
+    public async Task<RepositoryStats> RepositoryAsync(IReadOnlyList<SnapshotRef> snapshots, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(snapshots);
+        var restore = await RunAsync(snapshots, StatsMode.RestoreSize, ct).ConfigureAwait(false);
+        var index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
+        var packs = _repo.Store.List(Storage.FileKind.Pack);
+        var entries = index.Entries.ToList();
+        return new RepositoryStats(
+            snapshots.Count, packs.Count, packs.Sum(p => p.Size), entries.Count,
+            entries.Sum(e => (long)e.RawLength), entries.Sum(e => (long)e.StoredLength),
+            restore.TotalFileCount, restore.TotalSize,
+            entries.Where(e => e.Kind.IsContent()).Sum(e => (long)e.RawLength));
     }
 
     /// <summary>"data zstd", "tensor planes", "delta stored", …</summary>

@@ -6,7 +6,8 @@ namespace Kintsugi.Backup.Engine;
 public readonly record struct WalkedNode(string Path, Node Node, int Depth);
 
 /// <summary>
-/// Walks a snapshot's trees depth first, in name order: each folder's entries, then its subfolders.
+/// Walks a snapshot's trees depth first, in name order: each folder's entries, then its subfolders
+/// (<see cref="WalkPreOrderAsync"/>: each entry, then what is under it).
 /// Refuses what a hostile repository could use to escape a restore target or loop forever: names
 /// that are empty, ".", "..", or contain "/" or NUL; the same name twice in one folder; a tree that
 /// contains itself or an ancestor; folders nested deeper than <see cref="MaxDepth"/>. (What no valid
@@ -52,61 +53,16 @@ public static class TreeWalker
         // id): memory follows the trees read, not depth × width, and a subfolder's path is built
         // when it is entered.
         var path = new Stack<Frame>();
-        var onPath = new HashSet<BlobId>();
-        var distinct = new HashSet<BlobId>();
-        long distinctNodes = 0, walkedNodes = 0;
+        var guard = new Guard(repo, index, null);
         (string Path, BlobId Tree, int Depth)? next = ("", root, 0);
         while (next is var (folder, treeId, depth))
         {
-            if (depth > MaxDepth)
-            {
-                throw KintsugiException.Corrupt($"tree {treeId.Short}", $"folders nested deeper than {MaxDepth}");
-            }
-            Tree? tree = null;
-            try
-            {
-                tree = await repo.LoadTreeAsync(index, treeId, ct).ConfigureAwait(false);
-            }
-            catch (KintsugiException e) when (onUnreadable is not null && e.Kind == ErrorKind.Corrupt)
-            {
-                onUnreadable(folder.Length == 0 ? "/" : folder, e);
-            }
-            int count = tree?.Nodes.Count ?? 0;
-            walkedNodes += count;
-            if (distinct.Add(treeId))
-            {
-                distinctNodes += count;
-            }
-            if (walkedNodes > AmplifiedNodesAllowed && walkedNodes > AmplificationAllowed * distinctNodes)
-            {
-                throw KintsugiException.Corrupt($"tree {treeId.Short}",
-                    $"its folders share subfolders so often that the walk has visited {walkedNodes} entries out of {distinctNodes} distinct ones (a hostile snapshot?)");
-            }
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            var subfolders = new List<(string, BlobId)>();
-            foreach (var node in tree?.Nodes ?? [])
-            {
-                ValidateName(node.Name, treeId);
-                if (!seen.Add(node.Name))
-                {
-                    throw KintsugiException.Corrupt($"tree {treeId.Short}", $"the name '{node.Name}' appears twice");
-                }
-                if (node.Type == NodeType.Directory && node.Subtree is not null)
-                {
-                    var sub = BlobId.Parse(node.Subtree);
-                    if (sub == treeId || onPath.Contains(sub))
-                    {
-                        throw KintsugiException.Corrupt($"tree {treeId.Short}", $"'{node.Name}' contains itself (a cycle)");
-                    }
-                    subfolders.Add((node.Name, sub));
-                }
-            }
-            foreach (var node in tree?.Nodes ?? [])
+            var (nodes, subfolders) = await guard.EnterAsync(folder, treeId, depth, onUnreadable, ct).ConfigureAwait(false);
+            foreach (var node in nodes)
             {
                 yield return new WalkedNode(folder + "/" + node.Name, node, depth + 1);
             }
             path.Push(new Frame(folder, treeId, depth, subfolders));
-            onPath.Add(treeId);
             next = null;
             while (next is null && path.TryPeek(out var top))
             {
@@ -117,10 +73,113 @@ public static class TreeWalker
                 }
                 else
                 {
-                    onPath.Remove(path.Pop().Tree);
+                    guard.Leave(path.Pop().Tree);
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Walks depth first in pre-order, as <c>ls</c> and <c>find</c> print: each entry, then (for a
+    /// folder) everything under it, then the next entry, in name order. The same refusals as
+    /// <see cref="WalkAsync(Repository, MasterIndex, BlobId, CancellationToken)"/>; a damaged tree
+    /// stops the walk. Paths start with <paramref name="prefix"/> ("" for a snapshot's root, "/a/b"
+    /// for a walk of the folder at /a/b). Trees come from <paramref name="trees"/> when given, so
+    /// walks of many snapshots read each distinct tree once.
+    /// </summary>
+    public static async IAsyncEnumerable<WalkedNode> WalkPreOrderAsync(Repository repo, MasterIndex index, BlobId root, string prefix = "", TreeCache? trees = null, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(repo);
+        ArgumentNullException.ThrowIfNull(prefix);
+        var guard = new Guard(repo, index, trees);
+        int baseDepth = prefix.Count(c => c == '/');
+        var open = new Stack<(string Path, BlobId Tree, int Depth, IReadOnlyList<Node> Nodes, int Next)>();
+        var (rootNodes, _) = await guard.EnterAsync(prefix, root, baseDepth, null, ct).ConfigureAwait(false);
+        open.Push((prefix, root, baseDepth, rootNodes, 0));
+        while (open.Count > 0)
+        {
+            var top = open.Pop();
+            if (top.Next >= top.Nodes.Count)
+            {
+                guard.Leave(top.Tree);
+                continue;
+            }
+            var node = top.Nodes[top.Next];
+            open.Push(top with { Next = top.Next + 1 });
+            string path = top.Path + "/" + node.Name;
+            yield return new WalkedNode(path, node, top.Depth + 1);
+            if (node.Type == NodeType.Directory && node.Subtree is not null)
+            {
+                var sub = BlobId.Parse(node.Subtree);
+                var (nodes, _) = await guard.EnterAsync(path, sub, top.Depth + 1, null, ct).ConfigureAwait(false);
+                open.Push((path, sub, top.Depth + 1, nodes, 0));
+            }
+        }
+    }
+
+    /// <summary>
+    /// What one walk has seen: the trees on the current path (a tree met again below itself is a
+    /// cycle) and how many entries it has visited against how many distinct ones it has read.
+    /// </summary>
+    private sealed class Guard(Repository repo, MasterIndex index, TreeCache? trees)
+    {
+        private readonly HashSet<BlobId> _onPath = [];
+        private readonly HashSet<BlobId> _distinct = [];
+        private long _distinctNodes, _walkedNodes;
+
+        /// <summary>Reads and checks the folder <paramref name="treeId"/> at <paramref name="folder"/>, and puts it on the path: its entries and its subfolders.</summary>
+        public async Task<(IReadOnlyList<Node> Nodes, List<(string Name, BlobId Tree)> Subfolders)> EnterAsync(string folder, BlobId treeId, int depth, Action<string, KintsugiException>? onUnreadable, CancellationToken ct)
+        {
+            if (depth > MaxDepth)
+            {
+                throw KintsugiException.Corrupt($"tree {treeId.Short}", $"folders nested deeper than {MaxDepth}");
+            }
+            Tree? tree = null;
+            try
+            {
+                tree = trees is not null ? await trees.LoadAsync(repo, index, treeId, ct).ConfigureAwait(false)
+                    : await repo.LoadTreeAsync(index, treeId, ct).ConfigureAwait(false);
+            }
+            catch (KintsugiException e) when (onUnreadable is not null && e.Kind == ErrorKind.Corrupt)
+            {
+                onUnreadable(folder.Length == 0 ? "/" : folder, e);
+            }
+            var nodes = tree?.Nodes ?? [];
+            _walkedNodes += nodes.Count;
+            if (_distinct.Add(treeId))
+            {
+                _distinctNodes += nodes.Count;
+            }
+            if (_walkedNodes > AmplifiedNodesAllowed && _walkedNodes > AmplificationAllowed * _distinctNodes)
+            {
+                throw KintsugiException.Corrupt($"tree {treeId.Short}",
+                    $"its folders share subfolders so often that the walk has visited {_walkedNodes} entries out of {_distinctNodes} distinct ones (a hostile snapshot?)");
+            }
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            var subfolders = new List<(string, BlobId)>();
+            foreach (var node in nodes)
+            {
+                ValidateName(node.Name, treeId);
+                if (!seen.Add(node.Name))
+                {
+                    throw KintsugiException.Corrupt($"tree {treeId.Short}", $"the name '{node.Name}' appears twice");
+                }
+                if (node.Type == NodeType.Directory && node.Subtree is not null)
+                {
+                    var sub = BlobId.Parse(node.Subtree);
+                    if (sub == treeId || _onPath.Contains(sub))
+                    {
+                        throw KintsugiException.Corrupt($"tree {treeId.Short}", $"'{node.Name}' contains itself (a cycle)");
+                    }
+                    subfolders.Add((node.Name, sub));
+                }
+            }
+            _onPath.Add(treeId);
+            return (nodes, subfolders);
+        }
+
+        /// <summary>The walk is done with everything under <paramref name="treeId"/>.</summary>
+        public void Leave(BlobId treeId) => _onPath.Remove(treeId);
     }
 
     /// <summary>The root tree of a snapshot; a snapshot whose tree is not an id is damaged.</summary>
@@ -137,5 +196,27 @@ public static class TreeWalker
         {
             throw KintsugiException.Corrupt($"tree {tree.Short}", $"invalid name '{name}'; a restore would write outside its target");
         }
+    }
+}
+
+/// <summary>
+/// Trees already read, by id, shared by several walks (find over every snapshot): snapshots share
+/// most of their folders, and each distinct tree is read and decrypted once. Holds every tree read.
+/// </summary>
+public sealed class TreeCache
+{
+    private readonly Dictionary<BlobId, Tree> _trees = [];
+
+    public int Count => _trees.Count;
+
+    public async Task<Tree> LoadAsync(Repository repo, MasterIndex index, BlobId id, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(repo);
+        if (!_trees.TryGetValue(id, out var tree))
+        {
+            tree = await repo.LoadTreeAsync(index, id, ct).ConfigureAwait(false);
+            _trees[id] = tree;
+        }
+        return tree;
     }
 }

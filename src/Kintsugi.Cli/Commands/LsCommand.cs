@@ -13,7 +13,7 @@ internal static class LsCommand
         var snapshot = new Argument<string>("snapshot") { Description = "Snapshot id, id prefix, or latest" };
         var path = new Argument<string?>("path") { Description = "Only what is at or under this path inside the snapshot", Arity = ArgumentArity.ZeroOrOne };
         var longFormat = new Option<bool>("--long", "-l") { Description = "Show type, mode, size and modification time" };
-        var command = new Command("ls", "List the files of a snapshot.\n" + ExitCodes.Help) { snapshot, path, longFormat };
+        var command = new Command("ls", "List the files of a snapshot, recursively, depth first in name order: each folder, then everything under it (as restic lists them).\n" + ExitCodes.Help) { snapshot, path, longFormat };
         command.SetHandler(async (ctx, ct) =>
         {
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
@@ -23,7 +23,7 @@ internal static class LsCommand
             bool found = prefix is null || prefix == "/";
             var items = new List<object>();
             bool longMode = ctx.Parse.GetValue(longFormat);
-            await foreach (var w in TreeWalker.WalkAsync(repo, index, TreeWalker.RootOf(snap), ct).ConfigureAwait(false))
+            await foreach (var w in TreeWalker.WalkPreOrderAsync(repo, index, TreeWalker.RootOf(snap), ct: ct).ConfigureAwait(false))
             {
                 if (prefix is not null && prefix != "/" && w.Path != prefix && !w.Path.StartsWith(prefix + "/", StringComparison.Ordinal))
                 {
@@ -37,9 +37,7 @@ internal static class LsCommand
                 }
                 else if (longMode)
                 {
-                    string type = n.Type switch { NodeType.Directory => "d", NodeType.Symlink => "l", NodeType.File => "-", NodeType.Fifo => "p", NodeType.Socket => "s", NodeType.CharDevice => "c", _ => "b" };
-                    string mtime = Units.Time(DateTimeOffset.FromUnixTimeMilliseconds(n.MtimeNs / 1_000_000));
-                    ctx.Say(string.Create(CultureInfo.InvariantCulture, $"{type}{Convert.ToString(n.Mode & 0x1FF, 8).PadLeft(4, '0')} {n.Uid,5} {n.Gid,5} {n.Size,14} {mtime} {CliContext.Printable(w.Path)}{(n.LinkTarget is { } t ? " -> " + CliContext.Printable(t) : "")}"));
+                    ctx.Say(LongLine(w.Path, n));
                 }
                 else
                 {
@@ -57,5 +55,13 @@ internal static class LsCommand
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary>An entry as <c>ls -l</c> prints it: type and mode, owner, size, mtime, path (and a symlink's target).</summary>
+    public static string LongLine(string path, Node n)
+    {
+        string type = n.Type switch { NodeType.Directory => "d", NodeType.Symlink => "l", NodeType.File => "-", NodeType.Fifo => "p", NodeType.Socket => "s", NodeType.CharDevice => "c", _ => "b" };
+        string mtime = Units.Time(DateTimeOffset.FromUnixTimeMilliseconds(n.MtimeNs / 1_000_000));
+        return string.Create(CultureInfo.InvariantCulture, $"{type}{Convert.ToString(n.Mode & 0x1FF, 8).PadLeft(4, '0')} {n.Uid,5} {n.Gid,5} {n.Size,14} {mtime} {CliContext.Printable(path)}{(n.LinkTarget is { } t ? " -> " + CliContext.Printable(t) : "")}");
     }
 }

@@ -11,19 +11,64 @@ internal static class StatsCommand
 {
     public static Command Create()
     {
-        var snapshot = new Argument<string>("snapshot") { Description = "Snapshot id, id prefix, or latest (the default)", Arity = ArgumentArity.ZeroOrOne, DefaultValueFactory = _ => "latest" };
+        var snapshots = new Argument<string[]>("snapshot")
+        {
+            Description = "Snapshot ids, id prefixes, or latest; none: every snapshot (with no --mode, the repository's totals)",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
+        var mode = new Option<string?>("--mode")
+        {
+            Description = "What to count, as restic: files (per file and per codec, one snapshot; the default with a snapshot), " +
+                "restore-size (what a restore writes: every file, duplicates each time), files-by-contents (files with distinct content, once), " +
+                "raw-data (the distinct blobs the snapshots need, stored and uncompressed), blobs-per-file (distinct content blobs of the files)",
+        };
         var command = new Command(
             "stats",
-            "Show what a snapshot takes in the repository: per file and per codec, bytes in, bytes stored and the ratio. " +
-            "A blob shared by several files counts for each of them; the totals count it once. " +
-            "Delta blobs also need their bases, which older snapshots may have stored: they are shown apart.\n" + ExitCodes.Help)
+            "Show what snapshots take. With no snapshot and no --mode: the repository's totals (packs on disk, blobs, compression, deduplication, " +
+            "what restoring every snapshot would write). With a snapshot: per file and per codec, bytes in, bytes stored and the ratio " +
+            "(a blob shared by several files counts for each of them, the totals count it once; delta blobs also need their bases, which older " +
+            "snapshots may have stored: they are shown apart). --mode counts as restic does, over the snapshots given or every snapshot.\n" + ExitCodes.Help)
         {
-            snapshot,
+            snapshots, mode,
         };
         command.SetHandler(async (ctx, ct) =>
         {
+            StatsMode? chosen = ctx.Parse.GetValue(mode) is not { } m ? null
+                : Modes.TryGetValue(m, out var known) ? known
+                : throw new UsageException($"--mode {m}: the modes are {string.Join(", ", Modes.Keys)}");
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, ct).ConfigureAwait(false);
+            var ids = ctx.Parse.GetValue(snapshots) ?? [];
+            if (ids.Length == 0 && chosen is not (null or StatsMode.Files))
+            {
+                var all = await repo.LoadSnapshotsAsync(onError: (_, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false);
+                WriteMode(ctx, await new StatsEngine(repo).RunAsync(all, chosen.Value, ct).ConfigureAwait(false));
+                return ExitCodes.Ok;
+            }
+            if (ids.Length == 0 && chosen is null)
+            {
+                var all = await repo.LoadSnapshotsAsync(onError: (_, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false);
+                WriteRepository(ctx, await new StatsEngine(repo).RepositoryAsync(all, ct).ConfigureAwait(false));
+                return ExitCodes.Ok;
+            }
+            var refs = new List<Backup.Format.SnapshotRef>();
+            foreach (var id in ids.Length == 0 ? ["latest"] : ids)
+            {
+                var one = await repo.FindSnapshotAsync(id, ct).ConfigureAwait(false);
+                if (!refs.Contains(one))
+                {
+                    refs.Add(one);
+                }
+            }
+            if (chosen is not (null or StatsMode.Files))
+            {
+                WriteMode(ctx, await new StatsEngine(repo).RunAsync(refs, chosen.Value, ct).ConfigureAwait(false));
+                return ExitCodes.Ok;
+            }
+            if (refs.Count > 1)
+            {
+                throw new UsageException($"per-file statistics are for one snapshot, and {refs.Count} were given; name one, or pass --mode restore-size or --mode raw-data for totals over several");
+            }
+            var snap = refs[0];
             var stats = await new StatsEngine(repo).RunAsync(snap, ct).ConfigureAwait(false);
             if (ctx.Json)
             {
@@ -60,6 +105,77 @@ internal static class StatsCommand
         });
         return command;
     }
+
+    private static readonly Dictionary<string, StatsMode> Modes = new(StringComparer.Ordinal)
+    {
+        ["files"] = StatsMode.Files,
+        ["restore-size"] = StatsMode.RestoreSize,
+        ["files-by-contents"] = StatsMode.FilesByContents,
+        ["raw-data"] = StatsMode.RawData,
+        ["blobs-per-file"] = StatsMode.BlobsPerFile,
+    };
+
+    private static void WriteMode(CliContext ctx, ModeStats stats)
+    {
+        string name = Modes.First(m => m.Value == stats.Mode).Key;
+        bool raw = stats.Mode == StatsMode.RawData;
+        bool blobs = stats.Mode is StatsMode.RawData or StatsMode.BlobsPerFile;
+        if (ctx.Json)
+        {
+            // restic's keys, so scripts written for `restic stats --json` read these.
+            ctx.WriteJson(new ModeJson(name, stats.TotalSize, stats.TotalFileCount, stats.Snapshots,
+                blobs ? stats.TotalBlobCount : null, raw ? stats.TotalUncompressedSize : null,
+                raw && stats.TotalSize > 0 ? Math.Round(stats.TotalUncompressedSize / (double)stats.TotalSize, 3) : null));
+            return;
+        }
+        ctx.Say($"Stats in {name} mode:");
+        ctx.Say($"     Snapshots processed:  {stats.Snapshots.ToString(CultureInfo.InvariantCulture)}");
+        ctx.Say($"        Total File Count:  {stats.TotalFileCount.ToString(CultureInfo.InvariantCulture)}");
+        if (blobs)
+        {
+            ctx.Say($"        Total Blob Count:  {stats.TotalBlobCount.ToString(CultureInfo.InvariantCulture)}");
+        }
+        if (raw)
+        {
+            ctx.Say($" Total Uncompressed Size:  {Units.Bytes(stats.TotalUncompressedSize)}");
+        }
+        ctx.Say($"              Total Size:  {Units.Bytes(stats.TotalSize)}{(raw ? " (as stored, compressed and encrypted)" : "")}");
+        if (raw && stats.TotalSize > 0)
+        {
+            ctx.Say($"       Compression Ratio:  {(stats.TotalUncompressedSize / (double)stats.TotalSize).ToString("0.00", CultureInfo.InvariantCulture)}x");
+        }
+    }
+
+    private static void WriteRepository(CliContext ctx, RepositoryStats r)
+    {
+        double? compression = r.StoredBytes > 0 ? r.UncompressedBytes / (double)r.StoredBytes : null;
+        double? dedup = r.ContentUncompressedBytes > 0 ? r.RestoreSize / (double)r.ContentUncompressedBytes : null;
+        if (ctx.Json)
+        {
+            ctx.WriteJson(new RepositoryJson(r.Snapshots, r.Packs, r.PackBytes, r.Blobs, r.UncompressedBytes, r.StoredBytes,
+                compression is { } c ? Math.Round(c, 3) : null, r.RestoreFiles, r.RestoreSize, dedup is { } d ? Math.Round(d, 3) : null));
+            return;
+        }
+        ctx.Say("Repository:");
+        ctx.Say($"               Snapshots:  {r.Snapshots.ToString(CultureInfo.InvariantCulture)}");
+        ctx.Say($"           Packs on disk:  {r.Packs.ToString(CultureInfo.InvariantCulture)}, {Units.Bytes(r.PackBytes)}");
+        ctx.Say($"        Total Blob Count:  {r.Blobs.ToString(CultureInfo.InvariantCulture)}");
+        ctx.Say($" Total Uncompressed Size:  {Units.Bytes(r.UncompressedBytes)}");
+        ctx.Say($"       Total Stored Size:  {Units.Bytes(r.StoredBytes)}");
+        ctx.Say($"       Compression Ratio:  {(compression is { } c2 ? c2.ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-")}");
+        ctx.Say($"            Restore Size:  {Units.Bytes(r.RestoreSize)} in {r.RestoreFiles.ToString(CultureInfo.InvariantCulture)} files (a restore of every snapshot)");
+        ctx.Say($"     Deduplication Ratio:  {(dedup is { } d2 ? d2.ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-")} (restore size / distinct content)");
+    }
+
+    /// <summary>A --mode result in --json, with restic's keys; blob counts only where the mode counts blobs.</summary>
+    private sealed record ModeJson(
+        string Mode, long TotalSize, long TotalFileCount, int SnapshotsCount,
+        long? TotalBlobCount, long? TotalUncompressedSize, double? CompressionRatio);
+
+    /// <summary>The repository's totals in --json.</summary>
+    private sealed record RepositoryJson(
+        int SnapshotsCount, int Packs, long PackBytes, long TotalBlobCount, long TotalUncompressedSize, long TotalSize,
+        double? CompressionRatio, long RestoreFileCount, long RestoreSize, double? DeduplicationRatio);
 
     /// <summary>A file in --json: every key, <c>layout</c> null for a file stored as opaque bytes (JSON output otherwise leaves nulls out).</summary>
     private sealed record FileJson(
