@@ -288,19 +288,19 @@ public sealed partial class DumpFindTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(2, "dump", "latest")]
-    [InlineData(2, "dump", "latest", "/", "--archive", "rar")]
-    [InlineData(2, "find")]
-    [InlineData(2, "find", "x", "--oldest", "yesterday-ish")]
-    [InlineData(2, "find", "[abc")]
-    [InlineData(2, "stats", "--mode", "everything")]
-    [InlineData(1, "find", "x", "--snapshot", "ffffffff")]
-    public async Task Bad_arguments_fail_with_one_line(int exitCode, params string[] args)
+    [InlineData(2, "'path'", "dump", "latest")]
+    [InlineData(2, "--archive rar", "dump", "latest", "/", "--archive", "rar")]
+    [InlineData(2, "'pattern'", "find")]
+    [InlineData(2, "--oldest 'yesterday-ish'", "find", "x", "--oldest", "yesterday-ish")]
+    [InlineData(2, "'[abc'", "find", "[abc")]
+    [InlineData(2, "--mode everything", "stats", "--mode", "everything")]
+    [InlineData(1, "no snapshot with id ffffffff", "find", "x", "--snapshot", "ffffffff")]
+    public async Task Bad_arguments_fail_with_one_line_that_names_them(int exitCode, string named, params string[] args)
     {
         using var ws = new Workspace();
         FileTree.WriteRandom(ws.PathOf("src/a.bin"), 1_000);
         await ws.InitAsync();
         await ws.BackupAsync(ws.PathOf("src"));
-        (await ws.RepoAsync(args)).ShouldFailCleanly(exitCode);
+        Assert.Contains(named, (await ws.RepoAsync(args)).ShouldFailCleanly(exitCode), StringComparison.Ordinal);
     }
 }
