@@ -288,9 +288,9 @@ public sealed partial class DumpFindTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(2, "'path'", "dump", "latest")]
+    [InlineData(2, "argument missing for command: 'dump'", "dump", "latest")]
     [InlineData(2, "--archive rar", "dump", "latest", "/", "--archive", "rar")]
-    [InlineData(2, "'pattern'", "find")]
+    [InlineData(2, "argument missing for command: 'find'", "find")]
     [InlineData(2, "--oldest 'yesterday-ish'", "find", "x", "--oldest", "yesterday-ish")]
     [InlineData(2, "'[abc'", "find", "[abc")]
     [InlineData(2, "--mode everything", "stats", "--mode", "everything")]
