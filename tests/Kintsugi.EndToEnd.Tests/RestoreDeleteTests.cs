@@ -94,6 +94,28 @@ public sealed class RestoreDeleteTests : IDisposable
     }
 
     [Fact]
+    public async Task Dry_run_with_overwrite_always_names_what_it_would_move_aside_and_what_it_would_restore_under_it_and_moves_nothing()
+    {
+        string target = _ws.PathOf("target");
+        string src = await RestoredWithExtrasAsync(target);
+        // The user's file where the snapshot has the folder a/ (with a/b/ and two files under it).
+        string a = target + Path.Combine(src, "a");
+        Directory.Delete(a, recursive: true);
+        File.WriteAllText(a, "the user's file\n");
+        var before = FileTree.Listing(target);
+
+        var dry = (await _ws.RepoAsync("restore", "latest", "--target", target, "--overwrite", "always", "--dry-run", "-v")).ShouldSucceed();
+
+        FileTree.AssertSameListing(before, FileTree.Listing(target), "the target after a dry run");
+        Assert.StartsWith($"{a} -> {a}.kintsugi-old-", Assert.Single(Listed(dry, "would move aside: ")), StringComparison.Ordinal);
+        Assert.Contains(target + Path.Combine(src, "a", "b", "y.txt"), Listed(dry, "would restore: "));
+        var real = (await _ws.RepoAsync("restore", "latest", "--target", target, "--overwrite", "always", "-v")).ShouldSucceed();
+        Assert.Equal(Listed(dry, "would restore: "), Listed(real, "restored: "));
+        Assert.Equal("the user's file\n", File.ReadAllText(Assert.Single(Listed(real, "moved aside: ")).Split(" -> ")[1]));
+        FileTree.AssertSameTree(Path.Combine(src, "a"), a);
+    }
+
+    [Fact]
     public async Task Dry_run_into_a_new_folder_creates_nothing()
     {
         string src = _ws.PathOf("src");
