@@ -21,6 +21,8 @@ public enum ErrorKind
     NoSpace,
     /// <summary>Not found (snapshot, key, path inside a snapshot).</summary>
     NotFound,
+    /// <summary>The repository cannot be written: a read-only file system, or a folder this user may not write.</summary>
+    NotWritable,
 }
 
 /// <summary>

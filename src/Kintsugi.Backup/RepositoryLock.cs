@@ -94,7 +94,7 @@ public sealed class RepositoryLock : IAsyncDisposable
         const int EPERM = 1, EACCES = 13, ENOSPC = 28, EROFS = 30, EDQUOT = 122;
         for (Exception? x = e; x is not null; x = x.InnerException)
         {
-            if (x is UnauthorizedAccessException or KintsugiException { Kind: ErrorKind.NoSpace }
+            if (x is UnauthorizedAccessException or KintsugiException { Kind: ErrorKind.NoSpace or ErrorKind.NotWritable }
                 || (x is IOException io && (io.HResult & 0xFFFF) is EPERM or EACCES or EROFS or ENOSPC or EDQUOT))
             {
                 return true;

@@ -42,6 +42,42 @@ public sealed class DamageTests
     }
 
     [Fact]
+    public async Task A_restore_with_a_damaged_file_counts_only_the_files_written_intact_and_the_one_that_failed()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        foreach (var name in new[] { "a.json", "b.json", "c.json" })
+        {
+            FileTree.WriteRandom(Path.Combine(src, name), 2_000);
+        }
+        string big = Path.Combine(src, "weights.bin");
+        FileTree.WriteRandom(big, 400_000);
+        await ws.InitAsync();
+        await ws.BackupAsync(src);
+        // The middle of the largest pack lies in the (incompressible) content of weights.bin.
+        var pack = new DirectoryInfo(Path.Combine(ws.Repo, "data")).EnumerateFiles("*", SearchOption.AllDirectories).MaxBy(f => f.Length)!;
+        var bytes = File.ReadAllBytes(pack.FullName);
+        bytes[bytes.Length / 2] ^= 0x40;
+        File.SetUnixFileMode(pack.FullName, File.GetUnixFileMode(pack.FullName) | UnixFileMode.UserWrite);
+        File.WriteAllBytes(pack.FullName, bytes);
+
+        var json = (await ws.RepoAsync("restore", "latest", "--target", ws.PathOf("r1"), "--json")).ShouldExit(3).ShouldHaveNoStackTrace().Json();
+        var text = (await ws.RepoAsync("restore", "latest", "--target", ws.PathOf("r2"))).ShouldExit(3);
+
+        foreach (var target in new[] { ws.PathOf("r1"), ws.PathOf("r2") })
+        {
+            var written = Directory.EnumerateFiles(target, "*", SearchOption.AllDirectories).ToList();
+            Assert.Equal(3, written.Count);
+            Assert.All(written, f => Assert.Equal(File.ReadAllBytes(f[target.Length..]), File.ReadAllBytes(f)));
+        }
+        Assert.Equal(3, json.GetProperty("files").GetInt64());
+        Assert.Equal(6_000, json.GetProperty("bytes").GetInt64());
+        Assert.Equal(1, json.GetProperty("failed").GetInt64());
+        Assert.Contains(json.GetProperty("issues").EnumerateArray(), i => i.GetProperty("path").GetString() == ws.PathOf("r1") + big);
+        Assert.Single(text.StdOutLines, l => l.StartsWith("restored 3 files, ", StringComparison.Ordinal) && l.EndsWith("; 1 file failed", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_snapshot_file_overwritten_with_garbage_is_skipped_with_a_warning_and_check_fails()
     {
         using var ws = new Workspace();

@@ -77,14 +77,10 @@ public sealed class CheckEngine
         void Error(string subject, string message) => problems.Enqueue(new CheckProblem("error", subject, message));
         void Warn(string subject, string message) => problems.Enqueue(new CheckProblem("warning", subject, message));
 
-        RepositoryLock? repoLock = null;
-        try
+        var repoLock = await RepositoryLock.AcquireForReadingAsync(_repo.Store, request.Host, "check", _repo.Time, ct).ConfigureAwait(false);
+        if (repoLock is null)
         {
-            repoLock = await _repo.LockAsync(false, request.Host, "check", ct).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is UnauthorizedAccessException || (e is KintsugiException k && k.Kind == ErrorKind.Failed))
-        {
-            Warn("locks", "the repository is read-only; checked without a lock");
+            Warn("locks", "the repository cannot be written (read-only, or its disk full); checked without a lock");
         }
         try
         {

@@ -18,6 +18,15 @@ public sealed record RestoreRequest
     public string Host { get; init; } = "localhost";
     /// <summary>What to do with an entry the target already holds at a path the snapshot restores.</summary>
     public OverwritePolicy Overwrite { get; init; } = OverwritePolicy.SameType;
+    /// <summary>
+    /// Delete what the target holds inside the restored folders that the snapshot does not have (as
+    /// restic's <c>restore --delete</c>): with includes, only at or under an included path.
+    /// </summary>
+    public bool Delete { get; init; }
+    /// <summary>Decide everything and change nothing: the result says what a real run would restore, move aside and delete.</summary>
+    public bool DryRun { get; init; }
+    /// <summary>Fill <see cref="RestoreResult.Restored"/> with every entry restored (or, in a dry run, that would be).</summary>
+    public bool ListEntries { get; init; }
 }
 
 /// <summary>
@@ -68,6 +77,22 @@ public sealed record RestoreResult(long Files, long Directories, long Symlinks, 
 
     /// <summary>Entries of the target renamed out of the way of the snapshot's (<see cref="OverwritePolicy.Always"/>).</summary>
     public IReadOnlyList<MovedAside> MovedAside { get; init; } = [];
+
+    /// <summary>
+    /// Files of the snapshot (hard links included) that are not in the target whole because of an
+    /// error: damaged content, a failed write, an entry of another type in the way. <see cref="Files"/>
+    /// and <see cref="Bytes"/> count only files written intact.
+    /// </summary>
+    public long Failed { get; init; }
+
+    /// <summary>Paths in the target that the snapshot does not have, deleted (<see cref="RestoreRequest.Delete"/>; in a dry run, that would be), a folder after what was in it.</summary>
+    public IReadOnlyList<string> Deleted { get; init; } = [];
+
+    /// <summary>Nothing was changed: the counts and lists say what a real run would do.</summary>
+    public bool DryRun { get; init; }
+
+    /// <summary>Every entry restored (in a dry run, that would be), sorted; empty unless <see cref="RestoreRequest.ListEntries"/>.</summary>
+    public IReadOnlyList<string> Restored { get; init; } = [];
 }
 
 /// <summary>
@@ -139,27 +164,40 @@ public sealed class RestoreEngine
         {
             throw new KintsugiException(ErrorKind.InvalidInput, $"restore target {target} is a file; give a folder (it is created if missing)");
         }
-        try
+        bool dry = request.DryRun;
+        if (!dry)
         {
-            Directory.CreateDirectory(target);
-        }
-        catch (IOException e)
-        {
-            throw KintsugiException.FromIo(e, target);
+            try
+            {
+                Directory.CreateDirectory(target);
+            }
+            catch (IOException e)
+            {
+                throw KintsugiException.FromIo(e, target);
+            }
         }
         var issues = new ConcurrentQueue<BackupIssue>(damage);
+        var tally = new Tally(request.ListEntries);
         var directories = new List<(string Path, Node Node)>();
         var files = new List<(string Path, Node Node, bool Replace)>();
         var hardLinks = new List<(string Path, string Existing, bool Replace)>();
         var symlinks = new List<(string Path, Node Node, bool Replace)>();
-        var inTheWay = new InTheWay(request.Overwrite, issues, _repo.Time.GetUtcNow());
+        var inTheWay = new InTheWay(request.Overwrite, issues, _repo.Time.GetUtcNow(), dry);
+        var cleanup = request.Delete ? new TargetCleanup(target, dry, issues) : null;
+        if (cleanup is not null && includes.Count == 0)
+        {
+            cleanup.Clear("");
+        }
         var firstLink = new Dictionary<(ulong, ulong), string>();
         var matched = new HashSet<string>(StringComparer.Ordinal);
         // Folders that could not be created: what is under them is not attempted (and not reported again).
         var missingFolders = new HashSet<string>(StringComparer.Ordinal);
 
-        void Unreadable(string folder, KintsugiException e) =>
+        void Unreadable(string folder, KintsugiException e)
+        {
             issues.Enqueue(new BackupIssue(folder, $"folder not restored: it cannot be read ({e.Message})"));
+            cleanup?.Unknown(folder == "/" ? "" : folder);
+        }
         await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, ct).ConfigureAwait(false))
         {
             if (!Selected(walked.Path, includes))
@@ -179,24 +217,36 @@ public sealed class RestoreEngine
                 {
                     missingFolders.Add(walked.Path);
                 }
+                else if (walked.Node.Type == NodeType.File)
+                {
+                    tally.FileFailed();
+                }
                 continue;
             }
             string local = target + walked.Path;
             var node = walked.Node;
+            cleanup?.InSnapshot(walked.Path);
             switch (node.Type)
             {
                 case NodeType.Directory:
+                    var folderState = Existing.Refused;
                     if (TryCreate(local, "cannot create folder", () =>
                     {
-                        var existing = inTheWay.Check(local, node);
-                        if (existing == Existing.None)
+                        folderState = inTheWay.Check(local, node);
+                        if (folderState == Existing.None && !dry)
                         {
                             Directory.CreateDirectory(local);
                         }
-                        return existing != Existing.Refused;
+                        return folderState != Existing.Refused;
                     }, issues))
                     {
                         directories.Add((local, node));
+                        tally.Restored(local);
+                        // A folder the target already had is cleared of what the snapshot lacks; one just made holds nothing else.
+                        if (folderState == Existing.Replace && cleanup is not null && WhollyIncluded(walked.Path, includes))
+                        {
+                            cleanup.Clear(walked.Path);
+                        }
                     }
                     else
                     {
@@ -205,15 +255,21 @@ public sealed class RestoreEngine
                     break;
                 case NodeType.File:
                 {
-                    if (!inTheWay.TryCheck(local, node, out bool replace))
+                    var existing = inTheWay.TryCheck(local, node);
+                    if (existing is Existing.Keep or Existing.Refused)
                     {
+                        if (existing == Existing.Refused)
+                        {
+                            tally.FileFailed();
+                        }
                         break;
                     }
+                    bool replace = existing == Existing.Replace;
                     // A path left as it is never becomes a hard link's first name: the next name of that
                     // file is then written whole, not linked to what the user has at the path left.
-                    if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var existing))
+                    if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var first))
                     {
-                        hardLinks.Add((local, existing, replace));
+                        hardLinks.Add((local, first, replace));
                     }
                     else
                     {
@@ -229,16 +285,27 @@ public sealed class RestoreEngine
                 }
                 case NodeType.Symlink:
                 {
-                    if (inTheWay.TryCheck(local, node, out bool replace))
+                    var existing = inTheWay.TryCheck(local, node);
+                    if (existing is Existing.None or Existing.Replace)
                     {
-                        symlinks.Add((local, node, replace));
+                        symlinks.Add((local, node, existing == Existing.Replace));
                     }
                     break;
                 }
                 case NodeType.Fifo:
                 {
-                    if (inTheWay.TryCheck(local, node, out bool replace) && TryCreate(local, "cannot create FIFO", () => { RemoveReplaced(local, replace); Posix.MkFifo(local, node.Mode & 0x1FF); }, issues))
+                    var existing = inTheWay.TryCheck(local, node);
+                    if (existing is not (Existing.None or Existing.Replace))
                     {
+                        break;
+                    }
+                    if (dry)
+                    {
+                        tally.Restored(local);
+                    }
+                    else if (TryCreate(local, "cannot create FIFO", () => { RemoveReplaced(local, existing == Existing.Replace); Posix.MkFifo(local, node.Mode & 0x1FF); }, issues))
+                    {
+                        tally.Restored(local);
                         ApplyMetadata(local, node, issues);
                     }
                     break;
@@ -253,10 +320,19 @@ public sealed class RestoreEngine
             throw new KintsugiException(ErrorKind.NotFound, $"{inc} is not in snapshot {snapshot.ShortId}; `kintsugi ls {snapshot.ShortId}` lists what it holds");
         }
 
-        await RestoreFilesAsync(files, index, request, progress, issues, ct).ConfigureAwait(false);
+        // Before the files are written, so that the space of what goes is free for what comes.
+        cleanup?.Run(inTheWay.Moved.Select(m => m.MovedTo));
+        await RestoreFilesAsync(files, index, request, progress, issues, tally, ct).ConfigureAwait(false);
         foreach (var (path, existing, replace) in hardLinks)
         {
-            TryCreate(path, "cannot create hard link", () => { RemoveReplaced(path, replace); Posix.Link(existing, path); }, issues);
+            if (dry || TryCreate(path, "cannot create hard link", () => { RemoveReplaced(path, replace); Posix.Link(existing, path); }, issues))
+            {
+                tally.FileRestored(path, 0);
+            }
+            else
+            {
+                tally.FileFailed();
+            }
         }
         foreach (var (path, node, replace) in symlinks)
         {
@@ -266,13 +342,18 @@ public sealed class RestoreEngine
                 issues.Enqueue(new BackupIssue(path, linkTarget.Length == 0 ? "symlink not restored: the snapshot records no target for it" : "symlink not restored: its target holds a NUL character"));
                 continue;
             }
-            if (TryCreate(path, "cannot create symlink", () => { RemoveReplaced(path, replace); File.CreateSymbolicLink(path, linkTarget); }, issues))
+            if (dry)
             {
+                tally.SymlinkRestored(path);
+            }
+            else if (TryCreate(path, "cannot create symlink", () => { RemoveReplaced(path, replace); File.CreateSymbolicLink(path, linkTarget); }, issues))
+            {
+                tally.SymlinkRestored(path);
                 ApplyMetadata(path, node, issues);
             }
         }
         // Folders last and deepest first, so writing their contents does not change their mtime again.
-        for (int i = directories.Count - 1; i >= 0; i--)
+        for (int i = directories.Count - 1; i >= 0 && !dry; i--)
         {
             var (path, node) = directories[i];
             // On a case-insensitive file system a symlink created above may now stand at a folder's
@@ -284,11 +365,213 @@ public sealed class RestoreEngine
             }
             ApplyMetadata(path, node, issues);
         }
-        return new RestoreResult(files.Count + hardLinks.Count, directories.Count, symlinks.Count, progress.BytesDone, issues.ToList())
+        return new RestoreResult(tally.Files, directories.Count, tally.Symlinks, tally.Bytes, issues.ToList())
         {
             Skipped = inTheWay.Skipped,
             MovedAside = inTheWay.Moved,
+            Failed = tally.Failed,
+            Deleted = cleanup?.Deleted ?? [],
+            DryRun = dry,
+            Restored = tally.Listing,
         };
+    }
+
+    /// <summary>
+    /// What a restore wrote intact, counted as it goes (files finish on several threads), and what it
+    /// failed to: the summary's figures are of files that are in the target whole.
+    /// </summary>
+    private sealed class Tally(bool list)
+    {
+        private long _files, _bytes, _symlinks, _failed;
+        private readonly ConcurrentQueue<string> _listing = new();
+
+        public long Files => Interlocked.Read(ref _files);
+        public long Bytes => Interlocked.Read(ref _bytes);
+        public long Symlinks => Interlocked.Read(ref _symlinks);
+        public long Failed => Interlocked.Read(ref _failed);
+
+        public IReadOnlyList<string> Listing => [.. _listing.Order(StringComparer.Ordinal)];
+
+        public void FileRestored(string path, long size)
+        {
+            Interlocked.Increment(ref _files);
+            Interlocked.Add(ref _bytes, size);
+            Restored(path);
+        }
+
+        public void SymlinkRestored(string path)
+        {
+            Interlocked.Increment(ref _symlinks);
+            Restored(path);
+        }
+
+        public void FileFailed() => Interlocked.Increment(ref _failed);
+
+        public void Restored(string path)
+        {
+            if (list)
+            {
+                _listing.Enqueue(path);
+            }
+        }
+    }
+
+    // ----- restore --delete -----
+
+    /// <summary>
+    /// The scope of --delete, kept apart from <see cref="Selected"/> (which decides what is restored):
+    /// a folder is cleared only when it lies wholly inside what is restored — at or under an
+    /// include, or anywhere without one — never a folder restored only because an included path lies
+    /// below it.
+    /// </summary>
+    private static bool WhollyIncluded(string path, IReadOnlyList<string> includes) =>
+        includes.Count == 0 || includes.Any(i => path == i || path.StartsWith(i + "/", StringComparison.Ordinal));
+
+    /// <summary>
+    /// Whether <paramref name="folder"/> is <paramref name="path"/> or a folder above it, symlinks
+    /// followed: the CLI refuses --delete into the root, a home folder or a folder that holds one.
+    /// </summary>
+    public static bool IsOrHolds(string folder, string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        FileStatus f;
+        try
+        {
+            f = Posix.Stat(folder);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        for (string? p = Path.GetFullPath(path); p is not null; p = Path.GetDirectoryName(p))
+        {
+            try
+            {
+                var st = Posix.Stat(p);
+                if (f.IsDirectory && st.Device == f.Device && st.Inode == f.Inode)
+                {
+                    return true;
+                }
+            }
+            catch (IOException)
+            {
+                // Not there (yet): what is above it may still be the folder.
+            }
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// restore --delete: deletes, from the folders the target already had and the restore merged
+    /// into, every entry the snapshot does not have there (in a dry run, only lists them). Entries are
+    /// taken as they are, never followed: a symlink is removed as a link, a folder with what is in
+    /// it (a folder after its contents), and nothing outside the target is reached. A folder whose
+    /// listing in the snapshot could not be read is left alone (what it should hold is unknown), and
+    /// so is a mount point (another file system) and what was moved aside.
+    /// </summary>
+    private sealed class TargetCleanup(string target, bool dryRun, ConcurrentQueue<BackupIssue> issues)
+    {
+        private readonly HashSet<string> _inSnapshot = new(StringComparer.Ordinal);
+        private readonly List<string> _folders = [];
+        private readonly HashSet<string> _unknown = new(StringComparer.Ordinal);
+        private readonly List<string> _deleted = [];
+
+        public IReadOnlyList<string> Deleted => _deleted;
+
+        /// <summary>A path of the snapshot inside what is restored: the target's entry there stays.</summary>
+        public void InSnapshot(string path) => _inSnapshot.Add(path);
+
+        /// <summary>A folder (a snapshot path; "" the target itself) to clear of what the snapshot lacks.</summary>
+        public void Clear(string folder) => _folders.Add(folder);
+
+        /// <summary>A folder whose listing could not be read from the snapshot.</summary>
+        public void Unknown(string folder) => _unknown.Add(folder);
+
+        public void Run(IEnumerable<string> keep)
+        {
+            var kept = new HashSet<string>(keep, StringComparer.Ordinal);
+            foreach (var folder in _folders.Where(f => !_unknown.Contains(f)))
+            {
+                string local = target + folder;
+                FileStatus st;
+                try
+                {
+                    st = Posix.LStat(local);
+                }
+                catch (FileNotFoundException)
+                {
+                    // A dry run into a target that does not exist yet.
+                    continue;
+                }
+                if (!st.IsDirectory)
+                {
+                    continue;
+                }
+                List<string> names;
+                try
+                {
+                    names = [.. Names(local)];
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    issues.Enqueue(new BackupIssue(local, $"not cleared of what the snapshot does not have: {e.Message}"));
+                    continue;
+                }
+                foreach (var name in names)
+                {
+                    if (!_inSnapshot.Contains(folder + "/" + name) && !kept.Contains(local + "/" + name))
+                    {
+                        Remove(local + "/" + name, st.Device);
+                    }
+                }
+            }
+        }
+
+        private static IEnumerable<string> Names(string folder) =>
+            Directory.EnumerateFileSystemEntries(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal)!;
+
+        /// <summary>Removes an entry, a folder with everything in it; true when it is gone (or, in a dry run, would be).</summary>
+        private bool Remove(string path, ulong device)
+        {
+            try
+            {
+                var st = Posix.LStat(path);
+                if (st.IsDirectory)
+                {
+                    if (st.Device != device)
+                    {
+                        issues.Enqueue(new BackupIssue(path, "not deleted: it is a mount point (another file system); left as it is"));
+                        return false;
+                    }
+                    bool all = true;
+                    foreach (var name in Names(path))
+                    {
+                        all &= Remove(path + "/" + name, device);
+                    }
+                    if (!all)
+                    {
+                        // What could not be deleted inside it is reported; the folder stays for it.
+                        return false;
+                    }
+                    if (!dryRun)
+                    {
+                        Directory.Delete(path, recursive: false);
+                    }
+                }
+                else if (!dryRun)
+                {
+                    // unlink(2): a symlink goes as a link; what it points to is not touched.
+                    File.Delete(path);
+                }
+                _deleted.Add(path);
+                return true;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                issues.Enqueue(new BackupIssue(path, $"not deleted: {e.Message}"));
+                return false;
+            }
+        }
     }
 
     /// <summary>
@@ -353,17 +636,19 @@ public sealed class RestoreEngine
     /// Decides, as the walk reaches each path, what becomes of what the target already holds there.
     /// Runs on the walk alone (one thread).
     /// </summary>
-    private sealed class InTheWay(OverwritePolicy policy, ConcurrentQueue<BackupIssue> issues, DateTimeOffset now)
+    private sealed class InTheWay(OverwritePolicy policy, ConcurrentQueue<BackupIssue> issues, DateTimeOffset now, bool dryRun)
     {
         private readonly string _suffix = ".kintsugi-old-" + now.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
         private readonly List<MovedAside> _moved = [];
+        // In a dry run, what would have been moved aside is still there: the paths under it are taken as empty.
+        private readonly HashSet<string> _wouldBeGone = new(StringComparer.Ordinal);
 
         public long Skipped { get; private set; }
 
         public IReadOnlyList<MovedAside> Moved => _moved;
 
-        /// <summary>For a file, symlink or FIFO: true with whether to replace what is there, or false (left as it is; reported if refused or failed).</summary>
-        public bool TryCheck(string local, Node node, out bool replace)
+        /// <summary>For a file, symlink or FIFO: what becomes of what is there; <see cref="Existing.Refused"/> also when that cannot be told (reported).</summary>
+        public Existing TryCheck(string local, Node node)
         {
             var existing = Existing.Refused;
             TryCreate(local, "cannot restore", () =>
@@ -371,12 +656,15 @@ public sealed class RestoreEngine
                 existing = Check(local, node);
                 return true;
             }, issues);
-            replace = existing == Existing.Replace;
-            return existing is Existing.None or Existing.Replace;
+            return existing;
         }
 
         public Existing Check(string local, Node node)
         {
+            if (_wouldBeGone.Count > 0 && UnderWouldBeGone(local))
+            {
+                return Existing.None;
+            }
             FileStatus st;
             try
             {
@@ -417,13 +705,32 @@ public sealed class RestoreEngine
                 {
                     aside = local + _suffix + "-" + n.ToString(System.Globalization.CultureInfo.InvariantCulture);
                 }
-                Posix.Rename(local, aside);
+                if (dryRun)
+                {
+                    _wouldBeGone.Add(local);
+                }
+                else
+                {
+                    Posix.Rename(local, aside);
+                }
                 _moved.Add(new MovedAside(local, aside));
                 return Existing.None;
             }
             string under = node.Type == NodeType.Directory ? " and nothing under it restored" : "";
             issues.Enqueue(new BackupIssue(local, $"{Describe(st)} is in the way of the snapshot's {Word(node.Type)}; left as it is{under} (--overwrite always moves it aside)"));
             return Existing.Refused;
+        }
+
+        private bool UnderWouldBeGone(string local)
+        {
+            for (int slash = local.LastIndexOf('/'); slash > 0; slash = local.LastIndexOf('/', slash - 1))
+            {
+                if (_wouldBeGone.Contains(local[..slash]))
+                {
+                    return true;
+                }
+            }
+            return false;
         }
 
         private static bool Exists(string path)
@@ -482,7 +789,7 @@ public sealed class RestoreEngine
         }
     }
 
-    private async Task RestoreFilesAsync(List<(string Path, Node Node, bool Replace)> files, MasterIndex index, RestoreRequest request, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, CancellationToken ct)
+    private async Task RestoreFilesAsync(List<(string Path, Node Node, bool Replace)> files, MasterIndex index, RestoreRequest request, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, Tally tally, CancellationToken ct)
     {
         int workers = Math.Max(1, request.Workers);
         var reader = new BlobReader(_repo, index);
@@ -491,7 +798,7 @@ public sealed class RestoreEngine
         {
             try
             {
-                await ConsumeAsync(jobs.Reader, reader, progress, issues, ct).ConfigureAwait(false);
+                await ConsumeAsync(jobs.Reader, reader, progress, issues, tally, ct).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -524,6 +831,13 @@ public sealed class RestoreEngine
                 catch (KintsugiException e)
                 {
                     issues.Enqueue(new BackupIssue(path, $"not restored: {e.Message}"));
+                    tally.FileFailed();
+                    continue;
+                }
+                if (request.DryRun)
+                {
+                    // What the index says is all a dry run checks: no pack is read.
+                    tally.FileRestored(path, node.Size);
                     continue;
                 }
                 var state = new FileState(path, node, entries.Length);
@@ -533,12 +847,13 @@ public sealed class RestoreEngine
                     state.Handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
                 }, issues))
                 {
+                    tally.FileFailed();
                     continue;
                 }
                 created.Add(state);
                 if (entries.Length == 0)
                 {
-                    Finish(state, issues);
+                    Finish(state, issues, tally);
                     continue;
                 }
                 long offset = 0;
@@ -592,7 +907,7 @@ public sealed class RestoreEngine
         }
     }
 
-    private static async Task ConsumeAsync(ChannelReader<BlobJob> jobs, BlobReader reader, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, CancellationToken ct)
+    private static async Task ConsumeAsync(ChannelReader<BlobJob> jobs, BlobReader reader, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, Tally tally, CancellationToken ct)
     {
         byte[] plain = [];
         await foreach (var job in jobs.ReadAllAsync(ct).ConfigureAwait(false))
@@ -632,19 +947,20 @@ public sealed class RestoreEngine
             }
             if (Interlocked.Decrement(ref file.Remaining) == 0)
             {
-                Finish(file, issues);
+                Finish(file, issues, tally);
             }
         }
     }
 
     /// <summary>Gives a file whose blobs are all written its length and metadata; one that failed is removed, its issue already reported.</summary>
-    private static void Finish(FileState file, ConcurrentQueue<BackupIssue> issues)
+    private static void Finish(FileState file, ConcurrentQueue<BackupIssue> issues, Tally tally)
     {
         if (file.Failed)
         {
             file.Handle!.Dispose();
             TryDelete(file.Path);
             file.Finished = true;
+            tally.FileFailed();
             return;
         }
         try
@@ -662,10 +978,12 @@ public sealed class RestoreEngine
                 throw full;
             }
             issues.Enqueue(new BackupIssue(file.Path, $"not restored: {e.Message}"));
+            tally.FileFailed();
             return;
         }
         file.Handle!.Dispose();
         file.Finished = true;
+        tally.FileRestored(file.Path, file.Node.Size);
         ApplyMetadata(file.Path, file.Node, issues);
     }
 

@@ -155,10 +155,15 @@ internal static partial class Posix
     }
 
     /// <summary>lstat via statx; throws an IOException-derived error with the errno message.</summary>
-    public static unsafe FileStatus LStat(string path)
+    public static FileStatus LStat(string path) => StatX(path, AT_SYMLINK_NOFOLLOW);
+
+    /// <summary>stat via statx: symlinks are followed.</summary>
+    public static FileStatus Stat(string path) => StatX(path, 0);
+
+    private static unsafe FileStatus StatX(string path, int flags)
     {
         byte* buf = stackalloc byte[256];
-        if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, buf) != 0)
+        if (statx(AT_FDCWD, path, flags, STATX_BASIC_STATS, buf) != 0)
         {
             throw Error(path);
         }

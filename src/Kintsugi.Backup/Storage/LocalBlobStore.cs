@@ -23,17 +23,54 @@ public sealed class LocalBlobStore : IBlobStore
 
     public void Create()
     {
-        Directory.CreateDirectory(_root);
-        foreach (var dir in new[] { "keys", "index", "snapshots", "locks", "tmp", "parity" })
+        try
         {
-            Directory.CreateDirectory(Path.Combine(_root, dir));
+            Directory.CreateDirectory(_root);
+            foreach (var dir in new[] { "keys", "index", "snapshots", "locks", "tmp", "parity" })
+            {
+                Directory.CreateDirectory(Path.Combine(_root, dir));
+            }
+            string data = Path.Combine(_root, "data");
+            Directory.CreateDirectory(data);
+            for (int i = 0; i < 256; i++)
+            {
+                Directory.CreateDirectory(Path.Combine(data, i.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+            }
         }
-        string data = Path.Combine(_root, "data");
-        Directory.CreateDirectory(data);
-        for (int i = 0; i < 256; i++)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            Directory.CreateDirectory(Path.Combine(data, i.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+            throw WriteFailure(e, _root);
         }
+    }
+
+    /// <summary>
+    /// A failed write, in words the user can act on: where the repository as a whole cannot be
+    /// written (a read-only file system, a folder this user may not write, a full disk or quota), one
+    /// line that names the repository and says what to do, whichever of its files was being written
+    /// (the lock, a pack, a key slot…). Any other failure keeps its own message, naming the file.
+    /// </summary>
+    private Exception WriteFailure(Exception e, string path)
+    {
+        const int EPERM = 1, EACCES = 13, EROFS = 30;
+        int errno = e.HResult & 0xFFFF;
+        if (e is IOException && errno == EROFS)
+        {
+            return new KintsugiException(ErrorKind.NotWritable, $"the repository at {_root} cannot be written (read-only file system); remount it read-write to change it (snapshots, ls, diff, restore and check only read it, and work as it is)", e);
+        }
+        if (e is UnauthorizedAccessException || (e is IOException && errno is EACCES or EPERM))
+        {
+            // Creating, renaming and deleting are allowed or denied by the folder, not by the file.
+            string folder = path == _root ? _root : Path.GetDirectoryName(path)!;
+            return new KintsugiException(ErrorKind.NotWritable, $"the repository at {_root} cannot be written (permission denied in {folder}); run as a user who may write it, or give this one write permission (snapshots, ls, diff, restore and check only read it)", e);
+        }
+        if (e is IOException io)
+        {
+            var failure = KintsugiException.FromIo(io, path);
+            return failure is KintsugiException { Kind: ErrorKind.NoSpace }
+                ? new KintsugiException(ErrorKind.NoSpace, $"the repository at {_root} cannot be written (no space left on device); free some space on its disk and run the command again (what was not finished was removed: the repository is still valid)", e)
+                : failure;
+        }
+        return e;
     }
 
     public string PathOf(FileKind kind, string name)
@@ -96,9 +133,9 @@ public sealed class LocalBlobStore : IBlobStore
             {
                 _handle = File.OpenHandle(_temp, FileMode.CreateNew, FileAccess.Write, FileShare.None);
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw KintsugiException.FromIo(e, _temp);
+                throw store.WriteFailure(e, _temp);
             }
         }
 
@@ -113,7 +150,7 @@ public sealed class LocalBlobStore : IBlobStore
             }
             catch (IOException e)
             {
-                throw KintsugiException.FromIo(e, _temp);
+                throw _store.WriteFailure(e, _temp);
             }
             Length += data.Length;
         }
@@ -147,10 +184,10 @@ public sealed class LocalBlobStore : IBlobStore
                 }
                 Platform.Posix.FsyncDirectory(Path.GetDirectoryName(target)!);
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 TryDelete(_temp);
-                throw KintsugiException.FromIo(e, target);
+                throw _store.WriteFailure(e, target);
             }
             return Task.CompletedTask;
         }
@@ -370,11 +407,18 @@ public sealed class LocalBlobStore : IBlobStore
     {
         string path = PathOf(kind, name);
         ForgetHandle(path);
-        File.Delete(path);
-        if (kind != FileKind.Lock)
+        try
         {
-            // Prune's order (old index files gone before their packs) must survive a power loss too.
-            Platform.Posix.FsyncDirectory(Path.GetDirectoryName(path)!);
+            File.Delete(path);
+            if (kind != FileKind.Lock)
+            {
+                // Prune's order (old index files gone before their packs) must survive a power loss too.
+                Platform.Posix.FsyncDirectory(Path.GetDirectoryName(path)!);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw WriteFailure(e, path);
         }
         return Task.CompletedTask;
     }

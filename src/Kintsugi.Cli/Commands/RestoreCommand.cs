@@ -23,7 +23,8 @@ internal static class RestoreCommand
             DefaultValueFactory = _ => "same-type",
             HelpName = "same-type|always|if-changed|if-newer|never",
         };
-        var command = new Command("restore", "Restore a snapshot, or part of it, into a folder. Content is verified against its id as it is read. Nothing the target holds is deleted unless the snapshot's entry of the same type replaces it (--overwrite).\n" + ExitCodes.Help) { snapshot, target, include, overwrite };
+        var delete = new DeleteOptions();
+        var command = new Command("restore", "Restore a snapshot, or part of it, into a folder. Content is verified against its id as it is read. Nothing the target holds is deleted unless the snapshot's entry of the same type replaces it (--overwrite), or --delete is given.\n" + ExitCodes.Help) { snapshot, target, include, overwrite };
         command.SetHandler(async (ctx, ct) =>
         {
             var policy = ParsePolicy(ctx.Parse.GetValue(overwrite) ?? "same-type");
@@ -35,7 +36,11 @@ internal static class RestoreCommand
                 Includes = ctx.Parse.GetValue(include) ?? [],
                 Host = CliContext.Host,
                 Overwrite = policy,
+                Delete = ctx.Parse.GetValue(delete.Option),
+                DryRun = ctx.Parse.GetValue(delete.DryRun),
+                ListEntries = ctx.Parse.GetValue(delete.Verbose),
             };
+            DeleteOptions.RefuseWholeSystem(request);
             var progress = new RestoreProgress();
             var clock = Stopwatch.StartNew();
             var result = await ProgressDisplay.RunAsync(ctx, "restore", () => (progress.BytesDone, progress.TotalBytes), new RestoreEngine(repo).RunAsync(snap, request, progress, ct)).ConfigureAwait(false);
@@ -53,25 +58,116 @@ internal static class RestoreCommand
             }
             if (ctx.Json)
             {
-                ctx.WriteJson(new { snapshot = snap.Id.ToString(), target = Path.GetFullPath(request.Target), result.Files, result.Directories, result.Symlinks, result.Bytes, result.Skipped, moved_aside = result.MovedAside, duration_s = Math.Round(clock.Elapsed.TotalSeconds, 3), issues = result.Issues });
+                ctx.WriteJson(new
+                {
+                    snapshot = snap.Id.ToString(),
+                    target = Path.GetFullPath(request.Target),
+                    result.Files,
+                    result.Directories,
+                    result.Symlinks,
+                    result.Bytes,
+                    result.Failed,
+                    result.Skipped,
+                    deleted = result.Deleted.Count,
+                    dry_run = result.DryRun,
+                    moved_aside = result.MovedAside,
+                    restored_paths = request.ListEntries ? result.Restored : null,
+                    deleted_paths = request.ListEntries ? result.Deleted : null,
+                    duration_s = Math.Round(clock.Elapsed.TotalSeconds, 3),
+                    issues = result.Issues,
+                });
             }
             else
             {
                 foreach (var moved in result.MovedAside)
                 {
-                    ctx.Say(CliContext.Printable($"moved aside: {moved.Path} -> {moved.MovedTo}"));
+                    ctx.Say(CliContext.Printable($"{(result.DryRun ? "would move aside" : "moved aside")}: {moved.Path} -> {moved.MovedTo}"));
                 }
+                if (request.ListEntries)
+                {
+                    foreach (var path in result.Deleted)
+                    {
+                        ctx.Say(CliContext.Printable($"{(result.DryRun ? "would delete" : "deleted")}: {path}"));
+                    }
+                    foreach (var path in result.Restored)
+                    {
+                        ctx.Say(CliContext.Printable($"{(result.DryRun ? "would restore" : "restored")}: {path}"));
+                    }
+                }
+                string failed = result.Failed > 0 ? $"; {result.Failed} {(result.Failed == 1 ? "file" : "files")} {(result.DryRun ? "would fail" : "failed")}" : "";
+                string deleted = request.Delete ? $"; {(result.DryRun ? "would delete" : "deleted")} {result.Deleted.Count} {(result.Deleted.Count == 1 ? "entry" : "entries")} the snapshot does not have" : "";
                 string skipped = result.Skipped > 0 ? $"; {result.Skipped} already there left as they were (--overwrite {ctx.Parse.GetValue(overwrite)})" : "";
-                ctx.Say($"restored {result.Files} files, {result.Directories} folders, {result.Symlinks} symlinks ({Units.Bytes(result.Bytes)}) from snapshot {snap.ShortId} to {Path.GetFullPath(request.Target)} in {Units.Seconds(clock.Elapsed.TotalSeconds)} ({Units.Rate(result.Bytes, clock.Elapsed)}){skipped}");
+                ctx.Say(result.DryRun
+                    ? $"dry run, nothing changed: would restore {result.Files} files, {result.Directories} folders, {result.Symlinks} symlinks ({Units.Bytes(result.Bytes)}) from snapshot {snap.ShortId} to {Path.GetFullPath(request.Target)}{failed}{deleted}{skipped}"
+                    : $"restored {result.Files} files, {result.Directories} folders, {result.Symlinks} symlinks ({Units.Bytes(result.Bytes)}) from snapshot {snap.ShortId} to {Path.GetFullPath(request.Target)} in {Units.Seconds(clock.Elapsed.TotalSeconds)} ({Units.Rate(result.Bytes, clock.Elapsed)}){failed}{deleted}{skipped}");
             }
             if (errors > 0)
             {
-                ctx.Warn($"kintsugi: {errors} files could not be restored; everything else was");
+                ctx.Warn(result.DryRun
+                    ? $"kintsugi: {errors} files would not be restored (dry run; nothing was changed)"
+                    : $"kintsugi: {errors} files could not be restored; everything else was");
                 return ExitCodes.Partial;
             }
             return ExitCodes.Ok;
         });
+        delete.AddTo(command);
         return command;
+    }
+
+    /// <summary>
+    /// restore --delete, --dry-run and --verbose: deleting what the snapshot does not have (as
+    /// restic's), seeing first what a run would do, and the refusal of a delete that would clear the
+    /// whole system or a home folder.
+    /// </summary>
+    private sealed class DeleteOptions
+    {
+        public Option<bool> Option { get; } = new("--delete")
+        {
+            Description = "Also delete what the target holds that the snapshot does not have, inside the folders restored "
+                + "(with --include: only at or under the included paths); a symlink is removed as a link, never followed; "
+                + "an entry the snapshot has, of any type, is left to --overwrite. Refused for --target / or your home folder (or one above it) without --include. "
+                + "See first what it would delete with --dry-run -v",
+        };
+
+        public Option<bool> DryRun { get; } = new("--dry-run", "-n")
+        {
+            Description = "Change nothing: count (and with -v list) what would be restored, moved aside and deleted",
+        };
+
+        public Option<bool> Verbose { get; } = new("--verbose", "-v")
+        {
+            Description = "List every entry restored and deleted (with --dry-run: that would be); in --json, restored_paths and deleted_paths",
+        };
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(Option);
+            command.Options.Add(DryRun);
+            command.Options.Add(Verbose);
+        }
+
+        /// <summary>
+        /// Files keep their full snapshot paths under the target, so --delete into / (or a home folder,
+        /// or a folder that holds one) without --include would delete everything there the snapshot
+        /// lacks: the system, or the home.
+        /// </summary>
+        public static void RefuseWholeSystem(RestoreRequest request)
+        {
+            if (!request.Delete || request.Includes.Any(i => i.Trim('/').Length > 0))
+            {
+                return;
+            }
+            string target = Path.GetFullPath(request.Target);
+            string home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+            string? what = RestoreEngine.IsOrHolds(target, "/") ? "the whole system"
+                : home.Length == 0 || !RestoreEngine.IsOrHolds(target, home) ? null
+                : RestoreEngine.IsOrHolds(home, target) ? "your home folder"
+                : $"{target}, which holds your home folder";
+            if (what is not null)
+            {
+                throw new UsageException($"restore --delete --target {target} would delete everything in {what} that the snapshot does not have; narrow it with --include PATH (only what is under it is cleared), or restore into another folder");
+            }
+        }
     }
 
     private static OverwritePolicy ParsePolicy(string value) => value switch
