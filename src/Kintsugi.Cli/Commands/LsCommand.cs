@@ -14,10 +14,12 @@ internal static class LsCommand
         var path = new Argument<string?>("path") { Description = "Only what is at or under this path inside the snapshot", Arity = ArgumentArity.ZeroOrOne };
         var longFormat = new Option<bool>("--long", "-l") { Description = "Show type, mode, size and modification time" };
         var command = new Command("ls", "List the files of a snapshot.\n" + ExitCodes.Help) { snapshot, path, longFormat };
+        var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
+            var filter = filters.Read(ctx);
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, ct).ConfigureAwait(false);
+            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, filter, ct).ConfigureAwait(false);
             var index = await repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
             string? prefix = ctx.Parse.GetValue(path) is { } p ? "/" + p.Trim('/') : null;
             bool found = prefix is null || prefix == "/";

@@ -24,11 +24,13 @@ internal static class RestoreCommand
             HelpName = "same-type|always|if-changed|if-newer|never",
         };
         var command = new Command("restore", "Restore a snapshot, or part of it, into a folder. Content is verified against its id as it is read. Nothing the target holds is deleted unless the snapshot's entry of the same type replaces it (--overwrite).\n" + ExitCodes.Help) { snapshot, target, include, overwrite };
+        var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
             var policy = ParsePolicy(ctx.Parse.GetValue(overwrite) ?? "same-type");
+            var filter = filters.Read(ctx);
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, ct).ConfigureAwait(false);
+            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, filter, ct).ConfigureAwait(false);
             var request = new RestoreRequest
             {
                 Target = ctx.Parse.GetValue(target)!,
