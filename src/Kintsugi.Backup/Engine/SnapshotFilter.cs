@@ -88,6 +88,36 @@ public sealed record SnapshotFilter
         return TagSets.Count == 0 || TagSets.Any(set => set.Count == 0 ? (snapshot.Tags ?? []).Count == 0 : set.All(snapshot.HasTag));
     }
 
+    /// <summary>
+    /// The snapshots a command that takes SNAPSHOT… arguments works on, oldest first: with no
+    /// <paramref name="ids"/>, every snapshot of <paramref name="all"/> the filter passes; otherwise
+    /// each one named, by id, unique id prefix, or "latest" (the newest the filter passes), once.
+    /// </summary>
+    public IReadOnlyList<SnapshotRef> Select(IReadOnlyList<SnapshotRef> all, IReadOnlyList<string> ids)
+    {
+        ArgumentNullException.ThrowIfNull(all);
+        ArgumentNullException.ThrowIfNull(ids);
+        var passing = all.Where(s => Matches(s.Snapshot)).ToList();
+        if (ids.Count == 0)
+        {
+            return passing;
+        }
+        var chosen = new List<SnapshotRef>();
+        foreach (string id in ids)
+        {
+            var snap = id == "latest"
+                ? passing.LastOrDefault() ?? throw new KintsugiException(ErrorKind.NotFound, IsEmpty
+                    ? "the repository has no snapshots yet"
+                    : $"no snapshot of {this} to take as latest; `kintsugi snapshots` lists them with their hosts, paths and tags")
+                : Repository.FindById(all, id);
+            if (!chosen.Contains(snap))
+            {
+                chosen.Add(snap);
+            }
+        }
+        return chosen.OrderBy(s => s.Snapshot.Time).ToList();
+    }
+
     /// <summary>The filter in words, for messages: "host a or b, paths /x and /y, tags t1,t2 or t3".</summary>
     public override string ToString()
     {

@@ -90,16 +90,7 @@ internal static class ForgetCommand
             var removed = new List<SnapshotRef>();
             if (ids.Length > 0)
             {
-                foreach (string id in ids)
-                {
-                    var snap = id == "latest"
-                        ? considered.LastOrDefault() ?? throw new KintsugiException(ErrorKind.NotFound, $"no snapshot of {filter} to take as latest; `kintsugi snapshots` lists them")
-                        : Repository.FindById(snapshots, id);
-                    if (!removed.Contains(snap))
-                    {
-                        removed.Add(snap);
-                    }
-                }
+                removed.AddRange(filter.Select(snapshots, ids));
             }
             else
             {
