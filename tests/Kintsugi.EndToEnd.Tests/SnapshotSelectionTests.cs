@@ -195,4 +195,69 @@ public sealed class SnapshotSelectionTests
         (await ws.RepoAsync("repair")).ShouldSucceed();
         Assert.Equal([newId], await IdsAsync(ws));
     }
+
+    /// <summary>proj/{src/train.py, data/x/a.pt, data/x/notes.txt, data/y.pt, empty/} backed up; returns proj's absolute path.</summary>
+    private static async Task<string> ProjectAsync(Workspace ws)
+    {
+        string proj = ws.PathOf("proj");
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(Path.Combine(proj, "src")).FullName, "train.py"), "print('train')\n");
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(Path.Combine(proj, "data", "x")).FullName, "a.pt"), "a\n");
+        File.WriteAllText(Path.Combine(proj, "data", "x", "notes.txt"), "notes\n");
+        File.WriteAllText(Path.Combine(proj, "data", "y.pt"), "y\n");
+        Directory.CreateDirectory(Path.Combine(proj, "empty"));
+        await ws.InitAsync();
+        await ws.BackupAsync(proj);
+        return proj;
+    }
+
+    private static List<string> Restored(string target) =>
+        FileTree.Walk(target).Where(p => FileTree.KindOf(p) == FileTree.EntryKind.File).Select(p => p[target.Length..]).Order(StringComparer.Ordinal).ToList();
+
+    [Fact]
+    public async Task Restore_include_and_ls_take_paths_relative_to_what_was_backed_up()
+    {
+        using var ws = new Workspace();
+        string proj = await ProjectAsync(ws);
+
+        string target = ws.PathOf("r1");
+        (await ws.RepoAsync("restore", "latest", "--include", "data/x", "--target", target)).ShouldSucceed();
+        Assert.Equal([Path.Combine(proj, "data", "x", "a.pt"), Path.Combine(proj, "data", "x", "notes.txt")], Restored(target));
+        Assert.False(Directory.Exists(target + Path.Combine(proj, "empty")), "only the folders above what is included are created");
+
+        // The backed-up folder's own name may lead, and --exclude takes the same syntax.
+        string second = ws.PathOf("r2");
+        (await ws.RepoAsync("restore", "latest", "--include", "proj/data", "--exclude", "data/x/notes.txt", "--target", second)).ShouldSucceed();
+        Assert.Equal([Path.Combine(proj, "data", "x", "a.pt"), Path.Combine(proj, "data", "y.pt")], Restored(second));
+
+        var listed = (await ws.RepoAsync("ls", "latest", "data", "--json")).ShouldSucceed().Json().EnumerateArray().Select(e => e.GetProperty("path").GetString()).ToList();
+        Assert.Equal(
+            new[] { "data", "data/x", "data/y.pt", "data/x/a.pt", "data/x/notes.txt" }.Select(p => proj + "/" + p).Order(StringComparer.Ordinal),
+            listed.Order(StringComparer.Ordinal));
+
+        // A relative path that is nowhere fails clearly, naming it and where it was looked for, and writes nothing.
+        string none = ws.PathOf("r3");
+        string line = (await ws.RepoAsync("restore", "latest", "--include", "data/nope", "--target", none)).ShouldFailCleanly(1);
+        Assert.Contains($"data/nope is not in snapshot", line, StringComparison.Ordinal);
+        Assert.Contains(Path.Combine(proj, "data", "nope"), line, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(none), "a restore whose include matches nothing must not create its target");
+        (await ws.RepoAsync("ls", "latest", "nope")).ShouldFailCleanly(1);
+    }
+
+    [Fact]
+    public async Task Restore_include_and_ls_take_globs()
+    {
+        using var ws = new Workspace();
+        string proj = await ProjectAsync(ws);
+
+        string target = ws.PathOf("r1");
+        (await ws.RepoAsync("restore", "latest", "--include", "*.pt", "--target", target)).ShouldSucceed();
+        Assert.Equal([Path.Combine(proj, "data", "x", "a.pt"), Path.Combine(proj, "data", "y.pt")], Restored(target));
+        Assert.False(Directory.Exists(target + Path.Combine(proj, "src")), "a folder with no match is not created");
+
+        var listed = (await ws.RepoAsync("ls", "latest", proj + "/**/x/*.txt", "--json")).ShouldSucceed().Json().EnumerateArray().Select(e => e.GetProperty("path").GetString());
+        Assert.Equal([Path.Combine(proj, "data", "x", "notes.txt")], listed);
+
+        string line = (await ws.RepoAsync("restore", "latest", "--include", "*.safetensors", "--target", ws.PathOf("r2"))).ShouldFailCleanly(1);
+        Assert.Contains("*.safetensors is not in snapshot", line, StringComparison.Ordinal);
+    }
 }

@@ -11,8 +11,10 @@ namespace Kintsugi.Backup.Engine;
 public sealed record RestoreRequest
 {
     public required string Target { get; init; }
-    /// <summary>Paths inside the snapshot to restore (with everything under them); empty restores all.</summary>
+    /// <summary>Paths inside the snapshot to restore (with everything under them): absolute, relative to the snapshot's paths, or globs (<see cref="PathSelection"/>); empty restores all.</summary>
     public IReadOnlyList<string> Includes { get; init; } = [];
+    /// <summary>Paths inside the snapshot not to restore (nor anything under them), in the syntax of <see cref="Includes"/>.</summary>
+    public IReadOnlyList<string> Excludes { get; init; } = [];
     public int Workers { get; init; } = Environment.ProcessorCount;
     /// <summary>The host to name in the lock file.</summary>
     public string Host { get; init; } = "localhost";
@@ -120,20 +122,14 @@ public sealed class RestoreEngine
         }
     }
 
-    private static bool Selected(string path, IReadOnlyList<string> includes) =>
-        includes.Count == 0 || includes.Any(i => path == i || path.StartsWith(i + "/", StringComparison.Ordinal) || i.StartsWith(path + "/", StringComparison.Ordinal));
-
     private async Task<RestoreResult> RestoreAsync(SnapshotRef snapshot, RestoreRequest request, RestoreProgress progress, CancellationToken ct)
     {
-        var includes = request.Includes.Select(i => "/" + i.Trim('/')).Select(i => i == "/" ? "" : i).ToList();
-        if (includes.Contains(""))
-        {
-            includes.Clear();
-        }
         var root = TreeWalker.RootOf(snapshot);
         // A damaged index file or folder listing costs the files it describes, not the whole restore.
         var damage = new List<BackupIssue>();
         var index = await _repo.LoadIndexAsync((name, e) => damage.Add(new BackupIssue($"index/{name}", $"warning: {e.Message}; the blobs it lists are not found")), ct).ConfigureAwait(false);
+        // An include that matches nothing fails the restore here, before the target is touched.
+        var selection = await PathSelection.ResolveAsync(_repo, index, snapshot, request.Includes, request.Excludes, ct).ConfigureAwait(false);
         string target = Path.GetFullPath(request.Target);
         if (File.Exists(target))
         {
@@ -154,7 +150,6 @@ public sealed class RestoreEngine
         var symlinks = new List<(string Path, Node Node, bool Replace)>();
         var inTheWay = new InTheWay(request.Overwrite, issues, _repo.Time.GetUtcNow());
         var firstLink = new Dictionary<(ulong, ulong), string>();
-        var matched = new HashSet<string>(StringComparer.Ordinal);
         // Folders that could not be created: what is under them is not attempted (and not reported again).
         var missingFolders = new HashSet<string>(StringComparer.Ordinal);
 
@@ -162,16 +157,9 @@ public sealed class RestoreEngine
             issues.Enqueue(new BackupIssue(folder, $"folder not restored: it cannot be read ({e.Message})"));
         await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, ct).ConfigureAwait(false))
         {
-            if (!Selected(walked.Path, includes))
+            if (!selection.Selects(walked.Path, walked.Node.Type == NodeType.Directory))
             {
                 continue;
-            }
-            foreach (var inc in includes)
-            {
-                if (walked.Path == inc)
-                {
-                    matched.Add(inc);
-                }
             }
             if (missingFolders.Contains(walked.Path[..walked.Path.LastIndexOf('/')]))
             {
@@ -248,11 +236,6 @@ public sealed class RestoreEngine
                     break;
             }
         }
-        foreach (var inc in includes.Where(i => !matched.Contains(i)))
-        {
-            throw new KintsugiException(ErrorKind.NotFound, $"{inc} is not in snapshot {snapshot.ShortId}; `kintsugi ls {snapshot.ShortId}` lists what it holds");
-        }
-
         await RestoreFilesAsync(files, index, request, progress, issues, ct).ConfigureAwait(false);
         foreach (var (path, existing, replace) in hardLinks)
         {
