@@ -291,15 +291,38 @@ public sealed class Repository
         }
     }
 
-    /// <summary>Finds a snapshot by id, unique id prefix, or "latest" (the newest, optionally of a host and paths).</summary>
-    public async Task<SnapshotRef> FindSnapshotAsync(string idOrPrefix, CancellationToken ct = default)
+    /// <summary>Finds a snapshot by id, unique id prefix, or "latest" (the newest of all).</summary>
+    public Task<SnapshotRef> FindSnapshotAsync(string idOrPrefix, CancellationToken ct = default) =>
+        FindSnapshotAsync(idOrPrefix, Engine.SnapshotFilter.None, ct);
+
+    /// <summary>
+    /// Finds a snapshot by id or unique id prefix, or "latest": the newest snapshot that passes
+    /// <paramref name="filter"/>. As in restic, the filter chooses what "latest" means; a snapshot
+    /// named by its id is that snapshot.
+    /// </summary>
+    public async Task<SnapshotRef> FindSnapshotAsync(string idOrPrefix, Engine.SnapshotFilter filter, CancellationToken ct = default)
     {
+        ArgumentNullException.ThrowIfNull(idOrPrefix);
+        ArgumentNullException.ThrowIfNull(filter);
         // A damaged snapshot file must not make the intact ones unreachable; check reports it.
         var all = await LoadSnapshotsAsync(onError: (_, _) => { }, ct: ct).ConfigureAwait(false);
         if (idOrPrefix == "latest")
         {
-            return all.Count > 0 ? all[^1] : throw new KintsugiException(ErrorKind.NotFound, $"the repository at {Store.Location} has no snapshots yet; run `kintsugi backup` first");
+            if (all.Count == 0)
+            {
+                throw new KintsugiException(ErrorKind.NotFound, $"the repository at {Store.Location} has no snapshots yet; run `kintsugi backup` first");
+            }
+            return all.LastOrDefault(s => filter.Matches(s.Snapshot))
+                ?? throw new KintsugiException(ErrorKind.NotFound, $"no snapshot of {filter} to take as latest ({all.Count} snapshots, none of them matches); `kintsugi snapshots` lists them with their hosts, paths and tags");
         }
+        return FindById(all, idOrPrefix);
+    }
+
+    /// <summary>The one snapshot of <paramref name="all"/> whose id is or starts with <paramref name="idOrPrefix"/>.</summary>
+    public static SnapshotRef FindById(IReadOnlyList<SnapshotRef> all, string idOrPrefix)
+    {
+        ArgumentNullException.ThrowIfNull(all);
+        ArgumentNullException.ThrowIfNull(idOrPrefix);
         var matches = all.Where(s => s.Id.ToString().StartsWith(idOrPrefix, StringComparison.Ordinal)).ToList();
         return matches.Count switch
         {

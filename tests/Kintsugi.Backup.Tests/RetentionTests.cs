@@ -213,4 +213,61 @@ public sealed class RetentionTests
         var e = Assert.Throws<KintsugiException>(() => Retention.Apply([Snap(At(2024, 1, 1))], new RetentionPolicy(), Utc));
         Assert.Equal(ErrorKind.InvalidInput, e.Kind);
     }
+
+    [Theory]
+    [InlineData("host", SnapshotGrouping.Host)]
+    [InlineData("paths,host", SnapshotGrouping.Host | SnapshotGrouping.Paths)]
+    [InlineData("host,paths,tags", SnapshotGrouping.Host | SnapshotGrouping.Paths | SnapshotGrouping.Tags)]
+    [InlineData("", SnapshotGrouping.None)]
+    public void Group_by_takes_any_subset_of_host_paths_and_tags(string value, SnapshotGrouping expected)
+    {
+        Assert.True(SnapshotGroupings.TryParse(value, out var grouping));
+        Assert.Equal(expected, grouping);
+    }
+
+    [Theory]
+    [InlineData("hosts")]
+    [InlineData("host,,paths")]
+    [InlineData("time")]
+    public void Group_by_refuses_anything_else(string value) => Assert.False(SnapshotGroupings.TryParse(value, out _));
+
+    [Fact]
+    public void Grouped_by_host_only_the_newest_of_each_host_is_kept_whatever_its_paths()
+    {
+        var snaps = new[]
+        {
+            Snap(At(2024, 1, 1), "h1", ["/a"]), Snap(At(2024, 1, 2), "h1", ["/b"]),
+            Snap(At(2024, 1, 3), "h2", ["/a"]), Snap(At(2024, 1, 4), "h2", ["/a"]),
+        };
+        var groups = Retention.Apply(snaps, new RetentionPolicy { Last = 1 }, Utc, SnapshotGrouping.Host);
+        AssertKeeps([snaps[1], snaps[3]], groups);
+        Assert.Equal(["h1", "h2"], groups.Select(g => g.Host));
+        Assert.All(groups, g => Assert.Null(g.Paths));
+    }
+
+    [Fact]
+    public void Grouped_by_nothing_one_group_holds_every_snapshot()
+    {
+        var snaps = new[] { Snap(At(2024, 1, 1), "h1", ["/a"]), Snap(At(2024, 1, 2), "h2", ["/b"], ["x"]) };
+        var group = Assert.Single(Retention.Apply(snaps, new RetentionPolicy { Last = 1 }, Utc, SnapshotGrouping.None));
+        Assert.Equal(2, group.Decisions.Count);
+        Assert.Null(group.Host);
+        AssertKeeps([snaps[1]], [group]);
+    }
+
+    [Fact]
+    public void Grouped_by_tags_the_same_tags_in_another_order_are_one_group_and_paths_compare_as_sets()
+    {
+        var snaps = new[]
+        {
+            Snap(At(2024, 1, 1), paths: ["/a", "/b"], tags: ["x", "y"]),
+            Snap(At(2024, 1, 2), paths: ["/b", "/a"], tags: ["y", "x"]),
+            Snap(At(2024, 1, 3), paths: ["/a", "/b"]),
+        };
+        var groups = Retention.Apply(snaps, new RetentionPolicy { Last = 1 }, Utc, SnapshotGrouping.Paths | SnapshotGrouping.Tags);
+        Assert.Equal(2, groups.Count);
+        AssertKeeps([snaps[1], snaps[2]], groups);
+        Assert.Contains(groups, g => g.Tags is ["x", "y"]);
+        Assert.Contains(groups, g => g.Tags is []);
+    }
 }

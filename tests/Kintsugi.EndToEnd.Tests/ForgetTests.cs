@@ -79,6 +79,33 @@ public sealed class ForgetTests
     }
 
     [Fact]
+    public async Task Forget_by_id_with_prune_dry_run_previews_exactly_what_the_real_run_then_does()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "vocab.bin"), 30_000);
+        await ws.InitAsync();
+        var ids = new List<string>();
+        for (int i = 0; i < 3; i++)
+        {
+            FileTree.WriteRandom(Path.Combine(src, "checkpoint.bin"), 60_000 + i);
+            ids.Add((await ws.BackupAsync(src)).GetProperty("snapshot").GetString()!);
+        }
+        var before = FileTree.Listing(ws.Repo);
+
+        var dry = (await ws.RepoAsync("forget", ids[0], ids[1][..8], "--prune", "--dry-run", "--json")).ShouldSucceed().Json();
+        FileTree.AssertSameListing(before, FileTree.Listing(ws.Repo), "the repository after forget ID --prune --dry-run");
+        var real = (await ws.RepoAsync("forget", ids[0], ids[1][..8], "--prune", "--json")).ShouldSucceed().Json();
+
+        Assert.Equal(ids[..2].Order(StringComparer.Ordinal), real.GetProperty("removed").EnumerateArray().Select(r => r.GetString()).Order(StringComparer.Ordinal));
+        Assert.Equal(real.GetProperty("removed").GetRawText(), dry.GetProperty("removed").GetRawText());
+        string[] figures = ["packs_deleted", "packs_repacked", "packs_written", "bytes_freed", "blobs_removed", "blobs_kept"];
+        Assert.Equal(figures.Select(f => (f, real.GetProperty("prune").GetProperty(f).GetInt64())), figures.Select(f => (f, dry.GetProperty("prune").GetProperty(f).GetInt64())));
+        Assert.True(real.GetProperty("prune").GetProperty("blobs_removed").GetInt64() > 0, $"the two forgotten checkpoints' blobs should go: {real}");
+        Assert.Equal([ids[2]], (await ws.SnapshotsAsync()).Select(s => s.GetProperty("id").GetString()));
+    }
+
+    [Fact]
     public async Task Forget_without_a_keep_option_is_a_usage_error_and_removes_nothing()
     {
         using var ws = new Workspace();

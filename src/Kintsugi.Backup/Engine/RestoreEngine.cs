@@ -11,8 +11,10 @@ namespace Kintsugi.Backup.Engine;
 public sealed record RestoreRequest
 {
     public required string Target { get; init; }
-    /// <summary>Paths inside the snapshot to restore (with everything under them); empty restores all.</summary>
+    /// <summary>Paths inside the snapshot to restore (with everything under them): absolute, relative to the snapshot's paths, or globs (<see cref="PathSelection"/>); empty restores all.</summary>
     public IReadOnlyList<string> Includes { get; init; } = [];
+    /// <summary>Paths inside the snapshot not to restore (nor anything under them), in the syntax of <see cref="Includes"/>.</summary>
+    public IReadOnlyList<string> Excludes { get; init; } = [];
     public int Workers { get; init; } = Environment.ProcessorCount;
     /// <summary>The host to name in the lock file.</summary>
     public string Host { get; init; } = "localhost";
@@ -20,7 +22,8 @@ public sealed record RestoreRequest
     public OverwritePolicy Overwrite { get; init; } = OverwritePolicy.SameType;
     /// <summary>
     /// Delete what the target holds inside the restored folders that the snapshot does not have (as
-    /// restic's <c>restore --delete</c>): with includes, only at or under an included path.
+    /// restic's <c>restore --delete</c>): with includes, only at or under an included path; nothing the
+    /// snapshot holds, also what an exclude leaves out.
     /// </summary>
     public bool Delete { get; init; }
     /// <summary>Decide everything and change nothing: the result says what a real run would restore, move aside and delete.</summary>
@@ -145,20 +148,14 @@ public sealed class RestoreEngine
         }
     }
 
-    private static bool Selected(string path, IReadOnlyList<string> includes) =>
-        includes.Count == 0 || includes.Any(i => path == i || path.StartsWith(i + "/", StringComparison.Ordinal) || i.StartsWith(path + "/", StringComparison.Ordinal));
-
     private async Task<RestoreResult> RestoreAsync(SnapshotRef snapshot, RestoreRequest request, RestoreProgress progress, CancellationToken ct)
     {
-        var includes = request.Includes.Select(i => "/" + i.Trim('/')).Select(i => i == "/" ? "" : i).ToList();
-        if (includes.Contains(""))
-        {
-            includes.Clear();
-        }
         var root = TreeWalker.RootOf(snapshot);
         // A damaged index file or folder listing costs the files it describes, not the whole restore.
         var damage = new List<BackupIssue>();
         var index = await _repo.LoadIndexAsync((name, e) => damage.Add(new BackupIssue($"index/{name}", $"warning: {e.Message}; the blobs it lists are not found")), ct).ConfigureAwait(false);
+        // An include that matches nothing fails the restore here, before the target is touched.
+        var selection = await PathSelection.ResolveAsync(_repo, index, snapshot, request.Includes, request.Excludes, ct).ConfigureAwait(false);
         string target = Path.GetFullPath(request.Target);
         if (File.Exists(target))
         {
@@ -184,12 +181,11 @@ public sealed class RestoreEngine
         var symlinks = new List<(string Path, Node Node, bool Replace)>();
         var inTheWay = new InTheWay(request.Overwrite, issues, _repo.Time.GetUtcNow(), dry);
         var cleanup = request.Delete ? new TargetCleanup(target, dry, issues) : null;
-        if (cleanup is not null && includes.Count == 0)
+        if (cleanup is not null && selection.IncludesEverything)
         {
             cleanup.Clear("");
         }
         var firstLink = new Dictionary<(ulong, ulong), string>();
-        var matched = new HashSet<string>(StringComparer.Ordinal);
         // Folders that could not be created: what is under them is not attempted (and not reported again).
         var missingFolders = new HashSet<string>(StringComparer.Ordinal);
 
@@ -200,16 +196,11 @@ public sealed class RestoreEngine
         }
         await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, ct).ConfigureAwait(false))
         {
-            if (!Selected(walked.Path, includes))
+            // Whatever the snapshot holds is never --delete's to remove, restored or left out by an exclude.
+            cleanup?.InSnapshot(walked.Path);
+            if (!selection.Selects(walked.Path, walked.Node.Type == NodeType.Directory))
             {
                 continue;
-            }
-            foreach (var inc in includes)
-            {
-                if (walked.Path == inc)
-                {
-                    matched.Add(inc);
-                }
             }
             if (missingFolders.Contains(walked.Path[..walked.Path.LastIndexOf('/')]))
             {
@@ -225,7 +216,6 @@ public sealed class RestoreEngine
             }
             string local = target + walked.Path;
             var node = walked.Node;
-            cleanup?.InSnapshot(walked.Path);
             switch (node.Type)
             {
                 case NodeType.Directory:
@@ -243,7 +233,7 @@ public sealed class RestoreEngine
                         directories.Add((local, node));
                         tally.Restored(local);
                         // A folder the target already had is cleared of what the snapshot lacks; one just made holds nothing else.
-                        if (folderState == Existing.Replace && cleanup is not null && WhollyIncluded(walked.Path, includes))
+                        if (folderState == Existing.Replace && cleanup is not null && selection.Covers(walked.Path, isDirectory: true))
                         {
                             cleanup.Clear(walked.Path);
                         }
@@ -315,11 +305,6 @@ public sealed class RestoreEngine
                     break;
             }
         }
-        foreach (var inc in includes.Where(i => !matched.Contains(i)))
-        {
-            throw new KintsugiException(ErrorKind.NotFound, $"{inc} is not in snapshot {snapshot.ShortId}; `kintsugi ls {snapshot.ShortId}` lists what it holds");
-        }
-
         // Before the files are written, so that the space of what goes is free for what comes.
         cleanup?.Run(inTheWay.Moved.Select(m => m.MovedTo));
         await RestoreFilesAsync(files, index, request, progress, issues, tally, ct).ConfigureAwait(false);
@@ -417,15 +402,6 @@ public sealed class RestoreEngine
     }
 
     // ----- restore --delete -----
-
-    /// <summary>
-    /// The scope of --delete, kept apart from <see cref="Selected"/> (which decides what is restored):
-    /// a folder is cleared only when it lies wholly inside what is restored — at or under an
-    /// include, or anywhere without one — never a folder restored only because an included path lies
-    /// below it.
-    /// </summary>
-    private static bool WhollyIncluded(string path, IReadOnlyList<string> includes) =>
-        includes.Count == 0 || includes.Any(i => path == i || path.StartsWith(i + "/", StringComparison.Ordinal));
 
     /// <summary>
     /// Whether <paramref name="folder"/> is <paramref name="path"/> or a folder above it, symlinks

@@ -22,27 +22,79 @@ public sealed record RetentionPolicy
 /// <summary>The decision for one snapshot, with the rules that kept it.</summary>
 public sealed record RetentionDecision(SnapshotRef Snapshot, bool Keep, IReadOnlyList<string> Reasons);
 
-/// <summary>Snapshots of one host and set of paths, with decisions newest first.</summary>
-public sealed record RetentionGroup(string Host, IReadOnlyList<string> Paths, IReadOnlyList<RetentionDecision> Decisions);
+/// <summary>
+/// Snapshots that share what they are grouped by, with decisions newest first. Host, paths and tags
+/// are null when the grouping leaves them out (the group then mixes several).
+/// </summary>
+public sealed record RetentionGroup(string? Host, IReadOnlyList<string>? Paths, IReadOnlyList<string>? Tags, IReadOnlyList<RetentionDecision> Decisions);
+
+/// <summary>What retention groups snapshots by, as restic's --group-by; none makes one group of all.</summary>
+[Flags]
+public enum SnapshotGrouping
+{
+    None = 0,
+    Host = 1,
+    Paths = 2,
+    Tags = 4,
+}
+
+public static class SnapshotGroupings
+{
+    /// <summary>restic's default, and Kintsugi's: a policy applies per host and set of paths.</summary>
+    public const SnapshotGrouping Default = SnapshotGrouping.Host | SnapshotGrouping.Paths;
+
+    /// <summary>"host,paths,tags" (any subset, in any order), or "" for one group of all snapshots.</summary>
+    public static bool TryParse(string value, out SnapshotGrouping grouping)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        grouping = SnapshotGrouping.None;
+        if (value.Trim().Length == 0)
+        {
+            return true;
+        }
+        foreach (string part in value.Split(','))
+        {
+            switch (part.Trim())
+            {
+                case "host":
+                    grouping |= SnapshotGrouping.Host;
+                    break;
+                case "paths":
+                    grouping |= SnapshotGrouping.Paths;
+                    break;
+                case "tags":
+                    grouping |= SnapshotGrouping.Tags;
+                    break;
+                default:
+                    return false;
+            }
+        }
+        return true;
+    }
+}
 
 /// <summary>
-/// Applies a retention policy the way restic does: snapshots are grouped by host and paths; within a
+/// Applies a retention policy the way restic does: snapshots are grouped (by default by host and
+/// paths; paths and tags compared as sets); within a
 /// group, newest first, each bucket rule (hourly, daily, …) keeps the newest snapshot of each of its
 /// last N distinct buckets; keep-last keeps the N newest; tags and within keep what they match.
 /// Buckets use the given time zone, so "daily" means the user's days.
 /// </summary>
 public static class Retention
 {
-    public static IReadOnlyList<RetentionGroup> Apply(IEnumerable<SnapshotRef> snapshots, RetentionPolicy policy, TimeZoneInfo zone)
+    public static IReadOnlyList<RetentionGroup> Apply(IEnumerable<SnapshotRef> snapshots, RetentionPolicy policy, TimeZoneInfo zone) =>
+        Apply(snapshots, policy, zone, SnapshotGroupings.Default);
+
+    public static IReadOnlyList<RetentionGroup> Apply(IEnumerable<SnapshotRef> snapshots, RetentionPolicy policy, TimeZoneInfo zone, SnapshotGrouping groupBy)
     {
         ArgumentNullException.ThrowIfNull(policy);
         if (policy.IsEmpty)
         {
             throw new KintsugiException(ErrorKind.InvalidInput, "no retention rule given, so every snapshot would be removed; give at least one --keep-* option");
         }
-        var groups = snapshots.GroupBy(s => (s.Snapshot.Host, Paths: string.Join('\n', s.Snapshot.Paths)));
+        var groups = snapshots.GroupBy(s => KeyOf(s.Snapshot, groupBy));
         var result = new List<RetentionGroup>();
-        foreach (var group in groups.OrderBy(g => g.Key.Host, StringComparer.Ordinal).ThenBy(g => g.Key.Paths, StringComparer.Ordinal))
+        foreach (var group in groups.OrderBy(g => g.Key.Host, StringComparer.Ordinal).ThenBy(g => g.Key.Paths, StringComparer.Ordinal).ThenBy(g => g.Key.Tags, StringComparer.Ordinal))
         {
             var ordered = group.OrderByDescending(s => s.Snapshot.Time).ThenByDescending(s => s.Id.ToString(), StringComparer.Ordinal).ToList();
             var rules = new List<(string Name, int Count, Func<DateTimeOffset, string> Bucket)>
@@ -90,8 +142,19 @@ public static class Retention
                 }
                 decisions.Add(new RetentionDecision(snap, reasons.Count > 0, reasons));
             }
-            result.Add(new RetentionGroup(group.Key.Host, group.First().Snapshot.Paths, decisions));
+            var first = group.First().Snapshot;
+            result.Add(new RetentionGroup(
+                groupBy.HasFlag(SnapshotGrouping.Host) ? first.Host : null,
+                groupBy.HasFlag(SnapshotGrouping.Paths) ? first.Paths.Order(StringComparer.Ordinal).ToList() : null,
+                groupBy.HasFlag(SnapshotGrouping.Tags) ? (first.Tags ?? []).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList() : null,
+                decisions));
         }
         return result;
     }
+
+    /// <summary>The group a snapshot falls in: "" for what is not grouped by; paths and tags as sorted sets, joined by NUL, which no path or command-line tag holds.</summary>
+    private static (string Host, string Paths, string Tags) KeyOf(Snapshot s, SnapshotGrouping groupBy) => (
+        groupBy.HasFlag(SnapshotGrouping.Host) ? s.Host : "",
+        groupBy.HasFlag(SnapshotGrouping.Paths) ? string.Join('\0', s.Paths.Order(StringComparer.Ordinal)) : "",
+        groupBy.HasFlag(SnapshotGrouping.Tags) ? string.Join('\0', (s.Tags ?? []).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)) : "");
 }

@@ -33,6 +33,8 @@ public sealed record Snapshot : IJsonOnDeserialized
     [JsonPropertyName("parent"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Parent { get; init; }
     [JsonPropertyName("summary")] public BackupSummary? Summary { get; init; }
     [JsonPropertyName("program")] public string? Program { get; init; }
+    /// <summary>Set when `kintsugi tag` rewrote the snapshot: the id of the snapshot as the backup wrote it, kept through every rewrite.</summary>
+    [JsonPropertyName("original"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Original { get; init; }
 
     public bool HasTag(string tag) => Tags?.Contains(tag, StringComparer.Ordinal) == true;
 

@@ -9,7 +9,7 @@ internal static class BackupCommand
     public static Command Create()
     {
         var paths = new Argument<string[]>("paths") { Description = "Files and folders to back up (one that starts with '-' goes after `--`)", Arity = ArgumentArity.OneOrMore };
-        var tags = new Option<string[]>("--tag") { Description = "Tag the snapshot (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var tags = new Option<string[]>("--tag") { Description = "Tag the snapshot: --tag a,b gives it the two tags a and b (repeatable)", AllowMultipleArgumentsPerToken = false, HelpName = "TAG[,TAG...]" };
         var full = new Option<bool>("--full") { Description = "Re-read and re-hash every file instead of skipping files unchanged since the parent snapshot" };
         var parent = new Option<string?>("--parent") { Description = "Use this snapshot as the parent (default: the newest of this host and these paths)" };
         var host = new Option<string?>("--host") { Description = "Host name to record (default: this machine's)" };
@@ -26,10 +26,7 @@ internal static class BackupCommand
         command.SetHandler(async (ctx, ct) =>
         {
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            if ((ctx.Parse.GetValue(tags) ?? []).Any(string.IsNullOrWhiteSpace))
-            {
-                throw new UsageException("--tag needs a non-empty value");
-            }
+            var tagList = ParseTags(ctx.Parse.GetValue(tags) ?? []);
             int chain = ctx.Parse.GetValue(deltaChain);
             if (chain is < 1 or > 32)
             {
@@ -38,7 +35,7 @@ internal static class BackupCommand
             var request = new BackupRequest
             {
                 Paths = ctx.Parse.GetValue(paths)!,
-                Tags = ctx.Parse.GetValue(tags) ?? [],
+                Tags = tagList,
                 Full = ctx.Parse.GetValue(full),
                 Parent = ctx.Parse.GetValue(parent),
                 Host = ctx.Parse.GetValue(host) ?? CliContext.Host,
@@ -74,5 +71,18 @@ internal static class BackupCommand
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary>Each --tag value split on commas, as restic does; an empty tag is a usage error.</summary>
+    private static List<string> ParseTags(string[] values)
+    {
+        try
+        {
+            return values.SelectMany(v => Backup.Engine.SnapshotFilter.SplitTags(v, "--tag")).Distinct(StringComparer.Ordinal).ToList();
+        }
+        catch (Backup.KintsugiException e)
+        {
+            throw new UsageException(e.Message);
+        }
     }
 }

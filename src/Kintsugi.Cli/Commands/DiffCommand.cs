@@ -9,14 +9,16 @@ internal static class DiffCommand
 {
     public static Command Create()
     {
-        var first = new Argument<string>("snapshot1") { Description = "The older snapshot" };
-        var second = new Argument<string>("snapshot2") { Description = "The newer snapshot" };
+        var first = new Argument<string>("snapshot1") { Description = "The older snapshot: id, id prefix, or latest" };
+        var second = new Argument<string>("snapshot2") { Description = "The newer snapshot: id, id prefix, or latest" };
         var command = new Command("diff", "Show what changed between two snapshots: + added, - removed, M content changed, T type changed, U metadata only.\n" + ExitCodes.Help) { first, second };
+        var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
+            var filter = filters.Read(ctx);
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            var a = await repo.FindSnapshotAsync(ctx.Parse.GetValue(first)!, ct).ConfigureAwait(false);
-            var b = await repo.FindSnapshotAsync(ctx.Parse.GetValue(second)!, ct).ConfigureAwait(false);
+            var a = await repo.FindSnapshotAsync(ctx.Parse.GetValue(first)!, filter, ct).ConfigureAwait(false);
+            var b = await repo.FindSnapshotAsync(ctx.Parse.GetValue(second)!, filter, ct).ConfigureAwait(false);
             var index = await repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
             var left = await LoadAsync(repo, index, a, ct).ConfigureAwait(false);
             var right = await LoadAsync(repo, index, b, ct).ConfigureAwait(false);

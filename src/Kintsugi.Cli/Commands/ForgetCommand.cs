@@ -23,13 +23,29 @@ internal static class ForgetCommand
         var within = new Option<string?>("--keep-within") { Description = "Keep every snapshot taken within this span before the newest one (e.g. 7d, 12h, 2w, 3mo, 1y)" };
         var prune = new Option<bool>("--prune") { Description = "Then delete the data no snapshot needs (takes an exclusive lock)" };
         var dryRun = new Option<bool>("--dry-run", "-n") { Description = "Show what would be removed; change nothing" };
-        var command = new Command("forget", "Remove snapshots by a retention policy, per group of host and paths; with --prune, also delete the data they alone used.\n" + ExitCodes.Help)
+        var named = new Argument<string[]>("snapshot")
         {
-            last, hourly, daily, weekly, monthly, yearly, tag, within, prune, dryRun,
+            Description = "Snapshots to remove, by id, id prefix, or latest (the newest the filters pass); instead of --keep-* options",
+            Arity = ArgumentArity.ZeroOrMore,
         };
+        var groupBy = new Option<string>("--group-by", "-g")
+        {
+            Description = "Apply the --keep-* policy to each group of snapshots that share these: host, paths, tags, or a comma-separated mix; '' makes one group of all",
+            DefaultValueFactory = _ => "host,paths",
+            HelpName = "host,paths,tags",
+        };
+        var command = new Command(
+            "forget",
+            "Remove the snapshots named, or those a retention policy (--keep-*) does not keep, per group of host and paths (--group-by); only snapshots the filters pass are considered. "
+            + "With --prune, also delete the data they alone used.\n" + ExitCodes.Help)
+        {
+            named, last, hourly, daily, weekly, monthly, yearly, tag, within, groupBy, prune, dryRun,
+        };
+        var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
             var p = ctx.Parse;
+            string[] ids = p.GetValue(named) ?? [];
             foreach (var option in new[] { last, hourly, daily, weekly, monthly, yearly })
             {
                 if (p.GetValue(option) < 0)
@@ -48,10 +64,19 @@ internal static class ForgetCommand
                 Tags = p.GetValue(tag) ?? [],
                 Within = p.GetValue(within) is { } w ? Units.ParseDuration(w) : null,
             };
-            if (policy.IsEmpty)
+            if (ids.Length > 0 && !policy.IsEmpty)
             {
-                throw new UsageException("no retention rule given, so every snapshot would be removed; give at least one --keep-* option");
+                throw new UsageException("give snapshot ids to remove, or --keep-* options to remove what a policy does not keep, not both");
             }
+            if (ids.Length == 0 && policy.IsEmpty)
+            {
+                throw new UsageException("no retention rule given, so every snapshot would be removed; give at least one --keep-* option, or the ids of the snapshots to remove");
+            }
+            if (!SnapshotGroupings.TryParse(p.GetValue(groupBy) ?? "", out var grouping))
+            {
+                throw new UsageException($"--group-by '{p.GetValue(groupBy)}' is not a grouping; give host, paths, tags, a comma-separated mix of them, or '' for one group");
+            }
+            var filter = filters.Read(ctx);
             bool dry = p.GetValue(dryRun);
             bool doPrune = p.GetValue(prune);
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
@@ -60,14 +85,17 @@ internal static class ForgetCommand
             bool exclusive = !dry && (doPrune || repo.Store.Exists(FileKind.ParitySettings, "settings") || repo.Store.List(FileKind.Parity).Count > 0);
             await using var repoLock = await repo.LockAsync(exclusive, CliContext.Host, doPrune ? "forget --prune" : "forget", ct).ConfigureAwait(false);
             var snapshots = await repo.LoadSnapshotsAsync(onError: (name, e) => ctx.Warn($"kintsugi: warning: {e.Message}; it is left as it is"), ct: ct).ConfigureAwait(false);
-            var groups = Retention.Apply(snapshots, policy, ctx.Time.LocalTimeZone);
+            var considered = snapshots.Where(s => filter.Matches(s.Snapshot)).ToList();
+            IReadOnlyList<RetentionGroup> groups = [];
             var removed = new List<SnapshotRef>();
-            foreach (var group in groups)
+            if (ids.Length > 0)
             {
-                foreach (var d in group.Decisions.Where(d => !d.Keep))
-                {
-                    removed.Add(d.Snapshot);
-                }
+                removed.AddRange(filter.Select(snapshots, ids));
+            }
+            else
+            {
+                groups = Retention.Apply(considered, policy, ctx.Time.LocalTimeZone, grouping);
+                removed.AddRange(groups.SelectMany(g => g.Decisions).Where(d => !d.Keep).Select(d => d.Snapshot));
             }
             if (!dry)
             {
@@ -83,10 +111,12 @@ internal static class ForgetCommand
                 ctx.WriteJson(new
                 {
                     dry_run = dry,
+                    removed = removed.Select(r => r.Id.ToString()),
                     groups = groups.Select(g => new
                     {
                         g.Host,
                         g.Paths,
+                        g.Tags,
                         keep = g.Decisions.Where(d => d.Keep).Select(d => new { id = d.Snapshot.Id.ToString(), time = d.Snapshot.Snapshot.Time, reasons = d.Reasons }),
                         remove = g.Decisions.Where(d => !d.Keep).Select(d => new { id = d.Snapshot.Id.ToString(), time = d.Snapshot.Snapshot.Time }),
                     }),
@@ -95,9 +125,13 @@ internal static class ForgetCommand
             }
             else
             {
+                foreach (var r in ids.Length > 0 ? removed : [])
+                {
+                    ctx.Say(CliContext.Printable($"{(dry ? "would remove" : "removed")} snapshot {r.ShortId} of {Units.Time(r.Snapshot.Time)}, host {r.Snapshot.Host}, paths {string.Join(", ", r.Snapshot.Paths)}"));
+                }
                 foreach (var g in groups)
                 {
-                    ctx.Say($"host {g.Host}, paths {string.Join(", ", g.Paths)}:");
+                    ctx.Say(CliContext.Printable(Heading(g)));
                     var table = new Table().Border(TableBorder.Simple).AddColumns("ID", "Time", "Decision", "Reasons");
                     foreach (var d in g.Decisions)
                     {
@@ -105,7 +139,9 @@ internal static class ForgetCommand
                     }
                     ctx.OutConsole.Write(table);
                 }
-                ctx.Say($"{(dry ? "would remove" : "removed")} {removed.Count} snapshots, kept {snapshots.Count - removed.Count}");
+                int others = snapshots.Count - considered.Count;
+                ctx.Say($"{(dry ? "would remove" : "removed")} {removed.Count} snapshots, kept {snapshots.Count - removed.Count}"
+                    + (ids.Length == 0 && others > 0 ? $" ({others} of them not considered: the filters ({filter}) do not pass them)" : ""));
                 if (pruned is not null)
                 {
                     SayPrune(ctx, pruned);
@@ -145,6 +181,25 @@ internal static class ForgetCommand
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary>"host h, paths /a, /b, tags x:" — what the group's snapshots share; "all snapshots:" for one group.</summary>
+    private static string Heading(RetentionGroup g)
+    {
+        var parts = new List<string>();
+        if (g.Host is not null)
+        {
+            parts.Add($"host {g.Host}");
+        }
+        if (g.Paths is not null)
+        {
+            parts.Add($"paths {string.Join(", ", g.Paths)}");
+        }
+        if (g.Tags is not null)
+        {
+            parts.Add(g.Tags.Count == 0 ? "no tags" : $"tags {string.Join(",", g.Tags)}");
+        }
+        return (parts.Count == 0 ? "all snapshots" : string.Join(", ", parts)) + ":";
     }
 
     private static void SayPrune(CliContext ctx, PruneResult r)

@@ -11,25 +11,29 @@ internal static class LsCommand
     public static Command Create()
     {
         var snapshot = new Argument<string>("snapshot") { Description = "Snapshot id, id prefix, or latest" };
-        var path = new Argument<string?>("path") { Description = "Only what is at or under this path inside the snapshot", Arity = ArgumentArity.ZeroOrOne };
+        var path = new Argument<string?>("path")
+        {
+            Description = "Only what is at or under this path inside the snapshot: absolute, relative to a path the snapshot backed up (data, or proj/data), or a glob ('*.pt', '/home/**/weights*')",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
         var longFormat = new Option<bool>("--long", "-l") { Description = "Show type, mode, size and modification time" };
         var command = new Command("ls", "List the files of a snapshot, recursively, depth first in name order: each folder, then everything under it (as restic lists them).\n" + ExitCodes.Help) { snapshot, path, longFormat };
+        var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
+            var filter = filters.Read(ctx);
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, ct).ConfigureAwait(false);
+            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, filter, ct).ConfigureAwait(false);
             var index = await repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
-            string? prefix = ctx.Parse.GetValue(path) is { } p ? "/" + p.Trim('/') : null;
-            bool found = prefix is null || prefix == "/";
+            var selection = await PathSelection.ResolveAsync(repo, index, snap, ctx.Parse.GetValue(path) is { } p ? [p] : [], [], ct).ConfigureAwait(false);
             var items = new List<object>();
             bool longMode = ctx.Parse.GetValue(longFormat);
             await foreach (var w in TreeWalker.WalkPreOrderAsync(repo, index, TreeWalker.RootOf(snap), ct: ct).ConfigureAwait(false))
             {
-                if (prefix is not null && prefix != "/" && w.Path != prefix && !w.Path.StartsWith(prefix + "/", StringComparison.Ordinal))
+                if (!selection.Covers(w.Path, w.Node.Type == NodeType.Directory))
                 {
                     continue;
                 }
-                found = true;
                 var n = w.Node;
                 if (ctx.Json)
                 {
@@ -43,10 +47,6 @@ internal static class LsCommand
                 {
                     ctx.Say(CliContext.Printable(w.Path));
                 }
-            }
-            if (!found)
-            {
-                throw new Backup.KintsugiException(Backup.ErrorKind.NotFound, $"{prefix} is not in snapshot {snap.ShortId}; `kintsugi ls {snap.ShortId}` lists what it holds");
             }
             if (ctx.Json)
             {

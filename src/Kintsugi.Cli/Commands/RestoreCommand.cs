@@ -11,7 +11,13 @@ internal static class RestoreCommand
     {
         var snapshot = new Argument<string>("snapshot") { Description = "Snapshot id, id prefix, or latest" };
         var target = new Option<string>("--target", "-t") { Description = "Folder to restore into (created if missing); files keep their full snapshot paths under it", Required = true };
-        var include = new Option<string[]>("--include", "-i") { Description = "Restore only this path of the snapshot and what is under it (repeatable)" };
+        var include = new Option<string[]>("--include", "-i")
+        {
+            Description = "Restore only this path of the snapshot and what is under it (repeatable): absolute (/home/u/proj/data), relative to a path the snapshot backed up (data, or proj/data), "
+                + "or a glob ('*.pt' at any depth, '/home/**/weights*' from the root; * ? [...] and ** as in backup --exclude). One that matches nothing fails the restore before anything is written",
+            HelpName = "PATH|GLOB",
+        };
+        var exclude = new Option<string[]>("--exclude", "-e") { Description = "Do not restore this path of the snapshot nor what is under it (repeatable; the syntax of --include)", HelpName = "PATH|GLOB" };
         var overwrite = new Option<string>("--overwrite")
         {
             Description = "What to do with an entry the target already holds where the snapshot has one. A folder where the snapshot has a folder is merged into. "
@@ -24,16 +30,19 @@ internal static class RestoreCommand
             HelpName = "same-type|always|if-changed|if-newer|never",
         };
         var delete = new DeleteOptions();
-        var command = new Command("restore", "Restore a snapshot, or part of it, into a folder. Content is verified against its id as it is read. Nothing the target holds is deleted unless the snapshot's entry of the same type replaces it (--overwrite), or --delete is given.\n" + ExitCodes.Help) { snapshot, target, include, overwrite };
+        var command = new Command("restore", "Restore a snapshot, or part of it, into a folder. Content is verified against its id as it is read. Nothing the target holds is deleted unless the snapshot's entry of the same type replaces it (--overwrite), or --delete is given.\n" + ExitCodes.Help) { snapshot, target, include, exclude, overwrite };
+        var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
             var policy = ParsePolicy(ctx.Parse.GetValue(overwrite) ?? "same-type");
+            var filter = filters.Read(ctx);
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, ct).ConfigureAwait(false);
+            var snap = await repo.FindSnapshotAsync(ctx.Parse.GetValue(snapshot)!, filter, ct).ConfigureAwait(false);
             var request = new RestoreRequest
             {
                 Target = ctx.Parse.GetValue(target)!,
                 Includes = ctx.Parse.GetValue(include) ?? [],
+                Excludes = ctx.Parse.GetValue(exclude) ?? [],
                 Host = CliContext.Host,
                 Overwrite = policy,
                 Delete = ctx.Parse.GetValue(delete.Option),

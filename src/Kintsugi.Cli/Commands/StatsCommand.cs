@@ -31,34 +31,23 @@ internal static class StatsCommand
         {
             snapshots, mode,
         };
+        var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
+            var filter = filters.Read(ctx);
             StatsMode? chosen = ctx.Parse.GetValue(mode) is not { } m ? null
                 : Modes.TryGetValue(m, out var known) ? known
                 : throw new UsageException($"--mode {m}: the modes are {string.Join(", ", Modes.Keys)}");
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
             var ids = ctx.Parse.GetValue(snapshots) ?? [];
-            if (ids.Length == 0 && chosen is not (null or StatsMode.Files))
-            {
-                var all = await repo.LoadSnapshotsAsync(onError: (_, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false);
-                WriteMode(ctx, await new StatsEngine(repo).RunAsync(all, chosen.Value, ct).ConfigureAwait(false));
-                return ExitCodes.Ok;
-            }
+            var all = await repo.LoadSnapshotsAsync(onError: (_, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false);
             if (ids.Length == 0 && chosen is null)
             {
-                var all = await repo.LoadSnapshotsAsync(onError: (_, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false);
-                WriteRepository(ctx, await new StatsEngine(repo).RepositoryAsync(all, ct).ConfigureAwait(false));
+                WriteRepository(ctx, await new StatsEngine(repo).RepositoryAsync(filter.Select(all, []), ct).ConfigureAwait(false));
                 return ExitCodes.Ok;
             }
-            var refs = new List<Backup.Format.SnapshotRef>();
-            foreach (var id in ids.Length == 0 ? ["latest"] : ids)
-            {
-                var one = await repo.FindSnapshotAsync(id, ct).ConfigureAwait(false);
-                if (!refs.Contains(one))
-                {
-                    refs.Add(one);
-                }
-            }
+            // No snapshot named: every snapshot the filters pass for a --mode, the newest of them for per-file statistics.
+            var refs = filter.Select(all, ids.Length > 0 ? ids : chosen is StatsMode.Files ? ["latest"] : []);
             if (chosen is not (null or StatsMode.Files))
             {
                 WriteMode(ctx, await new StatsEngine(repo).RunAsync(refs, chosen.Value, ct).ConfigureAwait(false));
