@@ -2,7 +2,6 @@ using System.CommandLine;
 using Kintsugi.Backup;
 using Kintsugi.Backup.Engine;
 using Kintsugi.Backup.Format;
-using Kintsugi.Backup.Storage;
 using Kintsugi.Cli.Rendering;
 
 namespace Kintsugi.Cli.Commands;
@@ -34,9 +33,9 @@ internal static class TagCommand
             var filter = filters.Read(ctx);
             string[] ids = p.GetValue(named) ?? [];
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            // As forget: a snapshot file leaves (and, with parity, its group changes), which a backup's parity pass must not do at the same time.
-            bool exclusive = repo.Store.Exists(FileKind.ParitySettings, "settings") || repo.Store.List(FileKind.Parity).Count > 0;
-            await using var repoLock = await repo.LockAsync(exclusive, CliContext.Host, "tag", ct).ConfigureAwait(false);
+            // Exclusive, as restic's: two tag runs (or tag and forget) at once could each rewrite the same snapshot and leave a
+            // duplicate, or bring back one that forget removed; and with parity, a snapshot file's group changes.
+            await using var repoLock = await repo.LockAsync(exclusive: true, CliContext.Host, "tag", ct).ConfigureAwait(false);
             var all = await repo.LoadSnapshotsAsync(onError: (name, e) => ctx.Warn($"kintsugi: warning: {e.Message}; it is left as it is"), ct: ct).ConfigureAwait(false);
             var chosen = filter.Select(all, ids);
             var (rewritten, warnings) = await new TagEngine(repo).RunAsync(chosen, change, ct).ConfigureAwait(false);
