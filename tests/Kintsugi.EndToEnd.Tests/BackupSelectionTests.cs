@@ -121,17 +121,17 @@ public sealed class BackupSelectionTests
     }
 
     [Fact]
-    public async Task Exclude_if_present_leaves_out_folders_holding_the_marker_and_checks_a_header_when_given()
+    public async Task Exclude_if_present_keeps_only_the_marker_of_a_marked_folder_and_checks_a_header_when_given()
     {
         using var ws = new Workspace();
         string src = await TreeAsync(ws);
         await ws.BackupAsync("--exclude-if-present", ".nobackup", src);
-        Assert.Equal(EverythingBut("marked"), await StoredAsync(ws, src));
+        Assert.Equal(EverythingBut("marked/m.txt"), await StoredAsync(ws, src));
         // The header must match the file's first bytes: CACHEDIR.TAG starts with "Signature:", not "Nope".
         await ws.BackupAsync("--exclude-if-present", "CACHEDIR.TAG:Nope", src);
         Assert.Equal(Everything, await StoredAsync(ws, src));
         await ws.BackupAsync("--exclude-if-present", "CACHEDIR.TAG:Signature: 8a477f597d28d172789f06886806bc55", src);
-        Assert.Equal(EverythingBut("cache"), await StoredAsync(ws, src));
+        Assert.Equal(EverythingBut("cache/c.bin"), await StoredAsync(ws, src));
     }
 
     [Fact]
@@ -142,7 +142,7 @@ public sealed class BackupSelectionTests
         Directory.CreateDirectory(Path.Combine(src, "fake"));
         File.WriteAllText(Path.Combine(src, "fake", "CACHEDIR.TAG"), "not a signature\n");
         await ws.BackupAsync("--exclude-caches", src);
-        Assert.Equal(EverythingBut("cache").Append("fake").Append("fake/CACHEDIR.TAG").Order(StringComparer.Ordinal), await StoredAsync(ws, src));
+        Assert.Equal(EverythingBut("cache/c.bin").Append("fake").Append("fake/CACHEDIR.TAG").Order(StringComparer.Ordinal), await StoredAsync(ws, src));
     }
 
     [Theory]

@@ -430,7 +430,7 @@ public sealed partial class BackupEngine
             {
                 return true;
             }
-            return status.IsDirectory && _request.ExcludeIfPresent.Any(m => HasMarker(path, m));
+            return false;
         }
 
         private static bool HasMarker(string folder, ExcludeMarker marker)
@@ -503,6 +503,12 @@ public sealed partial class BackupEngine
                 _issues.Enqueue(new BackupIssue(path + "/" + bad, "the name is not valid UTF-8, which Kintsugi cannot store yet; rename it to back it up"));
             }
             names.RemoveAll(n => n.Contains('\uFFFD', StringComparison.Ordinal));
+            // A marked folder keeps only its marker, as restic does: a restore brings the tag back with the folder.
+            var markers = _request.ExcludeIfPresent.Where(m => HasMarker(path, m)).Select(m => m.FileName).ToHashSet(StringComparer.Ordinal);
+            if (markers.Count > 0)
+            {
+                names.RemoveAll(n => !markers.Contains(n));
+            }
             var sibling = NewestTensorFile(parentTree);
             var tasks = names.Select(n => SaveEntryAsync(path + "/" + n, n, parentTree?.GetValueOrDefault(n), ct, sibling)).ToList();
             var nodes = (await Task.WhenAll(tasks).ConfigureAwait(false)).OfType<Node>().ToList();

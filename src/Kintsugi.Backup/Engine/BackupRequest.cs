@@ -30,7 +30,7 @@ public sealed record BackupRequest
     /// <summary>Paths left out of the snapshot, a named path included; a folder left out is not entered.</summary>
     public PathFilter Exclude { get; init; } = new([]);
 
-    /// <summary>A folder holding one of these files is left out.</summary>
+    /// <summary>A folder holding one of these files is stored with that file only; the rest of it is left out.</summary>
     public IReadOnlyList<ExcludeMarker> ExcludeIfPresent { get; init; } = [];
 
     /// <summary>Files larger than this many bytes are left out; null keeps every size.</summary>
@@ -50,7 +50,7 @@ public sealed record BackupRequest
 }
 
 /// <summary>
-/// A file whose presence leaves its folder out of a backup: restic's <c>--exclude-if-present
+/// A file whose presence leaves the rest of its folder out of a backup: restic's <c>--exclude-if-present
 /// name[:header]</c>. With a header, the file must start with those bytes (UTF-8).
 /// </summary>
 public sealed record ExcludeMarker(string FileName, string? Header = null)
