@@ -85,9 +85,10 @@ public sealed partial class UsageErrorTests(SharedRepository shared) : IClassFix
     [InlineData("restroe latest --target {target}", "unknown command 'restroe'; did you mean 'restore'? (see `kintsugi --help`)")]
     [InlineData("frobnicate", "unknown command 'frobnicate' (see `kintsugi --help`)")]
     [InlineData("key ad", "unknown command 'ad'; did you mean 'add'? (see `kintsugi key --help`)")]
-    [InlineData("backup --exclude x {src}", "unknown option '--exclude' (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
+    [InlineData("backup --wobble x {src}", "unknown option '--wobble' (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
+    [InlineData("backup --exclud x {src}", "unknown option '--exclud'; did you mean '--exclude'? (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
     [InlineData("backup --ful {src}", "unknown option '--ful'; did you mean '--full'? (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
-    [InlineData("backup {src} -x", "unknown option '-x' (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
+    [InlineData("backup {src} -Z", "unknown option '-Z' (a path that starts with '-' goes after `--`; see `kintsugi backup --help`)")]
     [InlineData("snapshots --jsn", "unknown option '--jsn'; did you mean '--json'? (see `kintsugi snapshots --help`)")]
     public async Task A_mistyped_command_or_option_is_named_with_the_closest_one_and_exits_2(string args, string message)
     {

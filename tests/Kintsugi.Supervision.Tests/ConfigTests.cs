@@ -87,6 +87,9 @@ public sealed class ConfigTests
     [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - log: x\n        then: { restart: { adjust: { env: { LR: x0 } } } }\n", "kintsugi.yaml:6:49: workloads.t.monitors[0].then.restart.adjust.env.LR: 'x0': a factor must be a positive number (e.g. x0.5)")]
     [InlineData("workloads:\n  t:\n    command: [a]\n    monitors:\n      - log: x\n        then: { restart: { adjust: { env: { LR: x-2 } } } }\n", "'x-2': a factor must be a positive number")]
     [InlineData("workloads: {}\n", "no workloads")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    checkpoints:\n      dir: c\n      exclude: [\"*.pt\", \"a[b\"]\n", "kintsugi.yaml:6:25: workloads.t.checkpoints.exclude[1]: pattern \"a[b\" is malformed: a '[' is not closed by ']'")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    checkpoints:\n      dir: c\n      exclude: [\"[z-a]\"]\n", "kintsugi.yaml:6:17: workloads.t.checkpoints.exclude[0]: pattern \"[z-a]\" is malformed: the range z-a in [...] runs backwards")]
+    [InlineData("workloads:\n  t:\n    command: [a]\n    checkpoints:\n      dir: c\n      exclude: { a: b }\n", "workloads.t.checkpoints.exclude: expected a list")]
     [InlineData("workloads:\n  t:\n    command: [a\n", "kintsugi.yaml:")]
     [InlineData("workloads:\n  a:\n    command: [a]\n    port: 9000\n    replicas: 2\n  b:\n    command: [b]\n    port: 9001\n", "port 9001 is given to more than one replica")]
     public void A_bad_config_is_refused_naming_file_line_and_field(string yaml, string expected)
@@ -357,5 +360,17 @@ public sealed class ConfigTests
     {
         var w = Parse("workloads:\n  t:\n    command:\n      - python3\n      - x.py\n    cwd: jobs\n    checkpoints: { dir: ckpt }\n").Workloads[0];
         Assert.Equal(("kintsugi.yaml:4:9", "kintsugi.yaml:6:10", "kintsugi.yaml:7:25"), (w.CommandAt, w.WorkingDirectoryAt, w.Checkpoints!.DirectoryAt));
+    }
+
+    [Fact]
+    public void Checkpoint_excludes_are_read_in_order_with_their_negations()
+    {
+        var spec = Parse("workloads:\n  t:\n    command: [a]\n    checkpoints:\n      dir: c\n      exclude:\n        - \"*.tmp\"\n        - optimizer/\n        - \"!keep.tmp\"\n").Workloads[0].Checkpoints!;
+        Assert.Equal(["*.tmp", "optimizer/", "!keep.tmp"], spec.Exclude.Select(p => p.Text));
+        var filter = new Kintsugi.Backup.Engine.PathFilter(spec.Exclude);
+        Assert.True(filter.IsExcluded("/c/step-1/x.tmp", isDirectory: false));
+        Assert.False(filter.IsExcluded("/c/step-1/keep.tmp", isDirectory: false));
+        Assert.True(filter.IsExcluded("/c/step-1/optimizer", isDirectory: true));
+        Assert.Empty(Parse("workloads:\n  t:\n    command: [a]\n    checkpoints: { dir: c }\n").Workloads[0].Checkpoints!.Exclude);
     }
 }

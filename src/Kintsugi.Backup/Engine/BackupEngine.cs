@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.IO.Enumeration;
 using System.Threading.Channels;
 using Kintsugi.Backup.Chunking;
 using Kintsugi.Backup.Chunking.Tensors;
@@ -27,7 +28,8 @@ public sealed partial class BackupEngine
     {
         ArgumentNullException.ThrowIfNull(request);
         var paths = NormalizePaths(request.Paths);
-        await using var repoLock = await _repo.LockAsync(exclusive: false, request.Host, "backup", ct).ConfigureAwait(false);
+        // A dry run writes nothing, not even a lock: like any reader it works on what it loads.
+        await using var repoLock = request.DryRun ? null : await _repo.LockAsync(exclusive: false, request.Host, "backup", ct).ConfigureAwait(false);
         var run = new Run(_repo, request, progress ?? new BackupProgress());
         return await run.ExecuteAsync(paths, ct).ConfigureAwait(false);
     }
@@ -104,6 +106,8 @@ public sealed partial class BackupEngine
         private MasterIndex _index = null!;
         private BlobReader _reader = null!;
         private long _filesNew, _filesChanged, _filesUnchanged, _dirs, _bytesAdded, _bytesStored, _blobsAdded;
+        /// <summary>With --one-file-system: the devices of the named paths, the only ones entered.</summary>
+        private HashSet<ulong>? _devices;
 
         public Run(Repository repo, BackupRequest request, BackupProgress progress)
         {
@@ -129,6 +133,10 @@ public sealed partial class BackupEngine
             // After a failure, the pack being filled is discarded rather than left in tmp/.
             await using var packs = _packs;
             var parent = await FindParentAsync(paths, ct).ConfigureAwait(false);
+            if (_request.OneFileSystem)
+            {
+                _devices = paths.Select(p => Posix.LStat(p).Device).ToHashSet();
+            }
             var scan = Task.Run(() => Scan(paths, ct), ct);
 
             using var sealCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -197,6 +205,10 @@ public sealed partial class BackupEngine
                     DurationSeconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
                 },
             };
+            if (_request.DryRun)
+            {
+                return new BackupResult(new SnapshotRef(default, snapshot), _issues.ToList()) { DryRun = true };
+            }
             var id = await _repo.SaveSnapshotAsync(snapshot, ct).ConfigureAwait(false);
             await ProtectWithParityAsync(ct).ConfigureAwait(false);
             return new BackupResult(new SnapshotRef(id, snapshot), _issues.ToList());
@@ -272,33 +284,37 @@ public sealed partial class BackupEngine
         private void ScanUnguarded(List<string> paths, CancellationToken ct)
         {
             var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, AttributesToSkip = 0, ReturnSpecialDirectories = false };
+            var filter = _request.Exclude;
+            long maxSize = _request.ExcludeLargerThan ?? long.MaxValue;
             foreach (var path in paths)
             {
                 if (File.Exists(path))
                 {
-                    Interlocked.Increment(ref _progress.TotalFilesField);
-                    Interlocked.Add(ref _progress.TotalBytesField, new FileInfo(path).Length);
+                    long length = new FileInfo(path).Length;
+                    if (length <= maxSize && !filter.IsExcluded(path, isDirectory: false))
+                    {
+                        Interlocked.Increment(ref _progress.TotalFilesField);
+                        Interlocked.Add(ref _progress.TotalBytesField, length);
+                    }
                     continue;
                 }
-                if (!Directory.Exists(path) || new FileInfo(path).LinkTarget is not null)
+                if (!Directory.Exists(path) || new FileInfo(path).LinkTarget is not null || filter.IsExcluded(path, isDirectory: true))
                 {
                     continue;
                 }
-                foreach (var file in new DirectoryInfo(path).EnumerateFiles("*", options))
+                // The estimate leaves out what the patterns and the size limit leave out; markers and mount points only the backup itself checks.
+                var files = new FileSystemEnumerable<long>(path, (ref FileSystemEntry e) => e.Length, options)
+                {
+                    ShouldIncludePredicate = (ref FileSystemEntry e) => !e.IsDirectory && (e.Attributes & FileAttributes.ReparsePoint) == 0
+                        && e.Length <= maxSize && (filter.IsEmpty || !filter.IsExcluded(e.ToFullPath(), isDirectory: false)),
+                    ShouldRecursePredicate = (ref FileSystemEntry e) => (e.Attributes & FileAttributes.ReparsePoint) == 0
+                        && (filter.IsEmpty || !filter.IsExcluded(e.ToFullPath(), isDirectory: true)),
+                };
+                foreach (long length in files)
                 {
                     ct.ThrowIfCancellationRequested();
-                    try
-                    {
-                        if (file.LinkTarget is null)
-                        {
-                            Interlocked.Add(ref _progress.TotalBytesField, file.Length);
-                            Interlocked.Increment(ref _progress.TotalFilesField);
-                        }
-                    }
-                    catch (IOException)
-                    {
-                        // Vanished since it was listed.
-                    }
+                    Interlocked.Add(ref _progress.TotalBytesField, length);
+                    Interlocked.Increment(ref _progress.TotalFilesField);
                 }
             }
         }
@@ -373,6 +389,10 @@ public sealed partial class BackupEngine
                 _issues.Enqueue(new BackupIssue(path, e is FileNotFoundException ? "vanished before it was read" : e.Message));
                 return null;
             }
+            if (IsLeftOut(path, status))
+            {
+                return null;
+            }
             if (status.IsDirectory)
             {
                 return await SaveDirectoryAsync(path, name, status, parentNode, ct).ConfigureAwait(false);
@@ -399,6 +419,52 @@ public sealed partial class BackupEngine
             return MakeNode(name, type, status) with { RDevice = status.RDevice };
         }
 
+        /// <summary>Whether the request's excludes leave the entry out of the snapshot.</summary>
+        private bool IsLeftOut(string path, in FileStatus status)
+        {
+            if (_request.Exclude.IsExcluded(path, status.IsDirectory))
+            {
+                return true;
+            }
+            if (status.IsRegular && status.Size > _request.ExcludeLargerThan)
+            {
+                return true;
+            }
+            return false;
+        }
+
+        private static bool HasMarker(string folder, ExcludeMarker marker)
+        {
+            string file = folder + "/" + marker.FileName;
+            try
+            {
+                if (marker.Header is null)
+                {
+                    Posix.LStat(file);
+                    return true;
+                }
+                byte[] want = System.Text.Encoding.UTF8.GetBytes(marker.Header);
+                using var handle = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                var head = new byte[want.Length];
+                int filled = 0;
+                while (filled < head.Length)
+                {
+                    int n = RandomAccess.Read(handle, head.AsSpan(filled), filled);
+                    if (n == 0)
+                    {
+                        return false;
+                    }
+                    filled += n;
+                }
+                return head.AsSpan().SequenceEqual(want);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // No marker (or none that can be read): the folder is backed up.
+                return false;
+            }
+        }
+
         private static Node MakeNode(string name, NodeType type, in FileStatus s) => new()
         {
             Name = name,
@@ -421,7 +487,9 @@ public sealed partial class BackupEngine
             List<string> names;
             try
             {
-                names = Directory.EnumerateFileSystemEntries(path).Select(p => Path.GetFileName(p)).ToList();
+                // A mount point below the named paths is stored as an empty folder, as restic does.
+                names = _devices is not null && !_devices.Contains(status.Device) ? []
+                    : Directory.EnumerateFileSystemEntries(path).Select(p => Path.GetFileName(p)).ToList();
                 names.Sort(StringComparer.Ordinal);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -435,6 +503,12 @@ public sealed partial class BackupEngine
                 _issues.Enqueue(new BackupIssue(path + "/" + bad, "the name is not valid UTF-8, which Kintsugi cannot store yet; rename it to back it up"));
             }
             names.RemoveAll(n => n.Contains('\uFFFD', StringComparison.Ordinal));
+            // A marked folder keeps only its marker, as restic does: a restore brings the tag back with the folder.
+            var markers = _request.ExcludeIfPresent.Where(m => HasMarker(path, m)).Select(m => m.FileName).ToHashSet(StringComparer.Ordinal);
+            if (markers.Count > 0)
+            {
+                names.RemoveAll(n => !markers.Contains(n));
+            }
             var sibling = NewestTensorFile(parentTree);
             var tasks = names.Select(n => SaveEntryAsync(path + "/" + n, n, parentTree?.GetValueOrDefault(n), ct, sibling)).ToList();
             var nodes = (await Task.WhenAll(tasks).ConfigureAwait(false)).OfType<Node>().ToList();
@@ -452,6 +526,7 @@ public sealed partial class BackupEngine
                 Interlocked.Increment(ref _filesUnchanged);
                 Interlocked.Increment(ref _progress.FilesDoneField);
                 Interlocked.Add(ref _progress.BytesDoneField, status.Size);
+                _request.OnFile?.Invoke(path, FileChange.Unchanged);
                 return MakeNode(name, NodeType.File, status) with { Content = known, Sparse = IsSparse(status), Layout = parentNode.Layout, Tensors = parentNode.Tensors };
             }
             await _readSlots.WaitAsync(ct).ConfigureAwait(false);
@@ -487,18 +562,23 @@ public sealed partial class BackupEngine
                     }
                 }
                 Interlocked.Increment(ref _progress.FilesDoneField);
+                FileChange change;
                 if (parentNode is null || parentNode.Type != NodeType.File)
                 {
                     Interlocked.Increment(ref _filesNew);
+                    change = FileChange.New;
                 }
                 else if (parentNode.Content is { } old && old.SequenceEqual(read!.Content, StringComparer.Ordinal))
                 {
                     Interlocked.Increment(ref _filesUnchanged);
+                    change = FileChange.Unchanged;
                 }
                 else
                 {
                     Interlocked.Increment(ref _filesChanged);
+                    change = FileChange.Modified;
                 }
+                _request.OnFile?.Invoke(path, change);
                 return MakeNode(name, NodeType.File, status) with { Content = read!.Content, Size = read.Length, Sparse = IsSparse(status), Layout = read.Layout, Tensors = read.Tensors };
             }
             finally
@@ -672,7 +752,11 @@ public sealed partial class BackupEngine
                     }
                     try
                     {
-                        await _packs.AddAsync(job.Id, kind, codec, job.Length, sealedBytes.AsMemory(0, sealedLength), baseId, ct).ConfigureAwait(false);
+                        // A dry run seals each new blob to count what it would store, and keeps none.
+                        if (!_request.DryRun)
+                        {
+                            await _packs.AddAsync(job.Id, kind, codec, job.Length, sealedBytes.AsMemory(0, sealedLength), baseId, ct).ConfigureAwait(false);
+                        }
                     }
                     finally
                     {

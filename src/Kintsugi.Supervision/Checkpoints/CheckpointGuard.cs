@@ -222,6 +222,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                 Host = _host,
                 Tags = ["kintsugi-run", "workload:" + _workload.Name, "step:" + (info.Step?.ToString(CultureInfo.InvariantCulture) ?? "none")],
                 Program = "kintsugi run",
+                Exclude = new PathFilter(_spec.Exclude),
             }, null, ct).ConfigureAwait(false);
             string snapshot = result.Snapshot.Id.ToString();
             lock (_lock)

@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Kintsugi.Backup;
+using Kintsugi.Backup.Engine;
 using Kintsugi.Supervision.Policies;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
@@ -306,7 +308,8 @@ public static class ConfigLoader
         bool backup = true;
         int keep = 5;
         var settle = TimeSpan.FromSeconds(1);
-        foreach (var (key, value) in node.Mapping("dir", "backup", "keep-last", "settle"))
+        var exclude = new List<PathPattern>();
+        foreach (var (key, value) in node.Mapping("dir", "backup", "keep-last", "settle", "exclude"))
         {
             switch (key)
             {
@@ -328,10 +331,24 @@ public static class ConfigLoader
                 case "settle":
                     settle = value.Duration();
                     break;
+                case "exclude":
+                    foreach (var item in value.IsScalar ? [value] : value.Sequence())
+                    {
+                        try
+                        {
+                            exclude.Add(PathPattern.Parse(item.Scalar));
+                        }
+                        catch (KintsugiException e)
+                        {
+                            throw item.Error(e.Message);
+                        }
+                    }
+                    break;
             }
         }
         return new CheckpointSpec
         {
+            Exclude = exclude,
             Directory = dir ?? throw node.Error("missing field 'dir' (the folder the workload writes checkpoints to)"),
             BackupOnChange = backup,
             KeepLast = keep,

@@ -59,6 +59,8 @@ public sealed record CheckpointSpec
     public int KeepLast { get; init; } = 5;
     /// <summary>A checkpoint counts as complete when its size and mtime have not changed for this long.</summary>
     public TimeSpan SettleTime { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>What a checkpoint's backup leaves out, as `kintsugi backup --exclude` takes it; the last match wins.</summary>
+    public IReadOnlyList<Kintsugi.Backup.Engine.PathPattern> Exclude { get; init; } = [];
     /// <summary>Where 'dir' is written, "file:line:column", for messages about it; null when not loaded from a file.</summary>
     public string? DirectoryAt { get; init; }
 }
