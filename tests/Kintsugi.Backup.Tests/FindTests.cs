@@ -29,6 +29,9 @@ public sealed class FindTests : IDisposable
     [InlineData("/data/**", "/data/a/b", true)]
     [InlineData("/data/**", "/database", false)]
     [InlineData("a.b", "/x/aXb", false)]
+    [InlineData("!keep", "/a/!keep", true)]
+    [InlineData("ckpt/", "/data/ckpt", true)]
+    [InlineData("data/ckpt", "/data/ckpt/step-1.pt", false)]
     public void A_pattern_matches_names_or_path_ends_as_restic_find(string pattern, string path, bool matches) =>
         Assert.Equal(matches, new FindPattern(pattern).Matches(path));
 

@@ -56,7 +56,7 @@ public sealed class SnapshotSelectionTests
         Assert.Equal(ids[0], diff.GetProperty("from").GetString());
 
         // Without filters, latest is still the newest of all, as in restic.
-        var all = (await ws.RepoAsync("stats", "--json")).ShouldSucceed().Json();
+        var all = (await ws.RepoAsync("stats", "latest", "--json")).ShouldSucceed().Json();
         Assert.Equal(ids[2], all.GetProperty("snapshot").GetString());
 
         // A filter nothing passes: a clear error naming it, nothing restored.

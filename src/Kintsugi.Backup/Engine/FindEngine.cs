@@ -1,5 +1,3 @@
-using System.Text;
-using System.Text.RegularExpressions;
 using Kintsugi.Backup.Format;
 
 namespace Kintsugi.Backup.Engine;
@@ -7,44 +5,20 @@ namespace Kintsugi.Backup.Engine;
 /// <summary>
 /// A pattern of <c>kintsugi find</c>, as restic's: one without '/' matches an entry's name; one
 /// that starts with '/' matches its whole path in the snapshot; another with '/' matches the end of
-/// the path, whole names. Globs: <c>*</c> and <c>?</c> within a name, <c>[abc]</c>, <c>[a-z]</c>,
-/// <c>[!a]</c>, and <c>**</c> as a whole name for any number of folders.
+/// the path, whole names. The glob syntax is <see cref="PathPattern"/>'s (<c>*</c>, <c>?</c>,
+/// <c>[a-z]</c>, <c>[!a]</c>, <c>**</c> for any number of folders), but a match names the entry itself,
+/// not what lies under a matching folder, and a leading '!' is a character of the name.
 /// </summary>
 public sealed class FindPattern
 {
-    private readonly Regex _regex;
-    private readonly bool _nameOnly;
+    private readonly PathPattern _pattern;
 
     public FindPattern(string pattern, bool ignoreCase = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(pattern);
         Text = pattern;
-        _nameOnly = !pattern.Contains('/', StringComparison.Ordinal);
-        var sb = new StringBuilder(_nameOnly ? "^" : pattern.StartsWith('/') ? "^/" : "(?:^|/)");
-        var parts = _nameOnly ? [pattern] : pattern.Trim('/').Split('/');
-        for (int i = 0; i < parts.Length; i++)
-        {
-            bool separator = i > 0 && parts[i - 1] != "**";
-            if (parts[i] == "**" && !_nameOnly && i == parts.Length - 1)
-            {
-                // "a/**": a and everything under it.
-                sb.Append(i == 0 ? ".*" : "(?:/.*)?");
-                continue;
-            }
-            if (separator)
-            {
-                sb.Append('/');
-            }
-            if (parts[i] == "**" && !_nameOnly)
-            {
-                // Any number of whole folders, none included: "a/**/b" matches a/b and a/x/y/b.
-                sb.Append("(?:[^/]+/)*");
-                continue;
-            }
-            AppendGlob(sb, parts[i], pattern);
-        }
-        sb.Append('$');
-        _regex = new Regex(sb.ToString(), RegexOptions.CultureInvariant | RegexOptions.NonBacktracking | (ignoreCase ? RegexOptions.IgnoreCase : RegexOptions.None));
+        string body = pattern.Length > 1 ? pattern.TrimEnd('/') : pattern;
+        _pattern = PathPattern.Parse(body.StartsWith('!') ? "\\" + body : body, ignoreCase);
     }
 
     public string Text { get; }
@@ -53,52 +27,7 @@ public sealed class FindPattern
     public bool Matches(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        return _regex.IsMatch(_nameOnly ? path[(path.LastIndexOf('/') + 1)..] : path);
-    }
-
-    private static void AppendGlob(StringBuilder sb, string glob, string pattern)
-    {
-        for (int i = 0; i < glob.Length; i++)
-        {
-            char c = glob[i];
-            switch (c)
-            {
-                case '*':
-                    sb.Append("[^/]*");
-                    break;
-                case '?':
-                    sb.Append("[^/]");
-                    break;
-                case '\\' when i + 1 < glob.Length:
-                    sb.Append(Regex.Escape(glob[++i].ToString()));
-                    break;
-                case '[':
-                {
-                    int close = glob.IndexOf(']', i + 2 <= glob.Length ? i + 2 : glob.Length);
-                    if (close < 0)
-                    {
-                        throw new KintsugiException(ErrorKind.InvalidInput, $"pattern '{pattern}' has a '[' without its ']'; write \\[ for the character itself");
-                    }
-                    string set = glob[(i + 1)..close];
-                    bool negate = set.Length > 0 && (set[0] == '!' || set[0] == '^');
-                    if (negate)
-                    {
-                        set = set[1..];
-                    }
-                    sb.Append(negate ? "[^/" : "[");
-                    foreach (char s in set)
-                    {
-                        sb.Append(s is '\\' or ']' or '[' or '^' ? "\\" + s : s.ToString());
-                    }
-                    sb.Append(']');
-                    i = close;
-                    break;
-                }
-                default:
-                    sb.Append(Regex.Escape(c.ToString()));
-                    break;
-            }
-        }
+        return _pattern.MatchesWhole(path);
     }
 }
 

@@ -99,6 +99,16 @@ public sealed class PathPattern
     }
 
     /// <summary>
+    /// Whether the pattern (its negation and trailing '/' aside) names exactly this path, not only a
+    /// folder above it: <c>kintsugi find</c>'s meaning.
+    /// </summary>
+    public bool MatchesWhole(string absPath)
+    {
+        var path = Components(absPath);
+        return _parts.Length == 0 ? path.Length == 0 : MatchWhole(path, 0, 0);
+    }
+
+    /// <summary>
     /// Whether the pattern could match the folder at <paramref name="absDirectory"/> or anything under
     /// it: a folder a restore with this pattern as an include must enter.
     /// </summary>
@@ -128,6 +138,26 @@ public sealed class PathPattern
             return false;
         }
         return si < path.Length && MatchComponent(_parts[pi], path[si], IgnoreCase) && MatchPrefix(path, pi + 1, si + 1, isDirectory);
+    }
+
+    private bool MatchWhole(string[] path, int pi, int si)
+    {
+        if (pi == _parts.Length)
+        {
+            return si == path.Length;
+        }
+        if (_parts[pi] == AnyComponents)
+        {
+            for (int skip = si; skip <= path.Length; skip++)
+            {
+                if (MatchWhole(path, pi + 1, skip))
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+        return si < path.Length && MatchComponent(_parts[pi], path[si], IgnoreCase) && MatchWhole(path, pi + 1, si + 1);
     }
 
     private bool CouldMatch(string[] path, int pi, int si)

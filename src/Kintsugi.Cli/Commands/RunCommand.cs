@@ -146,10 +146,11 @@ internal static class RunCommand
             using var narration = new CancellationTokenSource();
             var narrator = ctx.Quiet ? Task.CompletedTask : NarrateAsync(journal, ctx, journal.Last(EventTypes.SupervisorStarted)?.Id ?? 0, narration.Token);
             var outcome = await new Supervisor(cfg, journal, options, ctx.Time).RunAsync(stop.Token, hurry.Token).ConfigureAwait(false);
+            // At once: a scrape after supervisor.stopped is in the journal must see the final figures.
+            Volatile.Write(ref supervising, false);
             await Task.Delay(300, CancellationToken.None).ConfigureAwait(false);
             await narration.CancelAsync().ConfigureAwait(false);
             await narrator.ConfigureAwait(false);
-            Volatile.Write(ref supervising, false);
             journal.Maintain();
             if (journal.HeldCount > 0)
             {

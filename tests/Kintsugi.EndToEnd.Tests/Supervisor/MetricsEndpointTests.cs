@@ -73,7 +73,17 @@ public sealed class MetricsEndpointTests(ITestOutputHelper output) : SupervisorT
         Assert.False(s.HasExited, "kintsugi run exited without lingering\n" + s.OutputTail());
 
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        string page = await http.GetStringAsync(new Uri($"http://127.0.0.1:{portText}/metrics"));
+        // supervisor.stopped is journaled a moment before `kintsugi run` learns that the supervisor has returned.
+        string page = "";
+        for (var until = DateTime.UtcNow.AddSeconds(4); ;)
+        {
+            page = await http.GetStringAsync(new Uri($"http://127.0.0.1:{portText}/metrics"));
+            if (page.Split('\n').Contains("kintsugi_supervisor_running 0") || DateTime.UtcNow > until)
+            {
+                break;
+            }
+            await Task.Delay(100);
+        }
         Output.WriteLine(page);
         var lines = page.Split('\n');
         Assert.Contains("kintsugi_supervisor_running 0", lines);
