@@ -292,7 +292,7 @@ public sealed partial class DumpFindTests(ITestOutputHelper output)
     [InlineData(2, "--archive rar", "dump", "latest", "/", "--archive", "rar")]
     [InlineData(2, "argument missing for command: 'find'", "find")]
     [InlineData(2, "--oldest 'yesterday-ish'", "find", "x", "--oldest", "yesterday-ish")]
-    [InlineData(2, "'[abc'", "find", "[abc")]
+    [InlineData(2, "\"[abc\" is malformed", "find", "[abc")]
     [InlineData(2, "--mode everything", "stats", "--mode", "everything")]
     [InlineData(1, "no snapshot with id ffffffff", "find", "x", "--snapshot", "ffffffff")]
     public async Task Bad_arguments_fail_with_one_line_that_names_them(int exitCode, string named, params string[] args)

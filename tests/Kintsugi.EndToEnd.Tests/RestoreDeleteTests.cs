@@ -175,7 +175,7 @@ public sealed class RestoreDeleteTests : IDisposable
         var help = (await _ws.RunAsync("restore", "--help")).ShouldSucceed();
         string readme = File.ReadAllText(Path.Combine(Cli.RepositoryRoot, "README.md"));
 
-        foreach (var text in new[] { "--delete", "--dry-run", "--verbose", "never followed", "Refused for --target / or your home folder (or one above it) without --include" })
+        foreach (var text in new[] { "--delete", "--dry-run", "--verbose", "never followed", "Refused for --target / or your home folder (or one above it) unless every --include names a path" })
         {
             help.StdOutShouldContain(text);
         }
@@ -211,5 +211,83 @@ public sealed class RestoreDeleteTests : IDisposable
         (await _ws.RepoAsync("restore", "latest", "--target", home, "--delete", "--include", src)).ShouldSucceed();
         Assert.True(File.Exists(Path.Combine(home, "notes.txt")));
         FileTree.AssertSameTree(src, home + src);
+    }
+
+    [Fact]
+    public async Task Delete_never_deletes_the_repository_it_restores_from_when_the_target_holds_it()
+    {
+        string target = _ws.PathOf("project");
+        string repo = Path.Combine(target, ".kintsugi");
+        string[] r = ["--repo", repo, "--password-file", _ws.PasswordFile];
+        (await _ws.RunAsync([.. r, "init", .. Workspace.CheapKdf])).ShouldSucceed();
+        string src = _ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "weights.bin"), 5_000);
+        (await _ws.RunAsync([.. r, "backup", src])).ShouldSucceed();
+        File.WriteAllText(Path.Combine(target, "stray.txt"), "not in the snapshot\n");
+
+        var dry = (await _ws.RunAsync([.. r, "restore", "latest", "--target", target, "--delete", "--dry-run", "-v"])).ShouldSucceed();
+        var real = (await _ws.RunAsync([.. r, "restore", "latest", "--target", target, "--delete", "-v"])).ShouldSucceed();
+
+        Assert.Equal([Path.Combine(target, "stray.txt")], Listed(dry, "would delete: "));
+        Assert.Equal([Path.Combine(target, "stray.txt")], Listed(real, "deleted: "));
+        Assert.Contains($"{repo}: warning: not deleted: it is or holds {repo}", real.StdErr, StringComparison.Ordinal);
+        (await _ws.RunAsync([.. r, "check"])).ShouldSucceed();
+        FileTree.AssertSameTree(src, target + src);
+    }
+
+    [Fact]
+    public async Task Delete_leaves_what_exclude_leaves_out_and_what_overwrite_moved_aside()
+    {
+        string target = _ws.PathOf("target");
+        string src = await RestoredWithExtrasAsync(target);
+        // The user's folder where the snapshot has c.txt: --overwrite always moves it aside.
+        File.Delete(target + Path.Combine(src, "c.txt"));
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(target + Path.Combine(src, "c.txt")).FullName, "mine.txt"), "mine\n");
+        var moved = (await _ws.RepoAsync("restore", "latest", "--target", target, "--overwrite", "always", "--json")).ShouldSucceed().Json();
+        string movedTo = moved.GetProperty("moved_aside")[0].GetProperty("moved_to").GetString()!;
+
+        var result = (await _ws.RepoAsync("restore", "latest", "--target", target, "--delete", "--exclude", "extra.txt", "-v")).ShouldSucceed();
+
+        Assert.True(File.Exists(Path.Combine(movedTo, "mine.txt")), "--delete deleted what --overwrite had moved aside\n" + result);
+        Assert.True(File.Exists(target + Path.Combine(src, "extra.txt")), "--delete deleted what --exclude left out\n" + result);
+        Assert.True(File.Exists(target + Path.Combine(src, "a", "b", "extra.txt")), "--exclude NAME is matched at any depth, as backup --exclude NAME");
+        Assert.False(Directory.Exists(target + Path.Combine(src, "a", "old")));
+        Assert.False(File.Exists(Path.Combine(target, "stray.txt")));
+    }
+
+    [Theory]
+    [InlineData("*")]
+    [InlineData("/*")]
+    [InlineData("tmp")]
+    [InlineData("/tmp")]
+    public async Task Delete_into_the_root_is_refused_with_an_include_that_does_not_narrow_it(string include)
+    {
+        string src = _ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "weights.bin"), 5_000);
+        await _ws.InitAsync();
+        await _ws.BackupAsync(src);
+
+        // --dry-run too: were the refusal missing, the test must not wipe the machine it runs on.
+        string line = (await _ws.RepoAsync("restore", "latest", "--target", "/", "--delete", "--include", include, "--dry-run")).ShouldFailCleanly(2);
+
+        Assert.Contains("at least two folders deep", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_last_line_counts_the_files_that_failed_as_the_summary_does()
+    {
+        string target = _ws.PathOf("target");
+        string src = await RestoredWithExtrasAsync(target);
+        // A symlink where the snapshot has the folder a (x.txt, b/y.txt): its two files cannot be restored.
+        string outside = _ws.PathOf("outside");
+        Directory.CreateDirectory(outside);
+        Directory.Delete(target + Path.Combine(src, "a"), recursive: true);
+        File.CreateSymbolicLink(target + Path.Combine(src, "a"), outside);
+
+        var result = (await _ws.RepoAsync("restore", "latest", "--target", target)).ShouldExit(3).ShouldHaveNoStackTrace();
+
+        result.StdOutShouldContain("; 2 files failed");
+        Assert.Equal("kintsugi: 2 files could not be restored; everything else was", result.StdErrLines[^1]);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(outside));
     }
 }

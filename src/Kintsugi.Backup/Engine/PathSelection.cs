@@ -16,7 +16,8 @@ namespace Kintsugi.Backup.Engine;
 /// </list>
 /// Each include must match something (else <see cref="ErrorKind.NotFound"/>, naming it); the folders
 /// above what is included are taken too, so the restored paths have their folders, but nothing else in
-/// them. An exclude leaves out what it matches and everything under it, included or not.
+/// them. An exclude leaves out what it matches and everything under it, included or not; it is also
+/// matched as <c>backup --exclude</c> matches (a name without '/' at any depth), so the two agree.
 /// </summary>
 public sealed class PathSelection
 {
@@ -47,7 +48,7 @@ public sealed class PathSelection
         ArgumentNullException.ThrowIfNull(includes);
         ArgumentNullException.ThrowIfNull(excludes);
         var paths = snapshot.Snapshot.Paths;
-        var excluded = excludes.Where(e => e.Length > 0).Select(e => Matcher.Of(e, paths)).ToList();
+        var excluded = excludes.Where(e => e.Length > 0).Select(e => Matcher.Of(e, paths, asPattern: true)).ToList();
         var included = includes.Where(i => i.Length > 0).Select(i => Matcher.Of(i, paths)).ToList();
         if (included.Count == 0 || included.Any(m => m.MatchesEverything))
         {
@@ -138,7 +139,11 @@ public sealed class PathSelection
         /// <summary>Where a plain relative path was looked for, for the error message.</summary>
         public string Looked => Text.StartsWith('/') || Glob is not null ? "" : $" (looked for {string.Join(", ", Literals)})";
 
-        public static Matcher Of(string text, IReadOnlyList<string> snapshotPaths)
+        /// <param name="asPattern">
+        /// Also take the text as a <see cref="PathPattern"/> even without glob characters, so that an
+        /// exclude means what <c>backup --exclude</c> means: <c>node_modules</c> at any depth.
+        /// </param>
+        public static Matcher Of(string text, IReadOnlyList<string> snapshotPaths, bool asPattern = false)
         {
             string trimmed = text.Length > 1 ? text.TrimEnd('/') : text;
             var literals = new List<string>();
@@ -161,7 +166,7 @@ public sealed class PathSelection
                 literals.Add("/" + relative);
             }
             PathPattern? glob = null;
-            if (text.AsSpan().IndexOfAny("*?[") >= 0)
+            if (asPattern || text.AsSpan().IndexOfAny("*?[") >= 0)
             {
                 try
                 {

@@ -26,6 +26,8 @@ public sealed record RestoreRequest
     /// snapshot holds, also what an exclude leaves out.
     /// </summary>
     public bool Delete { get; init; }
+    /// <summary>Paths --delete never deletes, nor a folder that holds one (the repository in use is always one).</summary>
+    public IReadOnlyList<string> Protected { get; init; } = [];
     /// <summary>Decide everything and change nothing: the result says what a real run would restore, move aside and delete.</summary>
     public bool DryRun { get; init; }
     /// <summary>Fill <see cref="RestoreResult.Restored"/> with every entry restored (or, in a dry run, that would be).</summary>
@@ -180,7 +182,7 @@ public sealed class RestoreEngine
         var hardLinks = new List<(string Path, string Existing, bool Replace)>();
         var symlinks = new List<(string Path, Node Node, bool Replace)>();
         var inTheWay = new InTheWay(request.Overwrite, issues, _repo.Time.GetUtcNow(), dry);
-        var cleanup = request.Delete ? new TargetCleanup(target, dry, issues) : null;
+        var cleanup = request.Delete ? new TargetCleanup(target, dry, issues, selection.Covers, [_repo.Store.Location, .. request.Protected]) : null;
         if (cleanup is not null && selection.IncludesEverything)
         {
             cleanup.Clear("");
@@ -403,6 +405,9 @@ public sealed class RestoreEngine
 
     // ----- restore --delete -----
 
+    /// <summary>What the name of an entry moved aside holds (NAME.kintsugi-old-TIME); --delete never deletes one.</summary>
+    private const string MovedAsideMark = ".kintsugi-old-";
+
     /// <summary>
     /// Whether <paramref name="folder"/> is <paramref name="path"/> or a folder above it, symlinks
     /// followed: the CLI refuses --delete into the root, a home folder or a folder that holds one.
@@ -445,7 +450,7 @@ public sealed class RestoreEngine
     /// listing in the snapshot could not be read is left alone (what it should hold is unknown), and
     /// so is a mount point (another file system) and what was moved aside.
     /// </summary>
-    private sealed class TargetCleanup(string target, bool dryRun, ConcurrentQueue<BackupIssue> issues)
+    private sealed class TargetCleanup(string target, bool dryRun, ConcurrentQueue<BackupIssue> issues, Func<string, bool, bool> inScope, IReadOnlyList<string> protectedPaths)
     {
         private readonly HashSet<string> _inSnapshot = new(StringComparer.Ordinal);
         private readonly List<string> _folders = [];
@@ -495,10 +500,32 @@ public sealed class RestoreEngine
                 }
                 foreach (var name in names)
                 {
-                    if (!_inSnapshot.Contains(folder + "/" + name) && !kept.Contains(local + "/" + name))
+                    string entry = local + "/" + name;
+                    // What --overwrite moved aside (now or in an earlier restore) is the user's, never deleted.
+                    if (_inSnapshot.Contains(folder + "/" + name) || kept.Contains(entry) || name.Contains(MovedAsideMark, StringComparison.Ordinal))
                     {
-                        Remove(local + "/" + name, st.Device);
+                        continue;
                     }
+                    bool isDirectory;
+                    try
+                    {
+                        isDirectory = Posix.LStat(entry).IsDirectory;
+                    }
+                    catch (IOException)
+                    {
+                        continue;
+                    }
+                    // Outside the restore's scope (an --exclude): not the restore's to delete.
+                    if (!inScope(folder + "/" + name, isDirectory))
+                    {
+                        continue;
+                    }
+                    if (isDirectory && protectedPaths.FirstOrDefault(p => IsOrHolds(entry, p)) is { } protectedPath)
+                    {
+                        issues.Enqueue(new BackupIssue(entry, $"warning: not deleted: it is or holds {protectedPath}, which this restore uses (the repository, or the program itself)"));
+                        continue;
+                    }
+                    Remove(entry, st.Device);
                 }
             }
         }
@@ -516,7 +543,7 @@ public sealed class RestoreEngine
                 {
                     if (st.Device != device)
                     {
-                        issues.Enqueue(new BackupIssue(path, "not deleted: it is a mount point (another file system); left as it is"));
+                        issues.Enqueue(new BackupIssue(path, "warning: not deleted: it is a mount point (another file system); left as it is"));
                         return false;
                     }
                     bool all = true;
@@ -614,7 +641,7 @@ public sealed class RestoreEngine
     /// </summary>
     private sealed class InTheWay(OverwritePolicy policy, ConcurrentQueue<BackupIssue> issues, DateTimeOffset now, bool dryRun)
     {
-        private readonly string _suffix = ".kintsugi-old-" + now.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+        private readonly string _suffix = MovedAsideMark + now.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
         private readonly List<MovedAside> _moved = [];
         // In a dry run, what would have been moved aside is still there: the paths under it are taken as empty.
         private readonly HashSet<string> _wouldBeGone = new(StringComparer.Ordinal);

@@ -48,6 +48,8 @@ internal static class RestoreCommand
                 Delete = ctx.Parse.GetValue(delete.Option),
                 DryRun = ctx.Parse.GetValue(delete.DryRun),
                 ListEntries = ctx.Parse.GetValue(delete.Verbose),
+                // The program's own folder is never --delete's to remove (the repository in use never is either).
+                Protected = [Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory)],
             };
             DeleteOptions.RefuseWholeSystem(request);
             var progress = new RestoreProgress();
@@ -88,6 +90,7 @@ internal static class RestoreCommand
             }
             else
             {
+                // Where the user's entries went is printed even with -q: it is where to find them.
                 foreach (var moved in result.MovedAside)
                 {
                     ctx.Say(CliContext.Printable($"{(result.DryRun ? "would move aside" : "moved aside")}: {moved.Path} -> {moved.MovedTo}"));
@@ -106,15 +109,20 @@ internal static class RestoreCommand
                 string failed = result.Failed > 0 ? $"; {result.Failed} {(result.Failed == 1 ? "file" : "files")} {(result.DryRun ? "would fail" : "failed")}" : "";
                 string deleted = request.Delete ? $"; {(result.DryRun ? "would delete" : "deleted")} {result.Deleted.Count} {(result.Deleted.Count == 1 ? "entry" : "entries")} the snapshot does not have" : "";
                 string skipped = result.Skipped > 0 ? $"; {result.Skipped} already there left as they were (--overwrite {ctx.Parse.GetValue(overwrite)})" : "";
-                ctx.Say(result.DryRun
+                if (!ctx.Quiet)
+                {
+                    ctx.Say(result.DryRun
                     ? $"dry run, nothing changed: would restore {result.Files} files, {result.Directories} folders, {result.Symlinks} symlinks ({Units.Bytes(result.Bytes)}) from snapshot {snap.ShortId} to {Path.GetFullPath(request.Target)}{failed}{deleted}{skipped}"
                     : $"restored {result.Files} files, {result.Directories} folders, {result.Symlinks} symlinks ({Units.Bytes(result.Bytes)}) from snapshot {snap.ShortId} to {Path.GetFullPath(request.Target)} in {Units.Seconds(clock.Elapsed.TotalSeconds)} ({Units.Rate(result.Bytes, clock.Elapsed)}){failed}{deleted}{skipped}");
+                }
             }
-            if (errors > 0)
+            if (errors > 0 || result.Failed > 0)
             {
-                ctx.Warn(result.DryRun
-                    ? $"kintsugi: {errors} files would not be restored (dry run; nothing was changed)"
-                    : $"kintsugi: {errors} files could not be restored; everything else was");
+                string files = $"{result.Failed} {(result.Failed == 1 ? "file" : "files")}";
+                string problems = $"{errors} {(errors == 1 ? "problem" : "problems")}";
+                ctx.Warn(result.DryRun ? $"kintsugi: {(result.Failed > 0 ? files + " would not be restored" : problems + " reported above")} (dry run; nothing was changed)"
+                    : result.Failed > 0 ? $"kintsugi: {files} could not be restored; everything else was"
+                    : $"kintsugi: {problems} reported above; every file was restored");
                 return ExitCodes.Partial;
             }
             return ExitCodes.Ok;
@@ -134,7 +142,9 @@ internal static class RestoreCommand
         {
             Description = "Also delete what the target holds that the snapshot does not have, inside the folders restored "
                 + "(with --include: only at or under the included paths); a symlink is removed as a link, never followed; "
-                + "an entry the snapshot has, of any type, is left to --overwrite. Refused for --target / or your home folder (or one above it) without --include. "
+                + "an entry the snapshot has, of any type, is left to --overwrite; what --exclude leaves out, what an earlier --overwrite moved aside (NAME.kintsugi-old-…) "
+                + "and the repository in use are never deleted. Refused for --target / or your home folder (or one above it) unless every --include names a path "
+                + "at least two folders deep, without globs. "
                 + "See first what it would delete with --dry-run -v",
         };
 
@@ -162,7 +172,9 @@ internal static class RestoreCommand
         /// </summary>
         public static void RefuseWholeSystem(RestoreRequest request)
         {
-            if (!request.Delete || request.Includes.Any(i => i.Trim('/').Length > 0))
+            // Only includes that each name one path at least two folders deep (no glob, not '*' or 'tmp', which cover
+            // whole top-level folders) narrow the delete enough.
+            if (!request.Delete || (request.Includes.Count > 0 && request.Includes.All(Narrow)))
             {
                 return;
             }
@@ -174,8 +186,15 @@ internal static class RestoreCommand
                 : $"{target}, which holds your home folder";
             if (what is not null)
             {
-                throw new UsageException($"restore --delete --target {target} would delete everything in {what} that the snapshot does not have; narrow it with --include PATH (only what is under it is cleared), or restore into another folder");
+                throw new UsageException($"restore --delete --target {target} would delete everything in {what} that the snapshot does not have; narrow it with --include PATH (a path at least two folders deep, no glob: only what is under it is cleared), or restore into another folder");
             }
+        }
+
+        private static bool Narrow(string include)
+        {
+            string path = include.Trim('/');
+            return path.Contains('/', StringComparison.Ordinal) && path.AsSpan().IndexOfAny("*?[") < 0
+                && !path.Split('/').Any(part => part is "." or "..");
         }
     }
 
