@@ -13,7 +13,7 @@ internal static class Program
             "Snapshots of models, checkpoints and datasets in a deduplicated, compressed, encrypted repository;\n" +
             "a supervisor (`kintsugi run`) that keeps training jobs and servers running and rolls them back.\n\n" +
             "The repository comes from --repo or KINTSUGI_REPOSITORY; the password from --password-file,\n" +
-            "KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD, or a prompt.\n\n" + ExitCodes.Help)
+            "KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD, or a prompt.")
         {
             GlobalOptions.Repository,
             GlobalOptions.PasswordFile,
@@ -42,6 +42,16 @@ internal static class Program
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(StatusCommand.Create());
         root.Subcommands.Add(EventsCommand.Create());
+
+        // Every --help ends with the exit codes, said once there rather than in each command's
+        // description (where the root's list of commands would repeat them for every command).
+        foreach (var help in root.Options.OfType<System.CommandLine.Help.HelpOption>())
+        {
+            if (help.Action is System.CommandLine.Invocation.SynchronousCommandLineAction inner)
+            {
+                help.Action = new HelpWithExitCodes(inner);
+            }
+        }
 
         var parse = root.Parse(args);
         // Whatever follows `mount` (restic's options included), the answer is the same line.
@@ -114,5 +124,21 @@ internal static class Program
                 return ExitCodes.Failed;
             }
         });
+    }
+}
+
+/// <summary>System.CommandLine's help, then the exit codes.</summary>
+internal sealed class HelpWithExitCodes(System.CommandLine.Invocation.SynchronousCommandLineAction inner) : System.CommandLine.Invocation.SynchronousCommandLineAction
+{
+    public override bool ClearsParseErrors => true;
+
+    public override int Invoke(ParseResult parseResult)
+    {
+        ArgumentNullException.ThrowIfNull(parseResult);
+        int code = inner.Invoke(parseResult);
+        var output = parseResult.InvocationConfiguration.Output;
+        output.WriteLine(ExitCodes.Help);
+        output.WriteLine();
+        return code;
     }
 }

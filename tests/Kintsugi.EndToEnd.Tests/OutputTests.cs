@@ -21,6 +21,17 @@ public sealed class OutputTests
     }
 
     [Fact]
+    public async Task The_list_of_commands_says_the_exit_codes_once_not_once_per_command()
+    {
+        using var ws = new Workspace();
+
+        var help = (await ws.RunAsync("--help")).ShouldSucceed();
+
+        Assert.Equal(1, help.StdOutLines.Count(l => l.Contains("Exit codes", StringComparison.Ordinal)));
+        help.StdOutShouldContain("restore");
+    }
+
+    [Fact]
     public async Task Redirected_output_holds_no_progress_bars_or_terminal_escape_sequences()
     {
         using var ws = new Workspace();

@@ -22,7 +22,7 @@ internal static class BackupCommand
         var dryRun = new Option<bool>("--dry-run", "-n") { Description = "Read everything a backup would and report what it would add; store nothing (no snapshot, no data, no lock)" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "List each file stored (or, with --dry-run, that would be) as new, modified or unchanged" };
         var selection = new BackupSelection();
-        var command = new Command("backup", "Back up files and folders into a new snapshot. Incremental by default: files whose size, mtime, ctime and inode are unchanged since the parent snapshot are not read again.\n" + ExitCodes.Help)
+        var command = new Command("backup", "Back up files and folders into a new snapshot. Incremental by default: files whose size, mtime, ctime and inode are unchanged since the parent snapshot are not read again.")
         {
             paths, tags, full, parent, host, noTensors, deltaChain, dryRun, verbose,
         };

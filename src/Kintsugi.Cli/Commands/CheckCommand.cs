@@ -10,7 +10,7 @@ internal static class CheckCommand
     {
         var readData = new Option<bool>("--read-data") { Description = "Read every pack and verify every blob against its id" };
         var subset = new Option<string?>("--read-data-subset") { Description = "Read and verify only part of the packs: N/M reads group N of M (the packs split by id, the same groups every run: 1/5 … 5/5 reads them all), 10% or 0.1 a share chosen at random, 500M packs chosen at random up to that size (K, M, G, T: powers of 1024)" };
-        var command = new Command("check", "Check the repository: index, snapshots, trees and (with --read-data) the data itself. Damage is reported with the snapshot files it affects; exits 1 when anything is wrong.\n" + ExitCodes.Help) { readData, subset };
+        var command = new Command("check", "Check the repository: index, snapshots, trees and (with --read-data) the data itself. Damage is reported with the snapshot files it affects; exits 1 when anything is wrong.") { readData, subset };
         command.SetHandler(async (ctx, ct) =>
         {
             string? subsetText = ctx.Parse.GetValue(subset);

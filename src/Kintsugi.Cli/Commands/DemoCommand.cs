@@ -20,7 +20,7 @@ internal static class DemoCommand
         var dir = new Option<string>("--dir") { Description = "Working folder for the demo (repository, password, checkpoints)", DefaultValueFactory = _ => ".kintsugi" };
         var checkpoints = new Option<int>("--checkpoints") { Description = "How many checkpoints to write and back up", DefaultValueFactory = _ => 4 };
         var sizeMib = new Option<int>("--size") { Description = "Size of each checkpoint in MiB", DefaultValueFactory = _ => 64 };
-        var command = new Command("demo", "Run the main job on the embedded default: create a local repository in .kintsugi/ (password generated into .kintsugi/password), write a checkpoint series of which each checkpoint changes part of the model, back up after every checkpoint, restore the newest and verify it bit for bit, and check the repository.\n" + ExitCodes.Help)
+        var command = new Command("demo", "Run the main job on the embedded default: create a local repository in .kintsugi/ (password generated into .kintsugi/password), write a checkpoint series of which each checkpoint changes part of the model, back up after every checkpoint, restore the newest and verify it bit for bit, and check the repository.")
         {
             dir, checkpoints, sizeMib,
         };

@@ -11,7 +11,7 @@ internal static class DiffCommand
     {
         var first = new Argument<string>("snapshot1") { Description = "The older snapshot: id, id prefix, or latest" };
         var second = new Argument<string>("snapshot2") { Description = "The newer snapshot: id, id prefix, or latest" };
-        var command = new Command("diff", "Show what changed between two snapshots: + added, - removed, M content changed, T type changed, U metadata only.\n" + ExitCodes.Help) { first, second };
+        var command = new Command("diff", "Show what changed between two snapshots: + added, - removed, M content changed, T type changed, U metadata only.") { first, second };
         var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {

@@ -20,7 +20,7 @@ internal static class DumpCommand
             "dump",
             "Write a file of a snapshot to stdout, or a folder as a tar (or zip) archive, without restoring it: " +
             "`kintsugi dump latest /data/model.safetensors > model.safetensors`, `kintsugi dump latest /data | tar -x`. " +
-            "Every blob is checked as it is read: a damaged one stops the dump with an error (exit 1), never wrong bytes.\n" + ExitCodes.Help)
+            "Every blob is checked as it is read: a damaged one stops the dump with an error (exit 1), never wrong bytes.")
         {
             snapshot, path, archive, target,
         };

@@ -33,7 +33,7 @@ internal static class EventsCommand
         var since = new Option<string?>("--since") { Description = "Only events of the last span: 10m, 2h, 7d" };
         var limit = new Option<int>("--limit", "-n") { Description = "Show the newest N events that match; 0 shows all", DefaultValueFactory = _ => DefaultLimit };
         var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new events as they are written, until Ctrl-C (with --json: one JSON object per line)" };
-        var command = new Command("events", "Show the journal's events, oldest first: time, type, workload/replica and data. --json prints a JSON array.\n" + ExitCodes.Help) { journal, workload, type, since, limit, follow };
+        var command = new Command("events", "Show the journal's events, oldest first: time, type, workload/replica and data. --json prints a JSON array.") { journal, workload, type, since, limit, follow };
         command.SetHandler(async (ctx, ct) =>
         {
             int count = ctx.Parse.GetValue(limit);

@@ -23,7 +23,7 @@ internal static class FindCommand
         var command = new Command(
             "find",
             "Find files and folders by name or path in every snapshot (oldest first), as restic's find: for each snapshot with a match, " +
-            "its matches with type, mode, owner, size, modification time and path. Each distinct folder is read once, however many snapshots share it.\n" + ExitCodes.Help)
+            "its matches with type, mode, owner, size, modification time and path. Each distinct folder is read once, however many snapshots share it.")
         {
             patterns, snapshots, ignoreCase, oldest, newest,
         };

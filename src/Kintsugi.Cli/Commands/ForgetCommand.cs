@@ -37,7 +37,7 @@ internal static class ForgetCommand
         var command = new Command(
             "forget",
             "Remove the snapshots named, or those a retention policy (--keep-*) does not keep, per group of host and paths (--group-by); only snapshots the filters pass are considered. "
-            + "With --prune, also delete the data they alone used.\n" + ExitCodes.Help)
+            + "With --prune, also delete the data they alone used.")
         {
             named, last, hourly, daily, weekly, monthly, yearly, tag, within, groupBy, prune, dryRun,
         };
@@ -160,7 +160,7 @@ internal static class ForgetCommand
             Description = "Repack a pack when at least this percentage of it is unused",
             DefaultValueFactory = _ => 50,
         };
-        var command = new Command("prune", "Delete data that no snapshot needs and repack mostly-unused packs (takes an exclusive lock).\n" + ExitCodes.Help) { dryRun, threshold };
+        var command = new Command("prune", "Delete data that no snapshot needs and repack mostly-unused packs (takes an exclusive lock).") { dryRun, threshold };
         command.SetHandler(async (ctx, ct) =>
         {
             int pct = ctx.Parse.GetValue(threshold);

@@ -9,7 +9,7 @@ internal static class InitCommand
     {
         var kdf = new KdfOptions();
         var parity = new Option<string?>("--parity") { Description = "Protect the repository with erasure-coded parity from the start, e.g. 8+2 (see `kintsugi parity set --help`)" };
-        var command = new Command("init", "Create a new repository (refuses a folder that already holds one or is not empty).\n" + ExitCodes.Help) { parity };
+        var command = new Command("init", "Create a new repository (refuses a folder that already holds one or is not empty).") { parity };
         kdf.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {

@@ -8,11 +8,11 @@ internal static class KeyCommand
 {
     public static Command Create()
     {
-        var command = new Command("key", "Manage the passwords (key slots) that open the repository.\n" + ExitCodes.Help);
+        var command = new Command("key", "Manage the passwords (key slots) that open the repository.");
         var newPasswordFile = new Option<string?>("--new-password-file") { Description = "File whose first line is the new password (default: prompt)" };
 
         var kdfAdd = new KdfOptions();
-        var add = new Command("add", "Add a password that opens the repository.\n" + ExitCodes.Help) { newPasswordFile };
+        var add = new Command("add", "Add a password that opens the repository.") { newPasswordFile };
         kdfAdd.AddTo(add);
         add.SetHandler(async (ctx, ct) =>
         {
@@ -28,7 +28,7 @@ internal static class KeyCommand
             return ExitCodes.Ok;
         });
 
-        var list = new Command("list", "List the key slots.\n" + ExitCodes.Help);
+        var list = new Command("list", "List the key slots.");
         list.SetHandler(async (ctx, ct) =>
         {
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
@@ -48,7 +48,7 @@ internal static class KeyCommand
         });
 
         var keyId = new Argument<string>("id") { Description = "Key id or unique prefix (from `kintsugi key list`)" };
-        var remove = new Command("remove", "Remove a key slot (not the one in use, not the last).\n" + ExitCodes.Help) { keyId };
+        var remove = new Command("remove", "Remove a key slot (not the one in use, not the last).") { keyId };
         remove.SetHandler(async (ctx, ct) =>
         {
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
@@ -62,7 +62,7 @@ internal static class KeyCommand
         });
 
         var kdfPasswd = new KdfOptions();
-        var passwd = new Command("passwd", "Change the password of the key in use (adds a new slot, then removes the old one).\n" + ExitCodes.Help) { newPasswordFile };
+        var passwd = new Command("passwd", "Change the password of the key in use (adds a new slot, then removes the old one).") { newPasswordFile };
         kdfPasswd.AddTo(passwd);
         passwd.SetHandler(async (ctx, ct) =>
         {

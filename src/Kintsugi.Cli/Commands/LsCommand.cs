@@ -17,7 +17,7 @@ internal static class LsCommand
             Arity = ArgumentArity.ZeroOrOne,
         };
         var longFormat = new Option<bool>("--long", "-l") { Description = "Show type, mode, size and modification time" };
-        var command = new Command("ls", "List the files of a snapshot, recursively, depth first in name order: each folder, then everything under it (as restic lists them).\n" + ExitCodes.Help) { snapshot, path, longFormat };
+        var command = new Command("ls", "List the files of a snapshot, recursively, depth first in name order: each folder, then everything under it (as restic lists them).") { snapshot, path, longFormat };
         var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {

@@ -19,7 +19,7 @@ internal static class MountCommand
     public static Command Create()
     {
         var rest = new Argument<string[]>("mountpoint") { Description = "Ignored: mount is not available", Arity = ArgumentArity.ZeroOrMore };
-        var command = new Command(Name, "Not available (restic serves snapshots over FUSE; Kintsugi has no FUSE binding): exits 2 and names what to use instead, dump, restore --include, ls and find.\n" + ExitCodes.Help)
+        var command = new Command(Name, "Not available (restic serves snapshots over FUSE; Kintsugi has no FUSE binding): exits 2 and names what to use instead, dump, restore --include, ls and find.")
         {
             rest,
         };

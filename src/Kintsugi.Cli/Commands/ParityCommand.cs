@@ -14,15 +14,15 @@ internal static class ParityCommand
 
     public static Command Create()
     {
-        var command = new Command("parity", "Erasure-coded redundancy inside the repository (Reed–Solomon over groups of files), so that `kintsugi repair` can rebuild bit-rotted and lost files. Without a subcommand: shows what is protected. Needs no password.\n" + ExitCodes.Help);
+        var command = new Command("parity", "Erasure-coded redundancy inside the repository (Reed–Solomon over groups of files), so that `kintsugi repair` can rebuild bit-rotted and lost files. Without a subcommand: shows what is protected. Needs no password.");
         command.SetHandler(StatusAsync);
 
-        var status = new Command("status", "Show the parity settings, how many files and bytes are protected, and the space parity takes.\n" + ExitCodes.Help);
+        var status = new Command("status", "Show the parity settings, how many files and bytes are protected, and the space parity takes.");
         status.SetHandler(StatusAsync);
 
         var scheme = new Argument<string>("scheme") { Description = SchemeHelp };
         var stripe = new Option<int?>("--stripe") { Description = $"Stripe size in bytes, a power of two from 4096 (default {ParitySettings.DefaultStripe}): damage is located and rebuilt per stripe" };
-        var set = new Command("set", "Turn parity on (or change the scheme used for new groups) and protect every file not yet protected.\n" + ExitCodes.Help) { scheme, stripe };
+        var set = new Command("set", "Turn parity on (or change the scheme used for new groups) and protect every file not yet protected.") { scheme, stripe };
         set.SetHandler(async (ctx, ct) =>
         {
             var store = RequireRepository(ctx);
@@ -34,7 +34,7 @@ internal static class ParityCommand
             return Report(ctx, settings, await CoverAsync(ctx, engine, ct).ConfigureAwait(false));
         });
 
-        var update = new Command("update", "Protect every file not yet protected (backups do this themselves; this catches up after an interrupted one).\n" + ExitCodes.Help);
+        var update = new Command("update", "Protect every file not yet protected (backups do this themselves; this catches up after an interrupted one).");
         update.SetHandler(async (ctx, ct) =>
         {
             var store = RequireRepository(ctx);
@@ -45,7 +45,7 @@ internal static class ParityCommand
             return Report(ctx, settings, await CoverAsync(ctx, engine, ct).ConfigureAwait(false));
         });
 
-        var off = new Command("off", "Turn parity off and delete every parity group (the data is untouched).\n" + ExitCodes.Help);
+        var off = new Command("off", "Turn parity off and delete every parity group (the data is untouched).");
         off.SetHandler(async (ctx, ct) =>
         {
             var store = RequireRepository(ctx);
@@ -69,7 +69,7 @@ internal static class ParityCommand
     public static Command CreateRepair()
     {
         var dryRun = new Option<bool>("--dry-run", "-n") { Description = "Only report what is damaged and what parity can rebuild; change nothing" };
-        var command = new Command("repair", "Read every repository file and every parity group, rebuild damaged or missing files from parity (each checked against its recorded SHA-256 before it is written back), rewrite damaged parity, and protect what is not yet protected. Needs no password, so it also repairs damaged key slots and config. Exit 1 when some damage could not be repaired.\n" + ExitCodes.Help) { dryRun };
+        var command = new Command("repair", "Read every repository file and every parity group, rebuild damaged or missing files from parity (each checked against its recorded SHA-256 before it is written back), rewrite damaged parity, and protect what is not yet protected. Needs no password, so it also repairs damaged key slots and config. Exit 1 when some damage could not be repaired.") { dryRun };
         command.SetHandler(async (ctx, ct) =>
         {
             var store = ctx.OpenStore();

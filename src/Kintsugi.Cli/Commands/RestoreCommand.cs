@@ -30,7 +30,7 @@ internal static class RestoreCommand
             HelpName = "same-type|always|if-changed|if-newer|never",
         };
         var delete = new DeleteOptions();
-        var command = new Command("restore", "Restore a snapshot, or part of it, into a folder. Content is verified against its id as it is read. Nothing the target holds is deleted unless the snapshot's entry of the same type replaces it (--overwrite), or --delete is given.\n" + ExitCodes.Help) { snapshot, target, include, exclude, overwrite };
+        var command = new Command("restore", "Restore a snapshot, or part of it, into a folder. Content is verified against its id as it is read. Nothing the target holds is deleted unless the snapshot's entry of the same type replaces it (--overwrite), or --delete is given.") { snapshot, target, include, exclude, overwrite };
         var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {

@@ -24,7 +24,7 @@ internal static class RunCommand
         var check = new Option<bool>("--check") { Description = "Only check the configuration: validate it, and that every program is found, every cwd exists and every checkpoint folder can be written; start nothing, create no journal or repository. Exit 0 with a summary (--json: an object), or 2 with the first problem" };
         var linger = new Option<string>("--metrics-linger") { Description = "With --metrics: once the workloads have finished or failed, keep serving the final figures (kintsugi_supervisor_running 0) this long before exiting, e.g. 30s; Ctrl-C ends it at once", DefaultValueFactory = _ => "0s" };
         var command = new Command("run",
-            "Run and supervise the workloads of a kintsugi.yaml: probes and monitors watch them; restarts with backoff, adjustments, rollbacks to the last good checkpoint, failover and giving up keep them going; checkpoints are backed up as they appear. Every event goes to the journal (`kintsugi status`, `kintsugi events`). Exit 0 when all workloads finish (or on Ctrl-C), 1 when one fails, 2 for a configuration it refuses (`--check` checks one without running it).\n" + ExitCodes.Help)
+            "Run and supervise the workloads of a kintsugi.yaml: probes and monitors watch them; restarts with backoff, adjustments, rollbacks to the last good checkpoint, failover and giving up keep them going; checkpoints are backed up as they appear. Every event goes to the journal (`kintsugi status`, `kintsugi events`). Exit 0 when all workloads finish (or on Ctrl-C), 1 when one fails, 2 for a configuration it refuses (`--check` checks one without running it).")
         {
             config, metrics, check, linger,
         };

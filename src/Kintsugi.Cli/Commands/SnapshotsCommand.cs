@@ -8,7 +8,7 @@ internal static class SnapshotsCommand
 {
     public static Command Create()
     {
-        var command = new Command("snapshots", "List snapshots, oldest first.\n" + ExitCodes.Help);
+        var command = new Command("snapshots", "List snapshots, oldest first.");
         var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {

@@ -27,7 +27,7 @@ internal static class StatsCommand
             "Show what snapshots take. With no snapshot and no --mode: the repository's totals (packs on disk, blobs, compression, deduplication, " +
             "what restoring every snapshot would write). With a snapshot: per file and per codec, bytes in, bytes stored and the ratio " +
             "(a blob shared by several files counts for each of them, the totals count it once; delta blobs also need their bases, which older " +
-            "snapshots may have stored: they are shown apart). --mode counts as restic does, over the snapshots given or every snapshot.\n" + ExitCodes.Help)
+            "snapshots may have stored: they are shown apart). --mode counts as restic does, over the snapshots given or every snapshot.")
         {
             snapshots, mode,
         };

@@ -17,7 +17,7 @@ internal static class StatusCommand
     {
         var journal = JournalOption();
         var window = new Option<string>("--window") { Description = "The span the figures cover, ending now: 30m, 1h, 7d, or all", DefaultValueFactory = _ => "1h" };
-        var command = new Command("status", "Show the supervisor and each workload it supervises: state, replicas, availability, MTBF, MTTR, RTO, RPO, ETTR, recovery rate R and adaptation rate A over a window, all computed from the journal (docs/METRICS.md). Exit 4 when a workload is failed: the newest run of it ended in workload.failed (given up, or restart budget exhausted) and it has not been started since.\n" + ExitCodes.Help) { journal, window };
+        var command = new Command("status", "Show the supervisor and each workload it supervises: state, replicas, availability, MTBF, MTTR, RTO, RPO, ETTR, recovery rate R and adaptation rate A over a window, all computed from the journal (docs/METRICS.md). Exit 4 when a workload is failed: the newest run of it ended in workload.failed (given up, or restart budget exhausted) and it has not been started since.") { journal, window };
         command.SetHandler((ctx, ct) =>
         {
             string windowText = (ctx.Parse.GetValue(window) ?? "1h").Trim();

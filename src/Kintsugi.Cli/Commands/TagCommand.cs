@@ -21,7 +21,7 @@ internal static class TagCommand
         var command = new Command(
             "tag",
             "Change the tags of snapshots. A snapshot whose tags change is written anew (a new id; its field `original` keeps the id the backup gave it) and the old file is deleted; "
-            + "its content is the same. With no snapshot and no filter, every snapshot is changed.\n" + ExitCodes.Help)
+            + "its content is the same. With no snapshot and no filter, every snapshot is changed.")
         {
             named, add, remove, set,
         };

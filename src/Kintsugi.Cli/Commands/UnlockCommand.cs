@@ -8,7 +8,7 @@ internal static class UnlockCommand
     public static Command Create()
     {
         var all = new Option<bool>("--remove-all") { Description = "Remove every lock, including live ones of other hosts (only when you know they are gone)" };
-        var command = new Command("unlock", "Remove stale locks: those of processes gone from this host (also ignored automatically) and those of other hosts not refreshed for 30 minutes. Needs no password.\n" + ExitCodes.Help) { all };
+        var command = new Command("unlock", "Remove stale locks: those of processes gone from this host (also ignored automatically) and those of other hosts not refreshed for 30 minutes. Needs no password.") { all };
         command.SetHandler(async (ctx, ct) =>
         {
             var store = ctx.OpenStore();
