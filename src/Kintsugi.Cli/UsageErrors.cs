@@ -30,11 +30,14 @@ internal static class UsageErrors
         int doubleDash = IndexOf(parse.Tokens, parse.Tokens.FirstOrDefault(t => t.Type == TokenType.DoubleDash));
         for (SymbolResult? r = result; r is CommandResult c; r = c.Parent)
         {
-            foreach (var token in c.Children.OfType<ArgumentResult>().SelectMany(a => a.Tokens))
+            foreach (var (argument, token) in c.Children.OfType<ArgumentResult>().SelectMany(a => a.Tokens.Select(t => (a.Argument, t))))
             {
                 if (IsOptionLike(token.Value) && (doubleDash < 0 || IndexOf(parse.Tokens, token) < doubleDash))
                 {
-                    return $"unknown option '{token.Value}'{Suggest(token.Value, OptionNames(result))} (a path that starts with '-' goes after `--`; see `{CommandPath(result)} --help`)";
+                    // A snapshot id never starts with '-': no hint about paths there.
+                    return argument.Name == "snapshot"
+                        ? $"unknown option '{token.Value}'{Suggest(token.Value, OptionNames(result))} {see}"
+                        : $"unknown option '{token.Value}'{Suggest(token.Value, OptionNames(result))} (a path that starts with '-' goes after `--`; see `{CommandPath(result)} --help`)";
                 }
             }
         }

@@ -337,4 +337,50 @@ public sealed class BackupSelectionTests
         await stdout;
         return (process.ExitCode, await stderr);
     }
+
+    [Fact]
+    public async Task A_files_from_path_that_does_not_exist_is_skipped_with_a_warning_and_exit_3()
+    {
+        using var ws = new Workspace();
+        string src = await TreeAsync(ws);
+        string list = ws.PathOf("list");
+        File.WriteAllText(list, $"{src}/a.txt\nnosuch\n");
+
+        var backup = (await ws.RepoAsync("backup", "--files-from", list)).ShouldExit(3);
+
+        Assert.Contains("kintsugi: warning: nosuch from --files-from does not exist; skipped", backup.StdErrLines);
+        Assert.Equal(["a.txt"], await StoredAsync(ws, src));
+
+        // Every listed path missing: nothing to back up, and nothing saved.
+        File.WriteAllText(list, "nosuch\nnor-this\n");
+        string line = (await ws.RepoAsync("backup", "--files-from", list)).ShouldFailCleanly(1);
+        Assert.Contains("nosuch, nor-this", line, StringComparison.Ordinal);
+        Assert.Single(await ws.SnapshotsAsync());
+
+        // A path named on the command line that does not exist is still an error.
+        File.WriteAllText(list, $"{src}/a.txt\n");
+        Assert.Contains("nosuch does not exist", (await ws.RepoAsync("backup", "--files-from", list, "nosuch")).ShouldFailCleanly(1), StringComparison.Ordinal);
+        Assert.Single(await ws.SnapshotsAsync());
+    }
+
+    [Fact]
+    public async Task A_backup_whose_every_path_is_excluded_is_refused_and_saves_nothing()
+    {
+        using var ws = new Workspace();
+        string src = await TreeAsync(ws);
+
+        string line = (await ws.RepoAsync("backup", "--exclude", "src", src)).ShouldFailCleanly(1);
+        Assert.Contains($"{src} by the exclude src", line, StringComparison.Ordinal);
+        Assert.Contains("nothing was saved", line, StringComparison.Ordinal);
+
+        string big = Path.Combine(src, "notes", "big.bin");
+        line = (await ws.RepoAsync("backup", "--exclude-larger-than", "1K", big, "--exclude", "*.pt", Path.Combine(src, "model.pt"))).ShouldFailCleanly(1);
+        Assert.Contains($"{big} by --exclude-larger-than", line, StringComparison.Ordinal);
+        Assert.Contains($"{src}/model.pt by the exclude *.pt", line, StringComparison.Ordinal);
+        Assert.Empty(await ws.SnapshotsAsync());
+
+        // One path left is a snapshot (with the folder that held the excluded one).
+        await ws.BackupAsync("--exclude-larger-than", "1K", big, Path.Combine(src, "a.txt"));
+        Assert.Equal(["a.txt", "notes"], await StoredAsync(ws, src));
+    }
 }

@@ -303,4 +303,57 @@ public sealed partial class DumpFindTests(ITestOutputHelper output)
         await ws.BackupAsync(ws.PathOf("src"));
         Assert.Contains(named, (await ws.RepoAsync(args)).ShouldFailCleanly(exitCode), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Dump_to_a_target_in_a_folder_that_does_not_exist_fails_in_one_line_naming_the_target()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "weights.bin"), 10_000);
+        await ws.InitAsync();
+        await ws.BackupAsync(src);
+        string target = ws.PathOf("dd/nodir/x");
+
+        string line = (await ws.RepoAsync("dump", "latest", src + "/weights.bin", "--target", target)).ShouldFailCleanly(1);
+
+        Assert.Contains($"dump target {target}", line, StringComparison.Ordinal);
+        Assert.Contains("does not exist", line, StringComparison.Ordinal);
+        Assert.Contains("mkdir", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("kintsugi-partial", line, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(ws.PathOf("dd")), "a failed dump creates no folders");
+    }
+
+    [Fact]
+    public async Task Dump_and_find_take_the_snapshot_filters_and_dump_takes_a_path_relative_to_what_was_backed_up()
+    {
+        using var ws = new Workspace();
+        string proj = ws.PathOf("proj");
+        string other = ws.PathOf("other");
+        Directory.CreateDirectory(Path.Combine(proj, "cfg"));
+        Directory.CreateDirectory(Path.Combine(other, "cfg"));
+        File.WriteAllText(Path.Combine(proj, "cfg", "run.yaml"), "alpha\n");
+        File.WriteAllText(Path.Combine(other, "cfg", "run.yaml"), "other\n");
+        await ws.InitAsync();
+        var first = await ws.BackupAsync("--host", "alpha", "--tag", "keep", proj);
+        File.WriteAllText(Path.Combine(proj, "cfg", "run.yaml"), "beta\n");
+        await ws.BackupAsync("--host", "beta", proj);
+
+        // --host, --tag and --path choose what latest is; the path is relative to what was backed up (or to its parent).
+        Assert.Equal("beta\n", (await ws.RepoAsync("dump", "latest", "cfg/run.yaml")).ShouldSucceed().StdOut);
+        Assert.Equal("alpha\n", (await ws.RepoAsync("dump", "latest", "cfg/run.yaml", "--host", "alpha")).ShouldSucceed().StdOut);
+        Assert.Equal("alpha\n", (await ws.RepoAsync("dump", "latest", "proj/cfg/run.yaml", "--tag", "keep", "--path", proj)).ShouldSucceed().StdOut);
+        Assert.Contains("no snapshot of host gamma", (await ws.RepoAsync("dump", "latest", "cfg/run.yaml", "--host", "gamma")).ShouldFailCleanly(1), StringComparison.Ordinal);
+
+        // find searches only the snapshots the filters pass.
+        var found = (await ws.RepoAsync("find", "run.yaml", "--host", "alpha", "--json")).ShouldSucceed().Json();
+        Assert.Equal(first.GetProperty("snapshot").GetString(), Assert.Single(found.EnumerateArray()).GetProperty("snapshot").GetString());
+        Assert.Equal(2, (await ws.RepoAsync("find", "run.yaml", "--json")).ShouldSucceed().Json().GetArrayLength());
+        Assert.Empty((await ws.RepoAsync("find", "run.yaml", "--tag", "nosuch", "--json")).ShouldSucceed().Json().EnumerateArray());
+
+        // A relative path that names an entry under two backed-up paths is refused, listing both.
+        await ws.BackupAsync(proj, other);
+        string line = (await ws.RepoAsync("dump", "latest", "cfg/run.yaml")).ShouldFailCleanly(1);
+        Assert.Contains($"{other}/cfg/run.yaml, {proj}/cfg/run.yaml", line, StringComparison.Ordinal);
+        Assert.Equal("other\n", (await ws.RepoAsync("dump", "latest", "other/cfg/run.yaml")).ShouldSucceed().StdOut);
+    }
 }

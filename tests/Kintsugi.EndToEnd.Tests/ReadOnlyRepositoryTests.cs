@@ -204,4 +204,22 @@ public sealed class ReadOnlyRepositoryTests : IDisposable
             throw new XunitException($"{string.Join(' ', args)} failed ({p.ExitCode}): {err.Trim()} (this test needs root to mount, as CI has)");
         }
     }
+
+    [Fact]
+    public async Task A_dump_onto_a_full_disk_fails_in_one_line_that_names_the_target_not_the_repository()
+    {
+        string src = _ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "checkpoint.bin"), 3 << 20);
+        await _ws.InitAsync();
+        await _ws.BackupAsync(src);
+        string disk = _ws.PathOf("small-disk");
+        _mounts.Add(TmpfsMount.Create(disk, "1m"));
+        string target = Path.Combine(disk, "checkpoint.bin");
+
+        string line = (await _ws.RepoAsync("dump", "latest", src + "/checkpoint.bin", "--target", target)).ShouldFailCleanly(1);
+
+        Assert.Contains($"no space left on the device while writing the dump target {target}", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("writing the repository", line, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(disk));
+    }
 }

@@ -260,4 +260,18 @@ public sealed class SnapshotSelectionTests
         string line = (await ws.RepoAsync("restore", "latest", "--include", "*.safetensors", "--target", ws.PathOf("r2"))).ShouldFailCleanly(1);
         Assert.Contains("*.safetensors is not in snapshot", line, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Snapshots_takes_ids_prefixes_and_latest_as_restic_does()
+    {
+        using var ws = new Workspace();
+        var (_, _, ids) = await ThreeSnapshotsAsync(ws);
+
+        Assert.Equal([ids[2]], await IdsAsync(ws, "latest"));
+        Assert.Equal([ids[0]], await IdsAsync(ws, "latest", "--host", "alpha"));
+        var listed = (await ws.RepoAsync("snapshots", ids[1][..8], ids[0], "--json")).ShouldSucceed().Json();
+        Assert.Equal([ids[0], ids[1]], listed.EnumerateArray().Select(s => s.GetProperty("id").GetString()!).ToArray());
+        Assert.Contains("no snapshot with id ffffffff", (await ws.RepoAsync("snapshots", "ffffffff")).ShouldFailCleanly(1), StringComparison.Ordinal);
+        Assert.Contains("3 snapshots", (await ws.RepoAsync("snapshots")).ShouldSucceed().StdOut, StringComparison.Ordinal);
+    }
 }

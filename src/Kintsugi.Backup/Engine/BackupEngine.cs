@@ -28,10 +28,49 @@ public sealed partial class BackupEngine
     {
         ArgumentNullException.ThrowIfNull(request);
         var paths = NormalizePaths(request.Paths);
+        RefuseIfAllExcluded(request, paths);
         // A dry run writes nothing, not even a lock: like any reader it works on what it loads.
         await using var repoLock = request.DryRun ? null : await _repo.LockAsync(exclusive: false, request.Host, "backup", ct).ConfigureAwait(false);
         var run = new Run(_repo, request, progress ?? new BackupProgress());
         return await run.ExecuteAsync(paths, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Every named path left out by the excludes would make an empty snapshot, which would become
+    /// `latest` and hide the last real one: refused (as restic refuses it), naming why each was left out.
+    /// </summary>
+    internal static void RefuseIfAllExcluded(BackupRequest request, IReadOnlyList<string> paths)
+    {
+        var why = new List<string>();
+        foreach (string path in paths)
+        {
+            FileStatus status;
+            try
+            {
+                status = Posix.LStat(path);
+            }
+            catch (IOException)
+            {
+                return; // the backup reports it
+            }
+            var patterns = request.Exclude.IsExcluded(path, status.IsDirectory)
+                ? request.Exclude.Patterns.Where(p => !p.Negated && p.Matches(path, status.IsDirectory)).Select(p => p.Text).ToList()
+                : null;
+            if (patterns is not null)
+            {
+                why.Add($"{path} by the exclude {string.Join(", ", patterns.DefaultIfEmpty("patterns"))}");
+            }
+            else if (status.IsRegular && status.Size > request.ExcludeLargerThan)
+            {
+                why.Add($"{path} by --exclude-larger-than ({status.Size} bytes, over {request.ExcludeLargerThan})");
+            }
+            else
+            {
+                return;
+            }
+        }
+        throw new KintsugiException(ErrorKind.InvalidInput,
+            $"everything named is excluded ({string.Join("; ", why)}), so the snapshot would be empty and become latest; nothing was saved: narrow the excludes or name other paths");
     }
 
     /// <summary>Absolute, without trailing separators, without duplicates or paths nested in others; each must exist.</summary>

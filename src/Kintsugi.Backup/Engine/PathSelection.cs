@@ -96,6 +96,9 @@ public sealed class PathSelection
     /// </summary>
     public bool IncludesEverything => _all;
 
+    /// <summary>The paths the includes named themselves (not what is under them); empty when there is no include.</summary>
+    public IReadOnlyCollection<string> Matched => _roots;
+
     /// <summary>Whether the path is taken: included (itself or a folder above it) and not excluded.</summary>
     public bool Covers(string path, bool isDirectory) =>
         !Excluded(path, isDirectory) && (_all || UnderRoot(path));

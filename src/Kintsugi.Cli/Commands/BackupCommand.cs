@@ -32,7 +32,7 @@ internal static class BackupCommand
         }
         command.SetHandler(async (ctx, ct) =>
         {
-            var backupPaths = selection.Paths(ctx.Parse, ctx.Parse.GetValue(paths) ?? []);
+            var backupPaths = selection.Paths(ctx.Parse, ctx.Parse.GetValue(paths) ?? [], ctx.Warn, out int skipped);
             bool dry = ctx.Parse.GetValue(dryRun);
             var listing = ctx.Parse.GetValue(verbose) ? new FileListing(ctx) : null;
             // The excludes are checked before the repository is opened: a typo costs no password prompt.
@@ -89,9 +89,12 @@ internal static class BackupCommand
             if (errors > 0)
             {
                 ctx.Warn($"kintsugi: {errors} files or folders could not be read; the snapshot holds everything else");
-                return ExitCodes.Partial;
             }
-            return ExitCodes.Ok;
+            if (skipped > 0)
+            {
+                ctx.Warn($"kintsugi: {skipped} paths listed by --files-from do not exist; the snapshot holds everything else");
+            }
+            return errors > 0 || skipped > 0 ? ExitCodes.Partial : ExitCodes.Ok;
         });
         return command;
     }

@@ -24,27 +24,57 @@ internal sealed partial class BackupSelection
 
     public IEnumerable<Option> Options => [_exclude, _iexclude, _excludeFile, _iexcludeFile, _excludeIfPresent, _excludeCaches, _excludeLargerThan, _oneFileSystem, _filesFrom, _filesFromVerbatim, _filesFromRaw];
 
-    /// <summary>The named paths and those of the --files-from options; none at all is a usage error.</summary>
-    public IReadOnlyList<string> Paths(ParseResult parse, IEnumerable<string> named)
+    /// <summary>
+    /// The named paths and those of the --files-from options; none at all is a usage error. A listed
+    /// path that does not exist is skipped with a warning, as restic skips it (a named one stays the
+    /// backup's error); <paramref name="skipped"/> counts them, and if nothing is left that is an error.
+    /// </summary>
+    public IReadOnlyList<string> Paths(ParseResult parse, IEnumerable<string> named, Action<string> warn, out int skipped)
     {
         var paths = new List<string>(named);
+        var listed = new List<(string Path, string Option)>();
         foreach (var file in parse.GetValue(_filesFrom) ?? [])
         {
-            paths.AddRange(ReadList(file, "--files-from").Split('\n').Select(l => l.TrimEnd('\r').Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')));
+            listed.AddRange(ReadList(file, "--files-from").Split('\n').Select(l => l.TrimEnd('\r').Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).Select(l => (l, "--files-from")));
         }
         foreach (var file in parse.GetValue(_filesFromVerbatim) ?? [])
         {
-            paths.AddRange(ReadList(file, "--files-from-verbatim").Split('\n').Where(l => l.Length > 0));
+            listed.AddRange(ReadList(file, "--files-from-verbatim").Split('\n').Where(l => l.Length > 0).Select(l => (l, "--files-from-verbatim")));
         }
         foreach (var file in parse.GetValue(_filesFromRaw) ?? [])
         {
-            paths.AddRange(ReadList(file, "--files-from-raw").Split('\0').Where(l => l.Length > 0));
+            listed.AddRange(ReadList(file, "--files-from-raw").Split('\0').Where(l => l.Length > 0).Select(l => (l, "--files-from-raw")));
         }
-        if (paths.Count == 0)
+        if (paths.Count == 0 && listed.Count == 0)
         {
             throw new UsageException("no paths to back up: name at least one file or folder, or list them with --files-from");
         }
+        var missing = listed.Where(l => !Exists(l.Path)).ToList();
+        paths.AddRange(listed.Except(missing).Select(l => l.Path));
+        if (paths.Count == 0)
+        {
+            throw new KintsugiException(ErrorKind.NotFound,
+                $"none of the paths listed by {string.Join(" and ", missing.Select(m => m.Option).Distinct())} exists ({string.Join(", ", missing.Take(3).Select(m => CliContext.Printable(m.Path)))}{(missing.Count > 3 ? $" and {missing.Count - 3} more" : "")}); nothing to back up: check the list and the current folder");
+        }
+        foreach (var (path, option) in missing)
+        {
+            warn($"kintsugi: warning: {CliContext.Printable(path)} from {option} does not exist; skipped");
+        }
+        skipped = missing.Count;
         return paths;
+    }
+
+    /// <summary>Whether the path is there: a dangling symlink is (it is backed up as a link); one that cannot be checked is left to the backup to report.</summary>
+    private static bool Exists(string path)
+    {
+        try
+        {
+            return Path.Exists(path) || new FileInfo(path).LinkTarget is not null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return true;
+        }
     }
 
     /// <summary>Fills the request's exclude settings; a malformed pattern, a missing file or a bad size is a usage error naming it.</summary>

@@ -16,19 +16,21 @@ internal static class FindCommand
             Description = "What to look for: a name glob (*.safetensors, step-00?.pt, [ab]*), or with '/' a path glob (/data/**/config.json from the root, ckpt/*.pt at the end of a path)",
             Arity = ArgumentArity.OneOrMore,
         };
-        var snapshots = new Option<string[]>("--snapshot", "-s") { Description = "Search only this snapshot (id, id prefix or latest; repeatable); default every snapshot" };
+        var snapshots = new Option<string[]>("--snapshot", "-s") { Description = "Search only this snapshot (id, id prefix or latest: the newest the filters pass; repeatable); default every snapshot the filters pass" };
         var ignoreCase = new Option<bool>("--ignore-case", "-i") { Description = "Match names without regard to case" };
         var oldest = new Option<string?>("--oldest", "-O") { Description = "Only entries modified at or after this time (2026-01-31 or 2026-01-31 14:05, local time)" };
         var newest = new Option<string?>("--newest", "-N") { Description = "Only entries modified at or before this time (2026-01-31 or 2026-01-31 14:05, local time)" };
         var command = new Command(
             "find",
-            "Find files and folders by name or path in every snapshot (oldest first), as restic's find: for each snapshot with a match, " +
+            "Find files and folders by name or path in every snapshot (oldest first; --host, --path and --tag narrow which), as restic's find: for each snapshot with a match, " +
             "its matches with type, mode, owner, size, modification time and path. Each distinct folder is read once, however many snapshots share it.")
         {
             patterns, snapshots, ignoreCase, oldest, newest,
         };
+        var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
+            var filter = filters.Read(ctx);
             bool fold = ctx.Parse.GetValue(ignoreCase);
             var compiled = new List<FindPattern>();
             foreach (var p in ctx.Parse.GetValue(patterns)!)
@@ -46,19 +48,8 @@ internal static class FindCommand
             var to = ParseTime(ctx.Parse.GetValue(newest), "--newest");
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
             var ids = ctx.Parse.GetValue(snapshots) ?? [];
-            var chosen = new List<SnapshotRef>();
-            if (ids.Length == 0)
-            {
-                chosen.AddRange(await repo.LoadSnapshotsAsync(onError: (_, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false));
-            }
-            foreach (var id in ids)
-            {
-                var snap = await repo.FindSnapshotAsync(id, ct).ConfigureAwait(false);
-                if (!chosen.Contains(snap))
-                {
-                    chosen.Add(snap);
-                }
-            }
+            var all = await repo.LoadSnapshotsAsync(onError: (_, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false);
+            var chosen = filter.Select(all, ids);
             var json = new List<object>();
             long hits = 0;
             await foreach (var found in new FindEngine(repo).FindAsync(chosen, compiled, from, to, ct).ConfigureAwait(false))

@@ -8,15 +8,19 @@ internal static class SnapshotsCommand
 {
     public static Command Create()
     {
-        var command = new Command("snapshots", "List snapshots, oldest first.");
+        var ids = new Argument<string[]>("snapshot")
+        {
+            Description = "Only these snapshots: id, id prefix, or latest (the newest the filters pass); default every snapshot the filters pass",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
+        var command = new Command("snapshots", "List snapshots, oldest first: all of them, those the filters pass, or those named (`kintsugi snapshots latest`).") { ids };
         var filters = SnapshotFilterOptions.AddTo(command);
         command.SetHandler(async (ctx, ct) =>
         {
             var filter = filters.Read(ctx);
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            var list = (await repo.LoadSnapshotsAsync(onError: (name, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false))
-                .Where(s => filter.Matches(s.Snapshot))
-                .ToList();
+            var all = await repo.LoadSnapshotsAsync(onError: (name, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false);
+            var list = filter.Select(all, ctx.Parse.GetValue(ids) ?? []);
             if (ctx.Json)
             {
                 ctx.WriteJson(list.Select(s => new { id = s.Id.ToString(), short_id = s.ShortId, s.Snapshot.Time, s.Snapshot.Host, s.Snapshot.User, s.Snapshot.Paths, tags = s.Snapshot.Tags ?? [], s.Snapshot.Kind, s.Snapshot.Parent, s.Snapshot.Tree, s.Snapshot.Original, s.Snapshot.Summary }));
