@@ -273,6 +273,79 @@ public sealed partial class DumpFindTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Stats_with_filters_counts_the_blobs_of_the_chosen_snapshots_and_fails_when_they_choose_none()
+    {
+        using var ws = new Workspace();
+        string a = ws.PathOf("a"), b = ws.PathOf("b");
+        FileTree.WriteRandom(Path.Combine(a, "big.bin"), 400_000);
+        var small = FileTree.WriteRandom(Path.Combine(b, "small.bin"), 50_000);
+        File.WriteAllBytes(Path.Combine(b, "copy.bin"), small);
+        await ws.InitAsync();
+        await ws.BackupAsync("--host", "hostA", a);
+        await ws.BackupAsync("--host", "hostB", b);
+        await ws.BackupAsync("--host", "hostB", b);
+
+        // hostB's two snapshots restore 4 × 50,000 bytes from 50,000 distinct: 4x, whatever hostA stored.
+        var whole = (await ws.RepoAsync("stats", "--json")).ShouldSucceed().Json();
+        var chosen = (await ws.RepoAsync("stats", "--host", "hostB", "--json")).ShouldSucceed().Json();
+        Assert.Equal(2, chosen.GetProperty("snapshots_count").GetInt32());
+        Assert.Equal(4 * 50_000, chosen.GetProperty("restore_size").GetInt64());
+        Assert.InRange(chosen.GetProperty("deduplication_ratio").GetDouble(), 3.99, 4.01);
+        Assert.InRange(chosen.GetProperty("total_uncompressed_size").GetInt64(), 50_001, 50_000 + 16_384);
+        Assert.True(chosen.GetProperty("total_blob_count").GetInt64() < whole.GetProperty("total_blob_count").GetInt64());
+        Assert.Equal(whole.GetProperty("pack_bytes").GetInt64(), chosen.GetProperty("pack_bytes").GetInt64());
+        Assert.Equal("host hostB", chosen.GetProperty("filter").GetString());
+        (await ws.RepoAsync("stats", "--host", "hostB")).ShouldSucceed()
+            .StdOutShouldContain("Snapshots of host hostB").StdOutShouldContain("(the whole repository)").StdOutShouldContain("4.00x");
+
+        // Filters that pass nothing fail as `latest` does, naming them, with or without --mode.
+        foreach (var args in new[] { new[] { "stats", "--tag", "nosuchtag" }, ["stats", "--host", "nosuch", "--mode", "raw-data"] })
+        {
+            string line = (await ws.RepoAsync(args)).ShouldFailCleanly(1);
+            Assert.Contains(args[2], line, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Stats_of_a_snapshot_gives_the_compression_ratio_as_in_over_stored_like_the_totals()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        Directory.CreateDirectory(src);
+        File.WriteAllBytes(Path.Combine(src, "zeros.bin"), new byte[400_000]);
+        await ws.InitAsync();
+        await ws.BackupAsync(src);
+        var stats = (await ws.RepoAsync("stats", "latest", "--json")).ShouldSucceed().Json();
+        var file = stats.GetProperty("files").EnumerateArray().Single(f => f.GetProperty("path").GetString()!.EndsWith("zeros.bin", StringComparison.Ordinal));
+        double ratio = file.GetProperty("bytes_in").GetInt64() / (double)file.GetProperty("bytes_stored").GetInt64();
+        Assert.True(ratio > 10, $"zeros compress: {ratio}");
+        string text = (await ws.RepoAsync("stats", "latest")).ShouldSucceed().StdOut;
+        string row = text.Split('\n').Single(l => l.Contains("zeros.bin", StringComparison.Ordinal));
+        Assert.EndsWith(ratio.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture) + "x", row.TrimEnd());
+        Assert.Contains("compression ratio ", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Find_json_writes_mtime_as_ls_json_does()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        string file = Path.Combine(src, "model.pt");
+        FileTree.WriteRandom(file, 1_000);
+        // Sub-millisecond digits, which one form kept and the other dropped.
+        File.SetLastWriteTimeUtc(file, new DateTime(2026, 3, 4, 5, 6, 7, DateTimeKind.Utc).AddTicks(1_234_567));
+        await ws.InitAsync();
+        await ws.BackupAsync(src);
+
+        var ls = (await ws.RepoAsync("ls", "latest", "--json")).ShouldSucceed().Json().EnumerateArray().Single(e => e.GetProperty("path").GetString() == file);
+        var found = (await ws.RepoAsync("find", "model.pt", "--json")).ShouldSucceed().Json().EnumerateArray().Single();
+        var match = Assert.Single(found.GetProperty("matches").EnumerateArray());
+
+        Assert.Equal(ls.GetProperty("mtime").GetString(), match.GetProperty("mtime").GetString());
+        Assert.StartsWith("2026-03-04T05:06:07.123", match.GetProperty("mtime").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Mount_is_not_available_and_names_what_to_use_instead()
     {
         using var ws = new Workspace();

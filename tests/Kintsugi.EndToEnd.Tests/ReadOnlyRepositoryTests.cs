@@ -81,7 +81,28 @@ public sealed class ReadOnlyRepositoryTests : IDisposable
         string line = result.ShouldFailCleanly(1);
         Assert.Contains(ReadOnlyLine(_ws.Repo), line, StringComparison.Ordinal);
         Assert.Contains("remount it read-write", line, StringComparison.Ordinal);
+        Assert.Contains("commands that only read it work as it is: snapshots, ls, find, dump, diff, stats, restore, check, forget --dry-run", line, StringComparison.Ordinal);
         Assert.DoesNotContain("Read-only file system :", line, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("forget --keep-last 1 --dry-run")]
+    [InlineData("forget --keep-last 1 --prune --dry-run")]
+    public async Task A_dry_run_of_forget_previews_a_read_only_repository_without_a_lock(string command)
+    {
+        string src = await RepositoryAsync();
+        await _ws.BackupAsync(src);
+        string oldest = (await _ws.SnapshotsAsync())[0].GetProperty("short_id").GetString()!;
+        MountReadOnly(_ws.Repo);
+
+        var result = (await _ws.RepoAsync(command.Split(' '))).ShouldSucceed();
+
+        result.StdOutShouldContain("would remove 1 snapshots, kept 1");
+        Assert.Contains(oldest, result.StdOut, StringComparison.Ordinal);
+        string warning = Assert.Single(result.StdErrLines);
+        Assert.Contains($"the repository at {_ws.Repo} cannot be written", warning, StringComparison.Ordinal);
+        Assert.Contains("previewed without a lock", warning, StringComparison.Ordinal);
+        Assert.Equal(2, (await _ws.SnapshotsAsync()).Count);
     }
 
     [Fact]

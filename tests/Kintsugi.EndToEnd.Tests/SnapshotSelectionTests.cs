@@ -176,6 +176,26 @@ public sealed class SnapshotSelectionTests
     }
 
     [Fact]
+    public async Task Tag_says_why_it_left_snapshots_unchanged_in_the_words_of_the_change_and_names_the_option_of_an_empty_tag()
+    {
+        using var ws = new Workspace();
+        await ThreeSnapshotsAsync(ws);
+
+        var removed = (await ws.RepoAsync("tag", "--remove", "nosuch")).ShouldSucceed();
+        removed.StdOutShouldContain("changed the tags of 0 of 3 snapshots (every snapshot in the repository: no snapshot or filter was given); 3 had none of them to remove");
+        Assert.DoesNotContain("already had", removed.StdOut, StringComparison.Ordinal);
+        (await ws.RepoAsync("tag", "--add", "a", "--tag", "a")).ShouldSucceed().StdOutShouldContain("; 2 already had them");
+
+        foreach (string option in new[] { "--add", "--remove", "--set" })
+        {
+            string line = (await ws.RepoAsync("tag", option, "x,,y", "latest")).ShouldFailCleanly(2);
+            Assert.Contains($"give {option} a,b", line, StringComparison.Ordinal);
+        }
+        Assert.Contains("give --add a,b", (await ws.RepoAsync("tag", "--add", "", "latest")).ShouldFailCleanly(2), StringComparison.Ordinal);
+        Assert.Contains("give --tag a,b", (await ws.RepoAsync("snapshots", "--tag", "a,")).ShouldFailCleanly(2), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Tag_keeps_parity_covering_the_new_snapshot_file()
     {
         using var ws = new Workspace();

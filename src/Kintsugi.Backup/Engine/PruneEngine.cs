@@ -43,12 +43,14 @@ public sealed class PruneEngine
         return await PruneAsync(request, ct).ConfigureAwait(false);
     }
 
-    /// <summary>Prune for a caller that already holds the exclusive lock (forget --prune).</summary>
-    public Task<PruneResult> RunAsync(PruneRequest request, RepositoryLock exclusiveLock, CancellationToken ct = default)
+    /// <summary>
+    /// Prune for a caller that already holds the exclusive lock (forget --prune); a dry run, which only
+    /// reads, may hold a shared lock or none (a repository that cannot be written).
+    /// </summary>
+    public Task<PruneResult> RunAsync(PruneRequest request, RepositoryLock? exclusiveLock, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        ArgumentNullException.ThrowIfNull(exclusiveLock);
-        if (!exclusiveLock.Exclusive && !request.DryRun)
+        if (exclusiveLock is not { Exclusive: true } && !request.DryRun)
         {
             throw new ArgumentException("prune needs an exclusive lock", nameof(exclusiveLock));
         }

@@ -69,7 +69,7 @@ public sealed record SnapshotFilter
         var pieces = value.Split(',');
         if (pieces.Any(string.IsNullOrWhiteSpace))
         {
-            throw new KintsugiException(ErrorKind.InvalidInput, $"{option} '{value}' holds an empty tag; tags are separated by commas (give --tag a,b for the two tags a and b)");
+            throw new KintsugiException(ErrorKind.InvalidInput, $"{option} '{value}' holds an empty tag; tags are separated by commas (give {option} a,b for the two tags a and b)");
         }
         return pieces;
     }

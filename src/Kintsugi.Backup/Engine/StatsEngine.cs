@@ -123,29 +123,24 @@ public sealed class StatsEngine
             throw new ArgumentException("per-file statistics are for one snapshot: RunAsync(snapshot)", nameof(mode));
         }
         var index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
+        if (mode == StatsMode.RawData)
+        {
+            var (fileCount, needed) = await NeededAsync(snapshots, index, ct).ConfigureAwait(false);
+            return new ModeStats(mode, snapshots.Count, fileCount, needed.Values.Sum(e => (long)e.StoredLength), needed.Count, needed.Values.Sum(e => (long)e.RawLength));
+        }
         var trees = new TreeCache();
-        var reader = new BlobReader(_repo, index);
         long files = 0, size = 0;
         var blobs = new Dictionary<BlobId, IndexEntry>();
         var contents = new HashSet<string>(StringComparer.Ordinal);
         foreach (var snapshot in snapshots)
         {
             var root = TreeWalker.RootOf(snapshot);
-            if (mode == StatsMode.RawData)
-            {
-                blobs.TryAdd(root, index.Get(root));
-            }
             var linked = new HashSet<(ulong, ulong)>();
             await foreach (var walked in TreeWalker.WalkPreOrderAsync(_repo, index, root, trees: trees, ct: ct).ConfigureAwait(false))
             {
                 var node = walked.Node;
                 if (node.Type == NodeType.Directory)
                 {
-                    if (mode == StatsMode.RawData && node.Subtree is not null)
-                    {
-                        var tree = BlobId.Parse(node.Subtree);
-                        blobs.TryAdd(tree, index.Get(tree));
-                    }
                     continue;
                 }
                 switch (mode)
@@ -173,45 +168,82 @@ public sealed class StatsEngine
                             }
                         }
                         break;
-                    case StatsMode.RawData when node.Type == NodeType.File:
-                        files++;
-                        foreach (var c in node.Content ?? [])
-                        {
-                            var id = BlobId.Parse(c);
-                            if (blobs.TryAdd(id, index.Get(id)) && blobs[id].IsDelta)
-                            {
-                                foreach (var link in reader.ChainOf(blobs[id]).Skip(1))
-                                {
-                                    blobs.TryAdd(link.Id, link);
-                                }
-                            }
-                        }
-                        break;
                 }
             }
         }
         long uncompressed = blobs.Values.Sum(e => (long)e.RawLength);
         return mode switch
         {
-            StatsMode.RawData => new ModeStats(mode, snapshots.Count, files, blobs.Values.Sum(e => (long)e.StoredLength), blobs.Count, uncompressed),
             StatsMode.BlobsPerFile => new ModeStats(mode, snapshots.Count, files, uncompressed, blobs.Count, uncompressed),
             _ => new ModeStats(mode, snapshots.Count, files, size, 0, size),
         };
     }
 
-    /// <summary>The whole repository: packs on disk, every blob of the index, and what restoring every snapshot would write.</summary>
-    public async Task<RepositoryStats> RepositoryAsync(IReadOnlyList<SnapshotRef> snapshots, CancellationToken ct = default)
+    /// <summary>
+    /// The repository's packs on disk, what restoring <paramref name="snapshots"/> would write, and the
+    /// blobs: with <paramref name="onlyThese"/> false (every snapshot), every blob of the index; with it
+    /// true (the snapshots a filter chose), only the blobs those snapshots need (trees, content, delta
+    /// bases), so the compression and deduplication figures are theirs.
+    /// </summary>
+    public async Task<RepositoryStats> RepositoryAsync(IReadOnlyList<SnapshotRef> snapshots, bool onlyThese = false, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(snapshots);
         var restore = await RunAsync(snapshots, StatsMode.RestoreSize, ct).ConfigureAwait(false);
         var index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
         var packs = _repo.Store.List(Storage.FileKind.Pack);
-        var entries = index.Entries.ToList();
+        var entries = onlyThese ? (await NeededAsync(snapshots, index, ct).ConfigureAwait(false)).Blobs.Values.ToList() : index.Entries.ToList();
         return new RepositoryStats(
             snapshots.Count, packs.Count, packs.Sum(p => p.Size), entries.Count,
             entries.Sum(e => (long)e.RawLength), entries.Sum(e => (long)e.StoredLength),
             restore.TotalFileCount, restore.TotalSize,
             entries.Where(e => e.Kind.IsContent()).Sum(e => (long)e.RawLength));
+    }
+
+    /// <summary>
+    /// The files of <paramref name="snapshots"/> (each time a snapshot holds one) and the distinct
+    /// blobs they need: their trees, their content, and the bases the delta chains of that content reach.
+    /// </summary>
+    private async Task<(long Files, Dictionary<BlobId, IndexEntry> Blobs)> NeededAsync(IReadOnlyList<SnapshotRef> snapshots, MasterIndex index, CancellationToken ct)
+    {
+        var trees = new TreeCache();
+        var reader = new BlobReader(_repo, index);
+        var blobs = new Dictionary<BlobId, IndexEntry>();
+        long files = 0;
+        foreach (var snapshot in snapshots)
+        {
+            var root = TreeWalker.RootOf(snapshot);
+            blobs.TryAdd(root, index.Get(root));
+            await foreach (var walked in TreeWalker.WalkPreOrderAsync(_repo, index, root, trees: trees, ct: ct).ConfigureAwait(false))
+            {
+                var node = walked.Node;
+                if (node.Type == NodeType.Directory)
+                {
+                    if (node.Subtree is not null)
+                    {
+                        var tree = BlobId.Parse(node.Subtree);
+                        blobs.TryAdd(tree, index.Get(tree));
+                    }
+                    continue;
+                }
+                if (node.Type != NodeType.File)
+                {
+                    continue;
+                }
+                files++;
+                foreach (var c in node.Content ?? [])
+                {
+                    var id = BlobId.Parse(c);
+                    if (blobs.TryAdd(id, index.Get(id)) && blobs[id].IsDelta)
+                    {
+                        foreach (var link in reader.ChainOf(blobs[id]).Skip(1))
+                        {
+                            blobs.TryAdd(link.Id, link);
+                        }
+                    }
+                }
+            }
+        }
+        return (files, blobs);
     }
 
     /// <summary>"data zstd", "tensor planes", "delta stored", …</summary>

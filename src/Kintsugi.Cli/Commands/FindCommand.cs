@@ -74,7 +74,7 @@ internal static class FindCommand
                             type = m.Node.Type,
                             mode = Convert.ToString(m.Node.Mode, 8),
                             size = m.Node.Size,
-                            mtime = DateTimeOffset.UnixEpoch.AddTicks(m.Node.MtimeNs / 100),
+                            mtime = DateTimeOffset.FromUnixTimeMilliseconds(m.Node.MtimeNs / 1_000_000), // as ls --json writes it
                             uid = m.Node.Uid,
                             gid = m.Node.Gid,
                             link_target = m.Node.LinkTarget,

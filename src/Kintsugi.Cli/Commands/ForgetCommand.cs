@@ -83,7 +83,15 @@ internal static class ForgetCommand
             var parity = new ParityEngine(repo.Store);
             // With parity, forgetting changes parity groups, which a backup's parity pass must not do at the same time.
             bool exclusive = !dry && (doPrune || repo.Store.Exists(FileKind.ParitySettings, "settings") || repo.Store.List(FileKind.Parity).Count > 0);
-            await using var repoLock = await repo.LockAsync(exclusive, CliContext.Host, doPrune ? "forget --prune" : "forget", ct).ConfigureAwait(false);
+            string lockName = doPrune ? "forget --prune" : "forget";
+            // A dry run only reads: where the repository cannot be written (a read-only mount, a full disk) it goes on without a lock, as restore and check do.
+            await using var repoLock = dry
+                ? await RepositoryLock.AcquireForReadingAsync(repo.Store, CliContext.Host, lockName, repo.Time, ct).ConfigureAwait(false)
+                : await repo.LockAsync(exclusive, CliContext.Host, lockName, ct).ConfigureAwait(false);
+            if (repoLock is null)
+            {
+                ctx.Warn($"kintsugi: warning: the repository at {repo.Store.Location} cannot be written (a read-only mount, or a full disk?); previewed without a lock");
+            }
             var snapshots = await repo.LoadSnapshotsAsync(onError: (name, e) => ctx.Warn($"kintsugi: warning: {e.Message}; it is left as it is"), ct: ct).ConfigureAwait(false);
             var considered = snapshots.Where(s => filter.Matches(s.Snapshot)).ToList();
             IReadOnlyList<RetentionGroup> groups = [];

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Serialization;
+using Kintsugi.Backup;
 using Kintsugi.Backup.Engine;
 using Kintsugi.Cli.Rendering;
 using Spectre.Console;
@@ -25,7 +26,8 @@ internal static class StatsCommand
         var command = new Command(
             "stats",
             "Show what snapshots take. With no snapshot and no --mode: the repository's totals (packs on disk, blobs, compression, deduplication, " +
-            "what restoring every snapshot would write). With a snapshot: per file and per codec, bytes in, bytes stored and the ratio " +
+            "what restoring every snapshot would write); with --host/--path/--tag, the blobs, compression and deduplication of the snapshots " +
+            "they pass (filters that pass none fail). With a snapshot: per file and per codec, bytes in, bytes stored and the compression ratio (in / stored, as the totals give it) " +
             "(a blob shared by several files counts for each of them, the totals count it once; delta blobs also need their bases, which older " +
             "snapshots may have stored: they are shown apart). --mode counts as restic does, over the snapshots given or every snapshot.")
         {
@@ -41,9 +43,16 @@ internal static class StatsCommand
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
             var ids = ctx.Parse.GetValue(snapshots) ?? [];
             var all = await repo.LoadSnapshotsAsync(onError: (_, e) => ctx.Warn($"kintsugi: warning: {e.Message}"), ct: ct).ConfigureAwait(false);
+            if (ids.Length == 0 && !filter.IsEmpty && !all.Any(s => filter.Matches(s.Snapshot)))
+            {
+                // As `latest` with filters that pass nothing: zeros would read as an empty selection that worked.
+                throw new KintsugiException(ErrorKind.NotFound, $"no snapshot of {filter}; `kintsugi snapshots` lists them with their hosts, paths and tags");
+            }
             if (ids.Length == 0 && chosen is null)
             {
-                WriteRepository(ctx, await new StatsEngine(repo).RepositoryAsync(filter.Select(all, []), ct).ConfigureAwait(false));
+                // With filters, the blob figures are the chosen snapshots' own; the packs stay the repository's.
+                var totals = await new StatsEngine(repo).RepositoryAsync(filter.Select(all, []), !filter.IsEmpty, ct).ConfigureAwait(false);
+                WriteRepository(ctx, totals, filter.IsEmpty ? null : filter.ToString());
                 return ExitCodes.Ok;
             }
             // No snapshot named: every snapshot the filters pass for a --mode, the newest of them for per-file statistics.
@@ -78,17 +87,17 @@ internal static class StatsCommand
             files.AddColumn("File").AddColumn("Layout").AddColumn(new TableColumn("Blobs").RightAligned()).AddColumn(new TableColumn("In").RightAligned()).AddColumn(new TableColumn("Stored").RightAligned()).AddColumn(new TableColumn("Ratio").RightAligned());
             foreach (var f in stats.Files)
             {
-                files.AddRow(Markup.Escape(CliContext.Printable(f.Path)), f.Layout ?? "-", f.Blobs.ToString(CultureInfo.InvariantCulture), Units.Bytes(f.BytesIn), Units.Bytes(f.BytesStored), Ratio(f.BytesStored, f.BytesIn));
+                files.AddRow(Markup.Escape(CliContext.Printable(f.Path)), f.Layout ?? "-", f.Blobs.ToString(CultureInfo.InvariantCulture), Units.Bytes(f.BytesIn), Units.Bytes(f.BytesStored), Ratio(f.BytesIn, f.BytesStored));
             }
             ctx.OutConsole.Write(files);
             var codecs = new Table().Border(TableBorder.Simple);
             codecs.AddColumn("Codec").AddColumn(new TableColumn("Blobs").RightAligned()).AddColumn(new TableColumn("In").RightAligned()).AddColumn(new TableColumn("Stored").RightAligned()).AddColumn(new TableColumn("Ratio").RightAligned());
             foreach (var c in stats.Codecs)
             {
-                codecs.AddRow(c.Codec, c.Blobs.ToString(CultureInfo.InvariantCulture), Units.Bytes(c.BytesIn), Units.Bytes(c.BytesStored), Ratio(c.BytesStored, c.BytesIn));
+                codecs.AddRow(c.Codec, c.Blobs.ToString(CultureInfo.InvariantCulture), Units.Bytes(c.BytesIn), Units.Bytes(c.BytesStored), Ratio(c.BytesIn, c.BytesStored));
             }
             ctx.OutConsole.Write(codecs);
-            ctx.Say($"snapshot {snap.ShortId}: {Units.Bytes(stats.BytesIn)} in {stats.Files.Count} files, {Units.Bytes(stats.BytesStored)} stored in {stats.Blobs} blobs ({Ratio(stats.BytesStored, stats.BytesIn)})"
+            ctx.Say($"snapshot {snap.ShortId}: {Units.Bytes(stats.BytesIn)} in {stats.Files.Count} files, {Units.Bytes(stats.BytesStored)} stored in {stats.Blobs} blobs (compression ratio {Ratio(stats.BytesIn, stats.BytesStored)})"
                 + (stats.BaseBlobs > 0 ? $"; its deltas also rest on {stats.BaseBlobs} older blobs ({Units.Bytes(stats.BaseBytesStored)})" : ""));
             return ExitCodes.Ok;
         });
@@ -135,24 +144,28 @@ internal static class StatsCommand
         }
     }
 
-    private static void WriteRepository(CliContext ctx, RepositoryStats r)
+    /// <summary>
+    /// The totals; with <paramref name="filter"/> (the filters in words), the blob figures and ratios are
+    /// those of the snapshots it passes, and the packs are labelled as the whole repository's.
+    /// </summary>
+    private static void WriteRepository(CliContext ctx, RepositoryStats r, string? filter)
     {
         double? compression = r.StoredBytes > 0 ? r.UncompressedBytes / (double)r.StoredBytes : null;
         double? dedup = r.ContentUncompressedBytes > 0 ? r.RestoreSize / (double)r.ContentUncompressedBytes : null;
         if (ctx.Json)
         {
-            ctx.WriteJson(new RepositoryJson(r.Snapshots, r.Packs, r.PackBytes, r.Blobs, r.UncompressedBytes, r.StoredBytes,
+            ctx.WriteJson(new RepositoryJson(filter, r.Snapshots, r.Packs, r.PackBytes, r.Blobs, r.UncompressedBytes, r.StoredBytes,
                 compression is { } c ? Math.Round(c, 3) : null, r.RestoreFiles, r.RestoreSize, dedup is { } d ? Math.Round(d, 3) : null));
             return;
         }
-        ctx.Say("Repository:");
+        ctx.Say(filter is null ? "Repository:" : $"Snapshots of {filter} (blobs: those these snapshots need):");
         ctx.Say($"               Snapshots:  {r.Snapshots.ToString(CultureInfo.InvariantCulture)}");
-        ctx.Say($"           Packs on disk:  {r.Packs.ToString(CultureInfo.InvariantCulture)}, {Units.Bytes(r.PackBytes)}");
+        ctx.Say($"           Packs on disk:  {r.Packs.ToString(CultureInfo.InvariantCulture)}, {Units.Bytes(r.PackBytes)}{(filter is null ? "" : " (the whole repository)")}");
         ctx.Say($"        Total Blob Count:  {r.Blobs.ToString(CultureInfo.InvariantCulture)}");
         ctx.Say($" Total Uncompressed Size:  {Units.Bytes(r.UncompressedBytes)}");
         ctx.Say($"       Total Stored Size:  {Units.Bytes(r.StoredBytes)}");
-        ctx.Say($"       Compression Ratio:  {(compression is { } c2 ? c2.ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-")}");
-        ctx.Say($"            Restore Size:  {Units.Bytes(r.RestoreSize)} in {r.RestoreFiles.ToString(CultureInfo.InvariantCulture)} files (a restore of every snapshot)");
+        ctx.Say($"       Compression Ratio:  {(compression is { } c2 ? c2.ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-")} (uncompressed / stored)");
+        ctx.Say($"            Restore Size:  {Units.Bytes(r.RestoreSize)} in {r.RestoreFiles.ToString(CultureInfo.InvariantCulture)} files (a restore of every {(filter is null ? "" : "chosen ")}snapshot)");
         ctx.Say($"     Deduplication Ratio:  {(dedup is { } d2 ? d2.ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-")} (restore size / distinct content)");
     }
 
@@ -161,9 +174,9 @@ internal static class StatsCommand
         string Mode, long TotalSize, long TotalFileCount, int SnapshotsCount,
         long? TotalBlobCount, long? TotalUncompressedSize, double? CompressionRatio);
 
-    /// <summary>The repository's totals in --json.</summary>
+    /// <summary>The repository's totals in --json; with filters, <c>filter</c> names them and the blob figures are the chosen snapshots'.</summary>
     private sealed record RepositoryJson(
-        int SnapshotsCount, int Packs, long PackBytes, long TotalBlobCount, long TotalUncompressedSize, long TotalSize,
+        string? Filter, int SnapshotsCount, int Packs, long PackBytes, long TotalBlobCount, long TotalUncompressedSize, long TotalSize,
         double? CompressionRatio, long RestoreFileCount, long RestoreSize, double? DeduplicationRatio);
 
     /// <summary>A file in --json: every key, <c>layout</c> null for a file stored as opaque bytes (JSON output otherwise leaves nulls out).</summary>
@@ -174,6 +187,7 @@ internal static class StatsCommand
         long BytesStored,
         int Blobs);
 
-    private static string Ratio(long stored, long input) =>
-        input == 0 ? "-" : (stored / (double)input).ToString("0.000", CultureInfo.InvariantCulture);
+    /// <summary>Compression ratio as restic and the repository totals give it: bytes in / bytes stored, "2.50x".</summary>
+    private static string Ratio(long input, long stored) =>
+        stored == 0 ? "-" : (input / (double)stored).ToString("0.00", CultureInfo.InvariantCulture) + "x";
 }

@@ -67,11 +67,20 @@ internal static class TagCommand
             }
             ctx.Say($"changed the tags of {rewritten.Count} of {chosen.Count} snapshots"
                 + (everything ? " (every snapshot in the repository: no snapshot or filter was given)" : "")
-                + (rewritten.Count < chosen.Count ? $"; {chosen.Count - rewritten.Count} already had them" : ""));
+                + (rewritten.Count < chosen.Count ? $"; {chosen.Count - rewritten.Count} {Unchanged(change)}" : ""));
             return ExitCodes.Ok;
         });
         return command;
     }
+
+    /// <summary>Why a snapshot was left as it was, in the words of the change asked for.</summary>
+    private static string Unchanged(TagChange change) => change switch
+    {
+        { Set: not null } => "already had exactly those tags",
+        { Add.Count: > 0, Remove.Count: 0 } => "already had them",
+        { Add.Count: 0, Remove.Count: > 0 } => "had none of them to remove",
+        _ => "already had the tags to add and none of those to remove",
+    };
 
     private static string Tags(SnapshotRef s) => s.Snapshot.Tags is { Count: > 0 } t ? string.Join(",", t) : "(none)";
 
