@@ -173,24 +173,7 @@ internal sealed partial class BackupSelection
     }
 
     /// <summary>Bytes, or a number with K, M, G or T (powers of 1024; a trailing B or iB is allowed), as restic's --exclude-larger-than.</summary>
-    internal static long ParseSize(string text)
-    {
-        string t = text.Trim();
-        string number = t;
-        int shift = 0;
-        if (t.Length > 0 && char.IsAsciiLetter(t[^1]))
-        {
-            number = t.EndsWith("iB", StringComparison.OrdinalIgnoreCase) ? t[..^2] : t.EndsWith('B') || t.EndsWith('b') ? t[..^1] : t;
-            shift = number.Length == 0 ? -1 : char.ToUpperInvariant(number[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, _ when char.IsAsciiDigit(number[^1]) => 0, _ => -1 };
-            if (shift > 0)
-            {
-                number = number[..^1];
-            }
-        }
-        if (shift < 0 || !double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double value) || value * Math.Pow(2, shift) > long.MaxValue / 2)
-        {
-            throw new UsageException($"--exclude-larger-than {text}: a size is a number of bytes, or a number with K, M, G or T (powers of 1024), e.g. 500M");
-        }
-        return (long)Math.Floor(value * Math.Pow(2, shift));
-    }
+    internal static long ParseSize(string text) =>
+        Rendering.Units.TryParseSize(text, out double bytes) ? (long)Math.Floor(bytes)
+            : throw new UsageException($"--exclude-larger-than {text}: a size is a number of bytes, or a number with K, M, G or T (powers of 1024), e.g. 500M");
 }

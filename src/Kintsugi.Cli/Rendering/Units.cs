@@ -42,15 +42,40 @@ internal static class Units
         }
         if (t.Length > 1 && char.IsAsciiLetter(t[^1]) && !t.EndsWith('%'))
         {
-            string number = t.TrimEnd('B', 'b').TrimEnd('i');
-            int shift = number.Length == 0 ? -1 : char.ToUpperInvariant(number[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, _ => -1 };
-            if (shift < 0 || !double.TryParse(number[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out double size) || size <= 0 || size * Math.Pow(2, shift) > long.MaxValue / 2)
+            if (!TryParseSize(t, out double size) || size <= 0)
             {
                 throw new UsageException($"--read-data-subset {text}: a size is a number with K, M, G or T (powers of 1024), e.g. 500M");
             }
-            return new DataSubset(null, null, (long)Math.Ceiling(size * Math.Pow(2, shift)));
+            return new DataSubset(null, null, (long)Math.Ceiling(size));
         }
         return new DataSubset(null, ParseFraction(t), null);
+    }
+
+    /// <summary>
+    /// A size as restic takes it: bytes, or a number with K, M, G or T (powers of 1024), a trailing B
+    /// or iB allowed (500M, 1.5GiB, 4096). False for anything else, and for sizes past 2⁶².
+    /// </summary>
+    public static bool TryParseSize(string text, out double bytes)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string number = text.Trim();
+        int shift = 0;
+        if (number.Length > 0 && char.IsAsciiLetter(number[^1]))
+        {
+            number = number.EndsWith("iB", StringComparison.OrdinalIgnoreCase) ? number[..^2] : number.TrimEnd('B', 'b');
+            shift = number.Length == 0 ? -1 : char.ToUpperInvariant(number[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, _ when char.IsAsciiDigit(number[^1]) => 0, _ => -1 };
+            if (shift > 0)
+            {
+                number = number[..^1];
+            }
+        }
+        bytes = 0;
+        if (shift < 0 || !double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double value) || value * Math.Pow(2, shift) > long.MaxValue / 2)
+        {
+            return false;
+        }
+        bytes = value * Math.Pow(2, shift);
+        return true;
     }
 
     /// <summary>Parses "10%", "0.1" or "1/10" into a fraction in (0, 1].</summary>
