@@ -55,7 +55,7 @@ internal static class Program
 
         var parse = root.Parse(args);
         // Whatever follows `mount` (restic's options included), the answer is the same line.
-        if (parse.CommandResult.Command.Name == MountCommand.Name && parse.CommandResult.Parent?.Parent is null && parse.Action is not System.CommandLine.Help.HelpAction)
+        if (parse.CommandResult.Command.Name == MountCommand.Name && parse.CommandResult.Parent?.Parent is null && parse.Action is not (HelpWithExitCodes or System.CommandLine.Help.HelpAction))
         {
             Console.Error.WriteLine($"kintsugi: {MountCommand.Unavailable}");
             return ExitCodes.Usage;

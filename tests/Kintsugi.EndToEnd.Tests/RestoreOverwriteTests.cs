@@ -43,7 +43,7 @@ public sealed class RestoreOverwriteTests
         Assert.Equal(
             [
                 $"error: {folder}: a folder is in the way of the snapshot's symlink; left as it is (--overwrite always moves it aside)",
-                "kintsugi: 1 files could not be restored; everything else was",
+                "kintsugi: 1 problem reported above; everything else was restored",
             ],
             result.StdErrLines);
     }

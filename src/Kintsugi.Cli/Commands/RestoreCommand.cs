@@ -122,7 +122,7 @@ internal static class RestoreCommand
                 string problems = $"{errors} {(errors == 1 ? "problem" : "problems")}";
                 ctx.Warn(result.DryRun ? $"kintsugi: {(result.Failed > 0 ? files + " would not be restored" : problems + " reported above")} (dry run; nothing was changed)"
                     : result.Failed > 0 ? $"kintsugi: {files} could not be restored; everything else was"
-                    : $"kintsugi: {problems} reported above; every file was restored");
+                    : $"kintsugi: {problems} reported above; everything else was restored");
                 return ExitCodes.Partial;
             }
             return ExitCodes.Ok;
