@@ -81,7 +81,7 @@ public sealed class ReadOnlyRepositoryTests : IDisposable
         string line = result.ShouldFailCleanly(1);
         Assert.Contains(ReadOnlyLine(_ws.Repo), line, StringComparison.Ordinal);
         Assert.Contains("remount it read-write", line, StringComparison.Ordinal);
-        Assert.Contains("commands that only read it work as it is: snapshots, ls, find, dump, diff, stats, restore, check, forget --dry-run", line, StringComparison.Ordinal);
+        Assert.Contains("commands that only read it work as it is: snapshots, ls, find, dump, diff, stats, restore, check, forget and prune --dry-run", line, StringComparison.Ordinal);
         Assert.DoesNotContain("Read-only file system :", line, StringComparison.Ordinal);
     }
 
@@ -103,6 +103,22 @@ public sealed class ReadOnlyRepositoryTests : IDisposable
         Assert.Contains($"the repository at {_ws.Repo} cannot be written", warning, StringComparison.Ordinal);
         Assert.Contains("previewed without a lock", warning, StringComparison.Ordinal);
         Assert.Equal(2, (await _ws.SnapshotsAsync()).Count);
+    }
+
+    [Fact]
+    public async Task A_dry_run_of_prune_previews_a_read_only_repository_without_a_lock()
+    {
+        string src = await RepositoryAsync();
+        await _ws.BackupAsync(src);
+        (await _ws.RepoAsync("forget", "--keep-last", "1")).ShouldSucceed();
+        var before = FileTree.Listing(_ws.Repo);
+        MountReadOnly(_ws.Repo);
+
+        var result = (await _ws.RepoAsync("prune", "--dry-run")).ShouldSucceed();
+
+        result.StdOutShouldContain("prune: would delete");
+        Assert.Contains("previewed without a lock", Assert.Single(result.StdErrLines), StringComparison.Ordinal);
+        FileTree.AssertSameListing(before, FileTree.Listing(_ws.Repo), "the repository after prune --dry-run");
     }
 
     [Fact]

@@ -290,4 +290,19 @@ public sealed class RestoreDeleteTests : IDisposable
         Assert.Equal("kintsugi: 2 files could not be restored; everything else was", result.StdErrLines[^1]);
         Assert.Empty(Directory.EnumerateFileSystemEntries(outside));
     }
+
+    [Fact]
+    public async Task A_dry_run_into_the_root_lists_the_paths_as_they_are_without_a_double_slash()
+    {
+        string src = _ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "sub", "weights.bin"), 5_000);
+        await _ws.InitAsync();
+        await _ws.BackupAsync(src);
+
+        // A dry run: nothing is written to /.
+        var result = (await _ws.RepoAsync("restore", "latest", "--target", "/", "--include", src, "--dry-run", "-v")).ShouldSucceed();
+
+        Assert.Contains(Path.Combine(src, "sub", "weights.bin"), Listed(result, "would restore: "));
+        Assert.DoesNotContain(result.StdOutLines, l => l.Contains("//", StringComparison.Ordinal));
+    }
 }

@@ -216,7 +216,8 @@ public sealed class RestoreEngine
                 }
                 continue;
             }
-            string local = target + walked.Path;
+            // Under --target / the snapshot's paths are the local ones (not //tmp/…).
+            string local = target == "/" ? walked.Path : target + walked.Path;
             var node = walked.Node;
             switch (node.Type)
             {
@@ -473,7 +474,7 @@ public sealed class RestoreEngine
             var kept = new HashSet<string>(keep, StringComparer.Ordinal);
             foreach (var folder in _folders.Where(f => !_unknown.Contains(f)))
             {
-                string local = target + folder;
+                string local = target == "/" && folder.Length > 0 ? folder : target + folder;
                 FileStatus st;
                 try
                 {
@@ -500,7 +501,7 @@ public sealed class RestoreEngine
                 }
                 foreach (var name in names)
                 {
-                    string entry = local + "/" + name;
+                    string entry = local == "/" ? "/" + name : local + "/" + name;
                     // What --overwrite moved aside (now or in an earlier restore) is the user's, never deleted.
                     if (_inSnapshot.Contains(folder + "/" + name) || kept.Contains(entry) || name.Contains(MovedAsideMark, StringComparison.Ordinal))
                     {

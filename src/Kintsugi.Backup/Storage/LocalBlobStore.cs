@@ -55,13 +55,13 @@ public sealed class LocalBlobStore : IBlobStore
         int errno = e.HResult & 0xFFFF;
         if (e is IOException && errno == EROFS)
         {
-            return new KintsugiException(ErrorKind.NotWritable, $"the repository at {_root} cannot be written (read-only file system); remount it read-write to change it (commands that only read it work as it is: snapshots, ls, find, dump, diff, stats, restore, check, forget --dry-run)", e);
+            return new KintsugiException(ErrorKind.NotWritable, $"the repository at {_root} cannot be written (read-only file system); remount it read-write to change it (commands that only read it work as it is: snapshots, ls, find, dump, diff, stats, restore, check, forget and prune --dry-run)", e);
         }
         if (e is UnauthorizedAccessException || (e is IOException && errno is EACCES or EPERM))
         {
             // Creating, renaming and deleting are allowed or denied by the folder, not by the file.
             string folder = path == _root ? _root : Path.GetDirectoryName(path)!;
-            return new KintsugiException(ErrorKind.NotWritable, $"the repository at {_root} cannot be written (permission denied in {folder}); run as a user who may write it, or give this one write permission (commands that only read it work as it is: snapshots, ls, find, dump, diff, stats, restore, check, forget --dry-run)", e);
+            return new KintsugiException(ErrorKind.NotWritable, $"the repository at {_root} cannot be written (permission denied in {folder}); run as a user who may write it, or give this one write permission (commands that only read it work as it is: snapshots, ls, find, dump, diff, stats, restore, check, forget and prune --dry-run)", e);
         }
         if (e is IOException io)
         {

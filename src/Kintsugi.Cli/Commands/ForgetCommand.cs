@@ -177,7 +177,22 @@ internal static class ForgetCommand
                 throw new UsageException("--repack-unused must be between 1 and 100");
             }
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
-            var result = await new PruneEngine(repo).RunAsync(new PruneRequest { DryRun = ctx.Parse.GetValue(dryRun), RepackThreshold = pct / 100.0, Host = CliContext.Host }, ct).ConfigureAwait(false);
+            var request = new PruneRequest { DryRun = ctx.Parse.GetValue(dryRun), RepackThreshold = pct / 100.0, Host = CliContext.Host };
+            PruneResult result;
+            if (request.DryRun)
+            {
+                // A preview only reads: as forget --dry-run, it takes a shared lock, or none where the repository cannot be written.
+                await using var readLock = await RepositoryLock.AcquireForReadingAsync(repo.Store, CliContext.Host, "prune --dry-run", repo.Time, ct).ConfigureAwait(false);
+                if (readLock is null)
+                {
+                    ctx.Warn($"kintsugi: warning: the repository at {repo.Store.Location} cannot be written (a read-only mount, or a full disk?); previewed without a lock");
+                }
+                result = await new PruneEngine(repo).RunAsync(request, readLock, ct).ConfigureAwait(false);
+            }
+            else
+            {
+                result = await new PruneEngine(repo).RunAsync(request, ct).ConfigureAwait(false);
+            }
             if (ctx.Json)
             {
                 ctx.WriteJson(result);
