@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Kintsugi.EndToEnd.Tests.Harness;
@@ -134,7 +133,7 @@ public sealed class ReadOnlyRepositoryTests : IDisposable
         (await Cli.RunAsync(_ws.Root, env, [.. r, "init", .. Workspace.CheapKdf], asUser: "65534")).ShouldSucceed();
         foreach (var folder in new[] { "locks", "tmp" })
         {
-            Run("chown", "root:root", Path.Combine(_ws.Repo, folder));
+            TmpfsMount.Run("chown", "root:root", Path.Combine(_ws.Repo, folder));
         }
 
         string line = (await Cli.RunAsync(_ws.Root, env, [.. r, "backup", src], asUser: "65534")).ShouldFailCleanly(1);
@@ -206,9 +205,9 @@ public sealed class ReadOnlyRepositoryTests : IDisposable
     /// <summary>Bind-mounts <paramref name="folder"/> onto itself read-only, until Dispose.</summary>
     private void MountReadOnly(string folder)
     {
-        Run("mount", "--bind", folder, folder);
+        TmpfsMount.Run("mount", "--bind", folder, folder);
         _mounts.Add(new Unmount(folder));
-        Run("mount", "-o", "remount,ro,bind", folder);
+        TmpfsMount.Run("mount", "-o", "remount,ro,bind", folder);
     }
 
     private sealed class Unmount(string folder) : IDisposable
@@ -217,28 +216,12 @@ public sealed class ReadOnlyRepositoryTests : IDisposable
         {
             try
             {
-                Run("umount", "-l", folder);
+                TmpfsMount.Run("umount", "-l", folder);
             }
             catch (XunitException)
             {
                 // Best effort; a lazy unmount of a busy mount still detaches it.
             }
-        }
-    }
-
-    private static void Run(params string[] args)
-    {
-        var psi = new ProcessStartInfo(args[0]) { RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args.Skip(1))
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var p = Process.Start(psi)!;
-        string err = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        if (p.ExitCode != 0)
-        {
-            throw new XunitException($"{string.Join(' ', args)} failed ({p.ExitCode}): {err.Trim()} (this test needs root to mount, as CI has)");
         }
     }
 

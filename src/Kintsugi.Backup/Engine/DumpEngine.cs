@@ -67,7 +67,7 @@ public sealed class DumpEngine
         switch (found.Node.Type)
         {
             case NodeType.File:
-                await using (var content = new FileContentStream(reader, Entries(index, found.Path, found.Node), found.Node.Size))
+                await using (var content = new FileContentStream(reader, ContentEntries(index, found.Path, found.Node), found.Node.Size))
                 {
                     await content.CopyToAsync(output, ct).ConfigureAwait(false);
                 }
@@ -85,8 +85,8 @@ public sealed class DumpEngine
         await output.FlushAsync(ct).ConfigureAwait(false);
     }
 
-    /// <summary>A file's content blobs, checked as a restore checks them: content kinds only, adding up to the file's size.</summary>
-    private static IndexEntry[] Entries(MasterIndex index, string path, Node node)
+    /// <summary>A file's content blobs, checked before any is read (by dump and restore alike): content kinds only, adding up to the file's size.</summary>
+    internal static IndexEntry[] ContentEntries(MasterIndex index, string path, Node node)
     {
         var entries = (node.Content ?? []).Select(c => index.Get(BlobId.Parse(c))).ToArray();
         int wrong = Array.FindIndex(entries, e => !e.Kind.IsContent());
@@ -148,7 +148,7 @@ public sealed class DumpEngine
                             firstName[(node.Device, node.Inode)] = name;
                         }
                         entry = new PaxTarEntry(TarEntryType.RegularFile, name);
-                        content = new FileContentStream(reader, Entries(index, w.Path, node), node.Size);
+                        content = new FileContentStream(reader, ContentEntries(index, w.Path, node), node.Size);
                         entry.DataStream = content;
                         break;
                     case NodeType.Symlink:
@@ -218,7 +218,7 @@ public sealed class DumpEngine
                     }
                     else
                     {
-                        await using var content = new FileContentStream(reader, Entries(index, w.Path, node), node.Size);
+                        await using var content = new FileContentStream(reader, ContentEntries(index, w.Path, node), node.Size);
                         await content.CopyToAsync(target, ct).ConfigureAwait(false);
                     }
                 }

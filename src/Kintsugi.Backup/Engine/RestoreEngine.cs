@@ -820,17 +820,7 @@ public sealed class RestoreEngine
                 IndexEntry[] entries;
                 try
                 {
-                    entries = (node.Content ?? []).Select(c => index.Get(BlobId.Parse(c))).ToArray();
-                    int wrong = Array.FindIndex(entries, e => !e.Kind.IsContent());
-                    if (wrong >= 0)
-                    {
-                        throw KintsugiException.Corrupt($"file {path}", $"content blob {entries[wrong].Id.Short} is not a data blob");
-                    }
-                    long length = entries.Sum(e => (long)e.RawLength);
-                    if (length != node.Size)
-                    {
-                        throw KintsugiException.Corrupt($"file {path}", $"its size {node.Size} does not match its content of {length} bytes");
-                    }
+                    entries = DumpEngine.ContentEntries(index, path, node);
                 }
                 catch (KintsugiException e)
                 {

@@ -141,7 +141,8 @@ internal sealed class TmpfsMount : IDisposable
         return new TmpfsMount(path);
     }
 
-    private static void Run(params string[] args)
+    /// <summary>Runs a command that needs root (mount, umount, chown), failing the test with its stderr.</summary>
+    public static void Run(params string[] args)
     {
         var psi = new ProcessStartInfo(args[0]) { RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args.Skip(1))
@@ -153,7 +154,7 @@ internal sealed class TmpfsMount : IDisposable
         p.WaitForExit();
         if (p.ExitCode != 0)
         {
-            throw new XunitException($"{string.Join(' ', args)} failed ({p.ExitCode}): {err.Trim()} (this test needs root to mount a small tmpfs, as CI has)");
+            throw new XunitException($"{string.Join(' ', args)} failed ({p.ExitCode}): {err.Trim()} (this test needs root, as CI has)");
         }
     }
 
