@@ -1,9 +1,9 @@
 namespace Kintsugi.Backup;
 
-/// <summary>Argon2id cost for a key slot. The defaults take about a second on one core and 64 MiB.</summary>
+/// <summary>Argon2id cost for a key slot. The defaults (64 MiB, 3 passes, one lane) take about 0.1 s here through libsodium.</summary>
 public sealed record KdfParameters(int MemoryKib, int Iterations, int Parallelism)
 {
-    public static KdfParameters Default { get; } = new(64 * 1024, 3, 2);
+    public static KdfParameters Default { get; } = new(64 * 1024, 3, 1);
 
     public void Validate()
     {

@@ -3,22 +3,30 @@ using System.Text;
 using System.Text.Json;
 using Kintsugi.Backup.Format;
 using Kintsugi.Backup.Storage;
-using Konscious.Security.Cryptography;
 
 namespace Kintsugi.Backup;
 
 /// <summary>A key slot as listed to the user.</summary>
 public sealed record KeyInfo(string Id, DateTimeOffset Created, string? Host, string? User, bool Current, string Kdf, int MemoryKib, int Iterations, int Parallelism);
 
-/// <summary>Key slots: each wraps the master key under a password through Argon2id.</summary>
+/// <summary>
+/// Key slots: each wraps the master key under a password through Argon2id, or under the 256-bit
+/// random secret of a key file through HKDF-SHA256 (no stretching: nothing to guess).
+/// </summary>
 internal static class KeyRing
 {
+    public const string PasswordKdf = "argon2id";
+    public const string KeyFileKdf = "key-file";
+
     private static ReadOnlySpan<byte> AssociatedData => "kintsugi key v1"u8;
+
+    private static ReadOnlySpan<byte> KeyFileInfo => "kintsugi key file v1"u8;
 
     public static async Task<string> AddAsync(IBlobStore store, MasterKey master, string password, KdfParameters kdf, DateTimeOffset now, string? host, string? user, CancellationToken ct)
     {
         kdf.Validate();
-        var salt = RandomNumberGenerator.GetBytes(32);
+        // 16 bytes: libsodium's Argon2id takes exactly that salt length (slots written before took 32).
+        var salt = RandomNumberGenerator.GetBytes(Argon2.NativeSaltLength);
         var wrappingKey = Derive(password, salt, kdf);
         var slot = new KeySlot
         {
@@ -37,6 +45,67 @@ internal static class KeyRing
         return name;
     }
 
+    /// <summary>Adds a slot that opens with <paramref name="secret"/> (a key file's 32 random bytes).</summary>
+    public static async Task<string> AddKeyFileAsync(IBlobStore store, MasterKey master, byte[] secret, DateTimeOffset now, string? host, string? user, CancellationToken ct)
+    {
+        var salt = RandomNumberGenerator.GetBytes(16);
+        var slot = new KeySlot
+        {
+            Created = now,
+            Host = host,
+            User = user,
+            Kdf = KeyFileKdf,
+            MemoryKib = 0,
+            Iterations = 0,
+            Parallelism = 0,
+            Salt = Convert.ToBase64String(salt),
+            Wrapped = Convert.ToBase64String(Aead.Seal(KeyFileWrappingKey(secret, salt), master.Material, AssociatedData)),
+        };
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(slot, FormatJson.Default.KeySlot);
+        string name = BlobId.HashOf(bytes).ToString();
+        await store.PutAsync(FileKind.Key, name, bytes, cancellationToken: ct).ConfigureAwait(false);
+        return name;
+    }
+
+    /// <summary>Tries every key-file slot with <paramref name="secret"/>; returns the master key and the slot that opened it.</summary>
+    public static async Task<(MasterKey Key, string SlotId)> OpenWithKeyFileAsync(IBlobStore store, byte[] secret, string keyFile, CancellationToken ct)
+    {
+        foreach (var file in ListSlots(store))
+        {
+            var slot = await ReadAsync(store, file.Name, ct).ConfigureAwait(false);
+            if (slot is not { Version: 1, Kdf: KeyFileKdf })
+            {
+                continue;
+            }
+            try
+            {
+                var material = Aead.TryOpen(KeyFileWrappingKey(secret, Convert.FromBase64String(slot.Salt)), Convert.FromBase64String(slot.Wrapped), AssociatedData);
+                if (material is { Length: MasterKey.Size })
+                {
+                    return (MasterKey.FromBytes(material), file.Name);
+                }
+            }
+            catch (Exception e) when (e is FormatException or KintsugiException)
+            {
+                // A damaged or hostile slot must not stop the others from opening the repository.
+            }
+        }
+        throw new KintsugiException(ErrorKind.WrongPassword, $"key file {keyFile} does not open the repository at {store.Location} (no key slot of it matches: made for another repository, or its slot was removed)");
+    }
+
+    private static byte[] KeyFileWrappingKey(byte[] secret, byte[] salt) =>
+        HKDF.DeriveKey(HashAlgorithmName.SHA256, secret, 32, salt, KeyFileInfo.ToArray());
+
+    private static IReadOnlyList<StoredFile> ListSlots(IBlobStore store)
+    {
+        var slots = store.List(FileKind.Key);
+        if (slots.Count == 0)
+        {
+            throw new KintsugiException(ErrorKind.Corrupt, $"repository at {store.Location} has no key slots; it cannot be opened");
+        }
+        return slots;
+    }
+
     /// <summary>Tries every slot; returns the master key and the slot that opened it.</summary>
     public static async Task<(MasterKey Key, string SlotId)> OpenAsync(IBlobStore store, string password, CancellationToken ct)
     {
@@ -44,16 +113,12 @@ internal static class KeyRing
         {
             throw new KintsugiException(ErrorKind.InvalidInput, "the password is empty; give the repository's password");
         }
-        var slots = store.List(FileKind.Key);
-        if (slots.Count == 0)
-        {
-            throw new KintsugiException(ErrorKind.Corrupt, $"repository at {store.Location} has no key slots; it cannot be opened");
-        }
+        var slots = ListSlots(store);
         // Slots with the same KDF parameters and salt never occur, so each costs one derivation.
         foreach (var file in slots)
         {
             var slot = await ReadAsync(store, file.Name, ct).ConfigureAwait(false);
-            if (slot is null || slot.Version != 1)
+            if (slot is not { Version: 1, Kdf: PasswordKdf })
             {
                 continue;
             }
@@ -80,7 +145,7 @@ internal static class KeyRing
         {
             var bytes = await store.GetAsync(FileKind.Key, name, ct).ConfigureAwait(false);
             var slot = JsonSerializer.Deserialize(bytes, FormatJson.Default.KeySlot);
-            return slot is { Kdf: "argon2id" } ? slot : null;
+            return slot is { Kdf: PasswordKdf or KeyFileKdf } ? slot : null;
         }
         catch (JsonException)
         {
@@ -95,13 +160,6 @@ internal static class KeyRing
     private static byte[] Derive(string password, byte[] salt, KdfParameters kdf)
     {
         kdf.Validate();
-        using var argon = new Argon2id(Encoding.UTF8.GetBytes(password))
-        {
-            Salt = salt,
-            MemorySize = kdf.MemoryKib,
-            Iterations = kdf.Iterations,
-            DegreeOfParallelism = kdf.Parallelism,
-        };
-        return argon.GetBytes(32);
+        return Argon2.Derive(Encoding.UTF8.GetBytes(password), salt, kdf);
     }
 }

@@ -83,11 +83,31 @@ public sealed class Repository
     public static async Task<Repository> OpenAsync(IBlobStore store, string password, TimeProvider time, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(store);
+        RequireRepository(store);
+        var (key, keyId) = await KeyRing.OpenAsync(store, password, ct).ConfigureAwait(false);
+        return await OpenWithKeyAsync(store, key, keyId, time, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Opens a repository with a key file (<see cref="KeyFile"/>): no key derivation.</summary>
+    public static async Task<Repository> OpenWithKeyFileAsync(IBlobStore store, string keyFile, TimeProvider time, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        RequireRepository(store);
+        var secret = KeyFile.Read(keyFile);
+        var (key, keyId) = await KeyRing.OpenWithKeyFileAsync(store, secret, keyFile, ct).ConfigureAwait(false);
+        return await OpenWithKeyAsync(store, key, keyId, time, ct).ConfigureAwait(false);
+    }
+
+    private static void RequireRepository(IBlobStore store)
+    {
         if (!store.Exists(FileKind.Config, "config"))
         {
             throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
         }
-        var (key, keyId) = await KeyRing.OpenAsync(store, password, ct).ConfigureAwait(false);
+    }
+
+    private static async Task<Repository> OpenWithKeyAsync(IBlobStore store, MasterKey key, string keyId, TimeProvider time, CancellationToken ct)
+    {
         var data = await store.GetAsync(FileKind.Config, "config", ct).ConfigureAwait(false);
         var json = SealedFile.Open(key, SealedFileType.Config, data, "repository config", 1 << 20);
         RepositoryConfig config;
@@ -122,6 +142,22 @@ public sealed class Repository
             throw new KintsugiException(ErrorKind.InvalidInput, "the new password is empty; give a non-empty password");
         }
         return KeyRing.AddAsync(Store, Key, password, kdf, Time.GetUtcNow(), host, user, ct);
+    }
+
+    /// <summary>Writes a new key file at <paramref name="path"/> (it must not exist) and adds the slot it opens; returns the slot's id.</summary>
+    public async Task<string> AddKeyFileAsync(string path, string? host, string? user, CancellationToken ct = default)
+    {
+        var secret = KeyFile.Create(path, $"Kintsugi key file: opens the repository {Config.Id} at {Store.Location} without a password.\nAnyone who can read this file can read the repository: keep it as private as the data.\nRevoke it with `kintsugi key remove ID` (see `kintsugi key list`).");
+        try
+        {
+            return await KeyRing.AddKeyFileAsync(Store, Key, secret, Time.GetUtcNow(), host, user, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            // No slot, no file: a key file that opens nothing would only mislead.
+            File.Delete(path);
+            throw;
+        }
     }
 
     public async Task<IReadOnlyList<KeyInfo>> ListKeysAsync(CancellationToken ct = default)

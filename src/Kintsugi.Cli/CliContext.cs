@@ -24,6 +24,18 @@ internal static class GlobalOptions
         Recursive = true,
     };
 
+    public static readonly Option<string?> PasswordCommand = new("--password-command")
+    {
+        Description = "Shell command whose first line of output is the repository password, e.g. a secret manager [env: KINTSUGI_PASSWORD_COMMAND]",
+        Recursive = true,
+    };
+
+    public static readonly Option<string?> KeyFile = new("--key-file")
+    {
+        Description = "Key file that opens the repository without a password and without key derivation (made by `kintsugi key add --new-key-file`) [env: KINTSUGI_KEY_FILE]",
+        Recursive = true,
+    };
+
     public static readonly Option<bool> Json = new("--json")
     {
         Description = "Print machine-readable JSON on stdout instead of text",
@@ -141,14 +153,29 @@ internal sealed class CliContext
     {
         string? file = fileOverride ?? Parse.GetValue(GlobalOptions.PasswordFile);
         string fileSource = fileOverride is null ? "--password-file" : fileOption ?? "its password file";
-        if (string.IsNullOrEmpty(file) && fileOverride is null)
+        string? command = fileOverride is null ? Parse.GetValue(GlobalOptions.PasswordCommand) : null;
+        string commandSource = "--password-command";
+        if (!string.IsNullOrEmpty(file) && !string.IsNullOrEmpty(command))
+        {
+            throw new UsageException("--password-file and --password-command both give the password; pass one");
+        }
+        if (string.IsNullOrEmpty(file) && string.IsNullOrEmpty(command) && fileOverride is null)
         {
             file = Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE");
             fileSource = "KINTSUGI_PASSWORD_FILE";
+            if (string.IsNullOrEmpty(file))
+            {
+                command = Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_COMMAND");
+                commandSource = "KINTSUGI_PASSWORD_COMMAND";
+            }
         }
         if (!string.IsNullOrEmpty(file))
         {
             return (ReadPasswordFile(file), $"the password file {file} (from {fileSource})");
+        }
+        if (!string.IsNullOrEmpty(command))
+        {
+            return (RunPasswordCommand(command, commandSource), $"the password command `{command}` (from {commandSource})");
         }
         string? env = fileOverride is null ? Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") : null;
         if (!string.IsNullOrEmpty(env))
@@ -158,7 +185,7 @@ internal sealed class CliContext
         if (Console.IsInputRedirected)
         {
             throw new UsageException(fileOverride is null
-                ? $"no {prompt} given: pass --password-file FILE, set KINTSUGI_PASSWORD_FILE (a file) or KINTSUGI_PASSWORD (the password itself), or run on a terminal to be prompted (stdin is not one)"
+                ? $"no {prompt} given: pass --password-file FILE, --password-command CMD or --key-file FILE, set KINTSUGI_PASSWORD_FILE (a file), KINTSUGI_PASSWORD_COMMAND or KINTSUGI_PASSWORD (the password itself), or run on a terminal to be prompted (stdin is not one)"
                 : $"no {prompt} given: pass {fileOption ?? "its password file"}, or run on a terminal to be prompted (stdin is not one)");
         }
         string first = Prompt($"enter {prompt}: ");
@@ -167,6 +194,45 @@ internal sealed class CliContext
             throw new KintsugiException(ErrorKind.InvalidInput, "the passwords do not match; nothing was changed");
         }
         return (first, "the prompt");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="command"/> with /bin/sh (restic's --password-command): its first line of
+    /// standard output is the password; its standard error goes to ours, so a secret manager can ask.
+    /// </summary>
+    public static string RunPasswordCommand(string command, string source)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("/bin/sh")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardInput = false,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add(command);
+        string output;
+        int status;
+        try
+        {
+            using var process = System.Diagnostics.Process.Start(start) ?? throw new InvalidOperationException("no process");
+            output = process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            status = process.ExitCode;
+        }
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"cannot run the password command `{command}` (from {source}): {e.Message}");
+        }
+        if (status != 0)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"the password command `{command}` (from {source}) exited with status {status}; nothing was opened");
+        }
+        string line = output.Split('\n', 2)[0].TrimEnd('\r');
+        if (line.Length == 0)
+        {
+            throw new KintsugiException(ErrorKind.InvalidInput, $"the password command `{command}` (from {source}) printed no password; it must print the password on its first line");
+        }
+        return line;
     }
 
     /// <summary>A wrong password's message, naming where the password came from: that is what to fix.</summary>
@@ -216,12 +282,35 @@ internal sealed class CliContext
         return sb.ToString();
     }
 
+    /// <summary>
+    /// The key file to open the repository with: --key-file, or KINTSUGI_KEY_FILE unless a password is
+    /// given on the command line; null when the password is to be used.
+    /// </summary>
+    private string? KeyFilePath()
+    {
+        string? option = Parse.GetValue(GlobalOptions.KeyFile);
+        bool passwordOption = !string.IsNullOrEmpty(Parse.GetValue(GlobalOptions.PasswordFile)) || !string.IsNullOrEmpty(Parse.GetValue(GlobalOptions.PasswordCommand));
+        if (!string.IsNullOrEmpty(option))
+        {
+            return passwordOption
+                ? throw new UsageException("--key-file and a password option both give the key; pass one")
+                : option;
+        }
+        string? env = Environment.GetEnvironmentVariable("KINTSUGI_KEY_FILE");
+        return passwordOption || string.IsNullOrEmpty(env) ? null : env;
+    }
+
     public async Task<Repository> OpenRepositoryAsync(CancellationToken ct)
     {
         var store = OpenStore();
         if (!store.Exists(FileKind.Config, "config"))
         {
             throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
+        }
+        string? keyFile = KeyFilePath();
+        if (keyFile is not null)
+        {
+            return await Repository.OpenWithKeyFileAsync(store, keyFile, Time, ct).ConfigureAwait(false);
         }
         var (password, source) = ReadPasswordAndSource();
         try

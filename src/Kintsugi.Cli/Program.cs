@@ -13,10 +13,13 @@ internal static class Program
             "Snapshots of models, checkpoints and datasets in a deduplicated, compressed, encrypted repository;\n" +
             "a supervisor (`kintsugi run`) that keeps training jobs and servers running and rolls them back.\n\n" +
             "The repository comes from --repo or KINTSUGI_REPOSITORY; the password from --password-file,\n" +
-            "KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD, or a prompt.")
+            "--password-command, KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD_COMMAND, KINTSUGI_PASSWORD, or a prompt;\n" +
+            "or a key file (--key-file, KINTSUGI_KEY_FILE) opens it with no password and no key derivation.")
         {
             GlobalOptions.Repository,
             GlobalOptions.PasswordFile,
+            GlobalOptions.PasswordCommand,
+            GlobalOptions.KeyFile,
             GlobalOptions.Json,
             GlobalOptions.Quiet,
         };

@@ -48,4 +48,59 @@ public sealed class KeyTests
         Assert.Contains("wrong password", (await ws.RepoWithPasswordAsync(second, "snapshots")).ShouldFailCleanly(1), StringComparison.Ordinal);
         (await ws.RepoWithPasswordAsync(third, "check")).ShouldSucceed();
     }
+
+    [Fact]
+    public async Task A_key_file_opens_the_repository_without_a_password_and_key_remove_revokes_it()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "a.bin"), 1_000);
+        await ws.InitAsync();
+        await ws.BackupAsync(src);
+        string keyFile = ws.PathOf("ci.key");
+
+        var added = (await ws.RepoAsync("key", "add", "--new-key-file", keyFile, "--json")).ShouldSucceed().Json();
+        string slot = added.GetProperty("id").GetString()!;
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyFile));
+
+        // By option and by environment, with no password anywhere.
+        Assert.Single((await ws.RunAsync("--repo", ws.Repo, "--key-file", keyFile, "snapshots", "--json")).ShouldSucceed().Json().EnumerateArray());
+        var env = new Dictionary<string, string?> { ["KINTSUGI_KEY_FILE"] = keyFile, ["KINTSUGI_REPOSITORY"] = ws.Repo };
+        (await ws.RunWithAsync(env, "backup", src)).ShouldSucceed();
+        var list = (await ws.RunWithAsync(env, "key", "list", "--json")).ShouldSucceed().Json().EnumerateArray().ToList();
+        var current = Assert.Single(list, k => k.GetProperty("current").GetBoolean());
+        Assert.Equal((slot, "key-file"), (current.GetProperty("id").GetString(), current.GetProperty("kdf").GetString()));
+        Assert.Contains("key file", (await ws.RepoAsync("key", "list")).ShouldSucceed().StdOut, StringComparison.Ordinal);
+        // A password given on the command line wins over KINTSUGI_KEY_FILE; a key file and a password option together are a usage error.
+        (await ws.RunWithAsync(env, "--password-file", ws.PasswordFile, "snapshots")).ShouldSucceed();
+        Assert.Contains("pass one", (await ws.RunAsync("--repo", ws.Repo, "--key-file", keyFile, "--password-file", ws.PasswordFile, "snapshots")).ShouldFailCleanly(2), StringComparison.Ordinal);
+        // The same name again is refused and the file kept; a password file is not a key file.
+        string before = File.ReadAllText(keyFile);
+        Assert.Contains("never overwritten", (await ws.RepoAsync("key", "add", "--new-key-file", keyFile)).ShouldFailCleanly(1), StringComparison.Ordinal);
+        Assert.Equal(before, File.ReadAllText(keyFile));
+        Assert.Contains("not a Kintsugi key file", (await ws.RunAsync("--repo", ws.Repo, "--key-file", ws.PasswordFile, "snapshots")).ShouldFailCleanly(1), StringComparison.Ordinal);
+        Assert.Contains("no password to change", (await ws.RunWithAsync(env, "key", "passwd", "--new-password-file", ws.PasswordFile)).ShouldFailCleanly(2), StringComparison.Ordinal);
+
+        (await ws.RepoAsync("key", "remove", slot)).ShouldSucceed();
+        Assert.Contains("does not open the repository", (await ws.RunWithAsync(env, "snapshots")).ShouldFailCleanly(1), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_password_command_gives_the_password_and_its_failure_is_one_line()
+    {
+        using var ws = new Workspace();
+        await ws.InitAsync();
+        string command = $"cat '{ws.PasswordFile}'";
+
+        (await ws.RunAsync("--repo", ws.Repo, "--password-command", command, "snapshots")).ShouldSucceed();
+        var env = new Dictionary<string, string?> { ["KINTSUGI_PASSWORD_COMMAND"] = command, ["KINTSUGI_REPOSITORY"] = ws.Repo };
+        (await ws.RunWithAsync(env, "snapshots")).ShouldSucceed();
+
+        string failed = (await ws.RunAsync("--repo", ws.Repo, "--password-command", "exit 3", "snapshots")).ShouldFailCleanly(1);
+        Assert.Contains("exited with status 3", failed, StringComparison.Ordinal);
+        Assert.Contains("printed no password", (await ws.RunAsync("--repo", ws.Repo, "--password-command", "true", "snapshots")).ShouldFailCleanly(1), StringComparison.Ordinal);
+        string wrong = (await ws.RunAsync("--repo", ws.Repo, "--password-command", "echo nope", "snapshots")).ShouldFailCleanly(1);
+        Assert.Contains("the password command `echo nope` (from --password-command)", wrong, StringComparison.Ordinal);
+        Assert.Contains("pass one", (await ws.RunAsync("--repo", ws.Repo, "--password-command", command, "--password-file", ws.PasswordFile, "snapshots")).ShouldFailCleanly(2), StringComparison.Ordinal);
+    }
 }

@@ -490,6 +490,16 @@ internal static class RunCommand
         private async Task<Repository> OpenOrCreateAsync(CancellationToken ct)
         {
             var store = new LocalBlobStore(cfg.Repository);
+            // A key file (the config's, or KINTSUGI_KEY_FILE when the config names no password file) opens with no key derivation.
+            string? keyFile = cfg.KeyFile ?? (cfg.PasswordFile is null && Environment.GetEnvironmentVariable("KINTSUGI_KEY_FILE") is { Length: > 0 } envKeyFile ? envKeyFile : null);
+            if (keyFile is not null)
+            {
+                if (!store.Exists(FileKind.Config, "config"))
+                {
+                    throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{cfg.Repository} is not a Kintsugi repository, and a key file ({keyFile}) cannot create one; create it with `kintsugi init`, then `kintsugi key add --new-key-file`");
+                }
+                return await Repository.OpenWithKeyFileAsync(store, keyFile, ctx.Time, ct).ConfigureAwait(false);
+            }
             string? passwordFile = cfg.PasswordFile;
             string defaultPassword = Path.Combine(Path.GetDirectoryName(cfg.Repository)!, "password");
             string? password = passwordFile is not null ? CliContext.ReadPasswordFile(passwordFile)

@@ -75,11 +75,13 @@ public static class ConfigLoader
         var root = new YamlNode(file, "", stream.Documents[0].RootNode);
         string repository = Path.Combine(baseDir, ".kintsugi", "repository");
         string? passwordFile = null;
+        string? keyFile = null;
+        YamlNode? keyFileNode = null;
         string journal = Path.Combine(baseDir, ".kintsugi", "journal.db");
         var strategy = Strategy.OneForOne;
         var workloads = new List<WorkloadSpec>();
         bool sawWorkloads = false;
-        foreach (var (key, value) in root.MappingWithExtensions("repository", "password-file", "journal", "strategy", "workloads"))
+        foreach (var (key, value) in root.MappingWithExtensions("repository", "password-file", "key-file", "journal", "strategy", "workloads"))
         {
             switch (key)
             {
@@ -88,6 +90,10 @@ public static class ConfigLoader
                     break;
                 case "password-file":
                     passwordFile = Path.GetFullPath(value.NonEmpty(), baseDir);
+                    break;
+                case "key-file":
+                    keyFile = Path.GetFullPath(value.NonEmpty(), baseDir);
+                    keyFileNode = value;
                     break;
                 case "journal":
                     journal = Path.GetFullPath(value.NonEmpty(), baseDir);
@@ -113,6 +119,10 @@ public static class ConfigLoader
                     break;
             }
         }
+        if (keyFileNode is not null && passwordFile is not null)
+        {
+            throw keyFileNode.Value.Error("this and 'password-file' each open the repository; keep one");
+        }
         if (!sawWorkloads || workloads.Count == 0)
         {
             throw root.Error("no workloads: add a 'workloads' section with at least one workload");
@@ -127,6 +137,7 @@ public static class ConfigLoader
             SourcePath = Path.GetFullPath(sourcePath),
             Repository = repository,
             PasswordFile = passwordFile,
+            KeyFile = keyFile,
             Journal = journal,
             Strategy = strategy,
             Workloads = workloads,

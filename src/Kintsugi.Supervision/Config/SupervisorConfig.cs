@@ -18,6 +18,8 @@ public sealed record SupervisorConfig
     public required string Repository { get; init; }
     /// <summary>Password file of the repository (absolute), or null to take it from the environment.</summary>
     public string? PasswordFile { get; init; }
+    /// <summary>Key file of the repository (absolute; `kintsugi key add --new-key-file`), or null.</summary>
+    public string? KeyFile { get; init; }
     /// <summary>The SQLite journal (absolute).</summary>
     public required string Journal { get; init; }
     public Strategy Strategy { get; init; } = Strategy.OneForOne;
