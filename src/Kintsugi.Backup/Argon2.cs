@@ -19,8 +19,15 @@ internal static class Argon2
     public static bool IsNative(int saltLength, KdfParameters kdf) =>
         saltLength == NativeSaltLength && kdf.Parallelism == 1 && kdf.MemoryKib >= 8;
 
-    public static byte[] Derive(byte[] password, byte[] salt, KdfParameters kdf) =>
-        IsNative(salt.Length, kdf) ? DeriveNative(password, salt, kdf) : DeriveManaged(password, salt, kdf);
+    public static byte[] Derive(byte[] password, byte[] salt, KdfParameters kdf)
+    {
+        if (salt.Length is < 8 or > 64)
+        {
+            // Argon2 wants at least 8 bytes; Kintsugi writes 16 (32 before issue 13). Anything else is a damaged or hostile slot.
+            throw new KintsugiException(ErrorKind.Corrupt, $"key slot salt of {salt.Length} bytes is outside 8 to 64");
+        }
+        return IsNative(salt.Length, kdf) ? DeriveNative(password, salt, kdf) : DeriveManaged(password, salt, kdf);
+    }
 
     internal static byte[] DeriveNative(byte[] password, byte[] salt, KdfParameters kdf)
     {

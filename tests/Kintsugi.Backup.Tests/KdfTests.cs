@@ -81,6 +81,19 @@ public sealed class KdfTests : IDisposable
         Assert.Equal(2, (await (await _box.OpenAsync("default cost")).ListKeysAsync()).Count);
     }
 
+    [Theory]
+    [InlineData("")]
+    [InlineData("AAAAAAAAAA==")]
+    public async Task A_slot_with_a_salt_argon2_cannot_take_is_skipped_and_the_others_still_open(string salt)
+    {
+        var repo = await _box.InitAsync();
+        var bytes = Encoding.UTF8.GetBytes($"{{\"version\":1,\"created\":\"2026-12-02T00:00:00+00:00\",\"kdf\":\"argon2id\",\"memory_kib\":64,\"iterations\":1,\"parallelism\":1,\"salt\":\"{salt}\",\"wrapped\":\"AAAA\"}}");
+        // Named so that it sorts first: it is tried before the real slot.
+        File.WriteAllBytes(Path.Combine(_box.RepoPath, "keys", new string('0', 64)), bytes);
+
+        Assert.Equal(repo.KeyId, (await _box.OpenAsync()).KeyId);
+    }
+
     [Fact]
     public void Native_and_managed_Argon2id_compute_the_same_function()
     {
