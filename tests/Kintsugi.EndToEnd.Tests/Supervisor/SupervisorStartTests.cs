@@ -102,6 +102,44 @@ public sealed class SupervisorStartTests(ITestOutputHelper output) : SupervisorT
     }
 
     [Fact]
+    public async Task A_key_file_in_the_config_opens_the_repository_and_one_that_does_not_is_refused_before_anything_runs()
+    {
+        WriteConfig("""
+            workloads:
+              job:
+                command: [/bin/true]
+                checkpoints: { dir: ckpt }
+            """);
+        (await RunToEndAsync()).ShouldSucceed();
+        (await Ws.RunAsync("--repo", Ws.PathOf(".kintsugi/repository"), "--password-file", Ws.PathOf(".kintsugi/password"), "key", "add", "--new-key-file", Ws.PathOf("ci.key"))).ShouldSucceed();
+        File.Move(Ws.PathOf(".kintsugi/password"), Ws.PathOf("password.away"));
+
+        WriteConfig("""
+            key-file: ci.key
+            workloads:
+              job:
+                command: [/bin/sh, -c, "echo ran > ran"]
+                checkpoints: { dir: ckpt }
+            """);
+        (await RunToEndAsync()).ShouldSucceed();
+        Assert.True(File.Exists(Ws.PathOf("ran")), "the workload did not run with the key file");
+
+        File.Delete(Ws.PathOf("ran"));
+        (await Ws.RunAsync("--repo", Ws.PathOf("other"), "--password-file", Ws.PathOf("password.away"), "init", "--kdf-memory", "8", "--kdf-iterations", "1")).ShouldSucceed();
+        (await Ws.RunAsync("--repo", Ws.PathOf("other"), "--password-file", Ws.PathOf("password.away"), "key", "add", "--new-key-file", Ws.PathOf("other.key"))).ShouldSucceed();
+        WriteConfig("""
+            key-file: other.key
+            workloads:
+              job:
+                command: [/bin/sh, -c, "echo ran > ran"]
+                checkpoints: { dir: ckpt }
+            """);
+        string line = (await RunToEndAsync()).ShouldFailCleanly(1);
+        Assert.Contains("does not open the repository", line, StringComparison.Ordinal);
+        Assert.False(File.Exists(Ws.PathOf("ran")), "the workload ran although the key file does not open the repository");
+    }
+
+    [Fact]
     public async Task The_heartbeat_files_folder_exists_when_the_job_first_touches_it()
     {
         WriteConfig("""
