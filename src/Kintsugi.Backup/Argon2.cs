@@ -45,12 +45,27 @@ internal static class Argon2
         catch (CryptographicException e)
         {
             // libsodium refuses only when it cannot allocate the memory the slot asks for.
-            throw new KintsugiException(ErrorKind.InvalidInput, $"Argon2id with {kdf.MemoryKib / 1024} MiB failed: {e.Message}; free memory and try again");
+            throw OutOfMemory(kdf, e);
         }
         return key;
     }
 
+    private static KintsugiException OutOfMemory(KdfParameters kdf, Exception e) =>
+        new(ErrorKind.Failed, $"the key derivation (Argon2id, {Math.Max(1, kdf.MemoryKib / 1024)} MiB) could not get its memory ({e.Message}); free memory or raise the process's memory limit, and try again", e);
+
     internal static byte[] DeriveManaged(byte[] password, byte[] salt, KdfParameters kdf)
+    {
+        try
+        {
+            return DeriveManagedUnguarded(password, salt, kdf);
+        }
+        catch (OutOfMemoryException e)
+        {
+            throw OutOfMemory(kdf, e);
+        }
+    }
+
+    private static byte[] DeriveManagedUnguarded(byte[] password, byte[] salt, KdfParameters kdf)
     {
         using var argon = new Konscious.Security.Cryptography.Argon2id(password)
         {

@@ -22,7 +22,8 @@ public static class KeyFile
         var text = new StringBuilder();
         foreach (var line in comment.Split('\n'))
         {
-            text.Append("# ").Append(line).Append('\n');
+            // A control character (a CR in a repository path) must not end the comment line early.
+            text.Append("# ").Append(string.Concat(line.Select(c => char.IsControl(c) ? '?' : c))).Append('\n');
         }
         text.Append(Prefix).Append(Convert.ToBase64String(secret)).Append('\n');
         var options = new FileStreamOptions
@@ -48,13 +49,35 @@ public static class KeyFile
         return secret;
     }
 
+    /// <summary>Whether <paramref name="firstLine"/>, read as a password, is the first line of a key file (its comment or its key).</summary>
+    public static bool IsKeyFileLine(string firstLine) =>
+        firstLine.StartsWith(Prefix, StringComparison.Ordinal) || firstLine.StartsWith("# " + CommentStart, StringComparison.Ordinal);
+
+    /// <summary>How the comment <see cref="Repository.AddKeyFileAsync"/> writes begins.</summary>
+    public const string CommentStart = "Kintsugi key file:";
+
+    /// <summary>A key file is a few hundred bytes; more than this is not one (and /dev/zero must not fill the memory).</summary>
+    private const int MaxLength = 64 * 1024;
+
     /// <summary>The secret of the key file at <paramref name="path"/>.</summary>
     public static byte[] Read(string path)
     {
         string[] lines;
         try
         {
-            lines = File.ReadAllLines(path);
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read);
+            var buffer = new byte[MaxLength + 1];
+            int length = 0;
+            int n;
+            while (length < buffer.Length && (n = stream.Read(buffer, length, buffer.Length - length)) > 0)
+            {
+                length += n;
+            }
+            if (length > MaxLength)
+            {
+                throw new KintsugiException(ErrorKind.InvalidInput, $"{path} is longer than {MaxLength / 1024} KiB, so it is not a Kintsugi key file");
+            }
+            lines = Encoding.UTF8.GetString(buffer, 0, length).Split('\n');
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

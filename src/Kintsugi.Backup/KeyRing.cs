@@ -68,7 +68,7 @@ internal static class KeyRing
     }
 
     /// <summary>Tries every key-file slot with <paramref name="secret"/>; returns the master key and the slot that opened it.</summary>
-    public static async Task<(MasterKey Key, string SlotId)> OpenWithKeyFileAsync(IBlobStore store, byte[] secret, string keyFile, CancellationToken ct)
+    public static async Task<(MasterKey Key, string SlotId)> OpenWithKeyFileAsync(IBlobStore store, byte[] secret, string keyFile, string source, CancellationToken ct)
     {
         foreach (var file in ListSlots(store))
         {
@@ -90,7 +90,7 @@ internal static class KeyRing
                 // A damaged or hostile slot must not stop the others from opening the repository.
             }
         }
-        throw new KintsugiException(ErrorKind.WrongPassword, $"key file {keyFile} does not open the repository at {store.Location} (no key slot of it matches: made for another repository, or its slot was removed)");
+        throw new KintsugiException(ErrorKind.WrongPassword, $"key file {keyFile} (from {source}) does not open the repository at {store.Location}: no key slot of it matches (made for another repository, or its slot was removed)");
     }
 
     private static byte[] KeyFileWrappingKey(byte[] secret, byte[] salt) =>
@@ -114,6 +114,7 @@ internal static class KeyRing
             throw new KintsugiException(ErrorKind.InvalidInput, "the password is empty; give the repository's password");
         }
         var slots = ListSlots(store);
+        KintsugiException? resources = null;
         // Slots with the same KDF parameters and salt never occur, so each costs one derivation.
         foreach (var file in slots)
         {
@@ -131,10 +132,19 @@ internal static class KeyRing
                     return (MasterKey.FromBytes(material), file.Name);
                 }
             }
+            catch (KintsugiException e) when (e.Kind == ErrorKind.Failed)
+            {
+                // The machine could not give the derivation what the slot asks (memory): not a wrong password.
+                resources ??= e;
+            }
             catch (Exception e) when (e is FormatException or KintsugiException)
             {
                 // A damaged or hostile slot must not stop the others from opening the repository.
             }
+        }
+        if (resources is not null)
+        {
+            throw resources;
         }
         throw new KintsugiException(ErrorKind.WrongPassword, $"wrong password: no key of the repository at {store.Location} opens with it");
     }

@@ -89,12 +89,13 @@ public sealed class Repository
     }
 
     /// <summary>Opens a repository with a key file (<see cref="KeyFile"/>): no key derivation.</summary>
-    public static async Task<Repository> OpenWithKeyFileAsync(IBlobStore store, string keyFile, TimeProvider time, CancellationToken ct = default)
+    /// <param name="source">Where the key file was named, for the message when it does not open the repository ("--key-file").</param>
+    public static async Task<Repository> OpenWithKeyFileAsync(IBlobStore store, string keyFile, TimeProvider time, string source = "--key-file", CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(store);
         RequireRepository(store);
         var secret = KeyFile.Read(keyFile);
-        var (key, keyId) = await KeyRing.OpenWithKeyFileAsync(store, secret, keyFile, ct).ConfigureAwait(false);
+        var (key, keyId) = await KeyRing.OpenWithKeyFileAsync(store, secret, keyFile, source, ct).ConfigureAwait(false);
         return await OpenWithKeyAsync(store, key, keyId, time, ct).ConfigureAwait(false);
     }
 
@@ -147,7 +148,7 @@ public sealed class Repository
     /// <summary>Writes a new key file at <paramref name="path"/> (it must not exist) and adds the slot it opens; returns the slot's id.</summary>
     public async Task<string> AddKeyFileAsync(string path, string? host, string? user, CancellationToken ct = default)
     {
-        var secret = KeyFile.Create(path, $"Kintsugi key file: opens the repository {Config.Id} at {Store.Location} without a password.\nAnyone who can read this file can read the repository: keep it as private as the data.\nRevoke it with `kintsugi key remove ID` (see `kintsugi key list`).");
+        var secret = KeyFile.Create(path, $"{KeyFile.CommentStart} opens the repository {Config.Id} at {Store.Location} without a password.\nAnyone who can read this file can read the repository: keep it as private as the data.\n`kintsugi key remove ID` removes its slot (see `kintsugi key list`), so it opens nothing more; it does not change\nthe repository's master key, which whoever read this file and the repository may have kept.");
         try
         {
             return await KeyRing.AddKeyFileAsync(Store, Key, secret, Time.GetUtcNow(), host, user, ct).ConfigureAwait(false);

@@ -143,7 +143,11 @@ internal sealed class CliContext
 
     public IBlobStore OpenStore() => new LocalBlobStore(RepositoryPath);
 
-    /// <summary>The password from --password-file, KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD, or a prompt on a terminal.</summary>
+    /// <summary>
+    /// The password from --password-file, --password-command, KINTSUGI_PASSWORD_FILE,
+    /// KINTSUGI_PASSWORD_COMMAND, KINTSUGI_PASSWORD, or a prompt on a terminal (a key file is
+    /// <see cref="KeyFilePath"/>'s business).
+    /// </summary>
     /// <param name="fileOverride">Not null: the environment is not read (a new password); <paramref name="fileOption"/> is the option that gives it.</param>
     public string ReadPassword(bool confirm = false, string prompt = "password", string? fileOverride = null, string? fileOption = null) =>
         ReadPasswordAndSource(confirm, prompt, fileOverride, fileOption).Password;
@@ -163,10 +167,11 @@ internal sealed class CliContext
         {
             file = Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE");
             fileSource = "KINTSUGI_PASSWORD_FILE";
-            if (string.IsNullOrEmpty(file))
+            command = Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_COMMAND");
+            commandSource = "KINTSUGI_PASSWORD_COMMAND";
+            if (!string.IsNullOrEmpty(file) && !string.IsNullOrEmpty(command))
             {
-                command = Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_COMMAND");
-                commandSource = "KINTSUGI_PASSWORD_COMMAND";
+                throw new UsageException("KINTSUGI_PASSWORD_FILE and KINTSUGI_PASSWORD_COMMAND are both set and each gives the password; unset one, or pass --password-file or --password-command");
             }
         }
         if (!string.IsNullOrEmpty(file))
@@ -175,7 +180,8 @@ internal sealed class CliContext
         }
         if (!string.IsNullOrEmpty(command))
         {
-            return (RunPasswordCommand(command, commandSource), $"the password command `{command}` (from {commandSource})");
+            // The command is not repeated in messages: it may hold a token.
+            return (RunPasswordCommand(command, commandSource), $"the password command (from {commandSource})");
         }
         string? env = fileOverride is null ? Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") : null;
         if (!string.IsNullOrEmpty(env))
@@ -185,7 +191,7 @@ internal sealed class CliContext
         if (Console.IsInputRedirected)
         {
             throw new UsageException(fileOverride is null
-                ? $"no {prompt} given: pass --password-file FILE, --password-command CMD or --key-file FILE, set KINTSUGI_PASSWORD_FILE (a file), KINTSUGI_PASSWORD_COMMAND or KINTSUGI_PASSWORD (the password itself), or run on a terminal to be prompted (stdin is not one)"
+                ? $"no {prompt} given: pass --password-file FILE{(prompt == "password" ? ", --password-command CMD or --key-file FILE" : " or --password-command CMD")}, set KINTSUGI_PASSWORD_FILE (a file), KINTSUGI_PASSWORD_COMMAND or KINTSUGI_PASSWORD (the password itself), or run on a terminal to be prompted (stdin is not one)"
                 : $"no {prompt} given: pass {fileOption ?? "its password file"}, or run on a terminal to be prompted (stdin is not one)");
         }
         string first = Prompt($"enter {prompt}: ");
@@ -196,9 +202,13 @@ internal sealed class CliContext
         return (first, "the prompt");
     }
 
+    /// <summary>The most a password command may print: a password is a line, not a stream.</summary>
+    private const int MaxPasswordCommandOutput = 1 << 20;
+
     /// <summary>
     /// Runs <paramref name="command"/> with /bin/sh (restic's --password-command): its first line of
     /// standard output is the password; its standard error goes to ours, so a secret manager can ask.
+    /// Messages name <paramref name="source"/>, never the command, which may hold a token.
     /// </summary>
     public static string RunPasswordCommand(string command, string source)
     {
@@ -210,27 +220,40 @@ internal sealed class CliContext
         };
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add(command);
-        string output;
+        var output = new StringBuilder();
         int status;
         try
         {
             using var process = System.Diagnostics.Process.Start(start) ?? throw new InvalidOperationException("no process");
-            output = process.StandardOutput.ReadToEnd();
+            var buffer = new char[4096];
+            int n;
+            while ((n = process.StandardOutput.Read(buffer, 0, buffer.Length)) > 0)
+            {
+                output.Append(buffer, 0, n);
+                if (output.Length > MaxPasswordCommandOutput)
+                {
+                    process.Kill(entireProcessTree: true);
+                    process.WaitForExit();
+                    throw new KintsugiException(ErrorKind.InvalidInput, $"the password command (from {source}) printed more than {MaxPasswordCommandOutput >> 20} MiB; it must print the password on its first line and end");
+                }
+            }
             process.WaitForExit();
             status = process.ExitCode;
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
         {
-            throw new KintsugiException(ErrorKind.InvalidInput, $"cannot run the password command `{command}` (from {source}): {e.Message}");
+            throw new KintsugiException(ErrorKind.InvalidInput, $"cannot run the password command (from {source}): {e.Message}");
         }
         if (status != 0)
         {
-            throw new KintsugiException(ErrorKind.InvalidInput, $"the password command `{command}` (from {source}) exited with status {status}; nothing was opened");
+            throw new KintsugiException(ErrorKind.InvalidInput, $"the password command (from {source}) exited with status {status}; nothing was opened");
         }
-        string line = output.Split('\n', 2)[0].TrimEnd('\r');
+        string text = output.ToString();
+        int newline = text.IndexOf('\n', StringComparison.Ordinal);
+        string line = (newline < 0 ? text : text[..newline]).TrimEnd('\r');
         if (line.Length == 0)
         {
-            throw new KintsugiException(ErrorKind.InvalidInput, $"the password command `{command}` (from {source}) printed no password; it must print the password on its first line");
+            throw new KintsugiException(ErrorKind.InvalidInput, $"the password command (from {source}) printed no password; it must print the password on its first line");
         }
         return line;
     }
@@ -286,7 +309,7 @@ internal sealed class CliContext
     /// The key file to open the repository with: --key-file, or KINTSUGI_KEY_FILE unless a password is
     /// given on the command line; null when the password is to be used.
     /// </summary>
-    private string? KeyFilePath()
+    private (string Path, string Source)? KeyFilePath()
     {
         string? option = Parse.GetValue(GlobalOptions.KeyFile);
         bool passwordOption = !string.IsNullOrEmpty(Parse.GetValue(GlobalOptions.PasswordFile)) || !string.IsNullOrEmpty(Parse.GetValue(GlobalOptions.PasswordCommand));
@@ -294,10 +317,46 @@ internal sealed class CliContext
         {
             return passwordOption
                 ? throw new UsageException("--key-file and a password option both give the key; pass one")
-                : option;
+                : (option, "--key-file");
         }
         string? env = Environment.GetEnvironmentVariable("KINTSUGI_KEY_FILE");
-        return passwordOption || string.IsNullOrEmpty(env) ? null : env;
+        if (passwordOption || string.IsNullOrEmpty(env))
+        {
+            return null;
+        }
+        var passwordVariables = new[] { "KINTSUGI_PASSWORD_FILE", "KINTSUGI_PASSWORD_COMMAND", "KINTSUGI_PASSWORD" }
+            .Where(v => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(v))).ToList();
+        if (passwordVariables.Count > 0)
+        {
+            throw new UsageException($"KINTSUGI_KEY_FILE and {string.Join(", ", passwordVariables)} are both set and each opens the repository; unset one, or pass --key-file or --password-file");
+        }
+        return (env, "KINTSUGI_KEY_FILE");
+    }
+
+    /// <summary>Refuses a key file where a new password is needed (init): it cannot make a repository.</summary>
+    public void RefuseKeyFileOption(string command)
+    {
+        if (!string.IsNullOrEmpty(Parse.GetValue(GlobalOptions.KeyFile)))
+        {
+            throw new UsageException($"{command} makes a password key slot, so --key-file cannot be used; give a password, then add a key file with `kintsugi key add --new-key-file FILE`");
+        }
+    }
+
+    /// <summary>A key file others can read is a key others may have: said once on stderr, as ssh says of a private key.</summary>
+    private void WarnIfOthersCanRead(string keyFile, string source)
+    {
+        try
+        {
+            var mode = File.GetUnixFileMode(keyFile);
+            if ((mode & (UnixFileMode.GroupRead | UnixFileMode.OtherRead)) != 0)
+            {
+                Warn($"kintsugi: warning: key file {keyFile} (from {source}) can be read by other users; anyone who can read it can read the repository: chmod 600 it");
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Reading it will say what is wrong.
+        }
     }
 
     public async Task<Repository> OpenRepositoryAsync(CancellationToken ct)
@@ -307,15 +366,20 @@ internal sealed class CliContext
         {
             throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
         }
-        string? keyFile = KeyFilePath();
-        if (keyFile is not null)
+        if (KeyFilePath() is var (keyFile, keySource))
         {
-            return await Repository.OpenWithKeyFileAsync(store, keyFile, Time, ct).ConfigureAwait(false);
+            var opened = await Repository.OpenWithKeyFileAsync(store, keyFile, Time, keySource, ct).ConfigureAwait(false);
+            WarnIfOthersCanRead(keyFile, keySource);
+            return opened;
         }
         var (password, source) = ReadPasswordAndSource();
         try
         {
             return await Repository.OpenAsync(store, password, Time, ct).ConfigureAwait(false);
+        }
+        catch (KintsugiException e) when (e.Kind == ErrorKind.WrongPassword && KeyFile.IsKeyFileLine(password))
+        {
+            throw new KintsugiException(ErrorKind.WrongPassword, $"the password came from {source}, which holds a key file, not a password: pass it with --key-file (or KINTSUGI_KEY_FILE)", e);
         }
         catch (KintsugiException e) when (e.Kind == ErrorKind.WrongPassword)
         {

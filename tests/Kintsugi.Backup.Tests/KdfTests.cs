@@ -136,6 +136,18 @@ public sealed class KdfTests : IDisposable
     }
 
     [Fact]
+    public async Task A_key_file_for_a_repository_whose_path_holds_a_carriage_return_still_opens_it()
+    {
+        string root = Path.Combine(_box.Root, "cr\rpath");
+        var store = new LocalBlobStore(root);
+        var repo = await Repository.InitAsync(store, Sandbox.Password, Sandbox.Kdf, null, "h", "u", TimeProvider.System);
+        string keyFile = Path.Combine(_box.Root, "cr.key");
+        string slot = await repo.AddKeyFileAsync(keyFile, "h", "u");
+
+        Assert.Equal(slot, (await Repository.OpenWithKeyFileAsync(store, keyFile, TimeProvider.System)).KeyId);
+    }
+
+    [Fact]
     public async Task A_key_file_is_never_overwritten_and_a_password_file_is_not_taken_for_one()
     {
         var repo = await _box.InitAsync();

@@ -81,8 +81,23 @@ public sealed class KeyTests
         Assert.Contains("not a Kintsugi key file", (await ws.RunAsync("--repo", ws.Repo, "--key-file", ws.PasswordFile, "snapshots")).ShouldFailCleanly(1), StringComparison.Ordinal);
         Assert.Contains("no password to change", (await ws.RunWithAsync(env, "key", "passwd", "--new-password-file", ws.PasswordFile)).ShouldFailCleanly(2), StringComparison.Ordinal);
 
+        // Nothing is chosen silently: a key file beside a password variable, a key file for init, KDF options for a key file.
+        var mixed = new Dictionary<string, string?>(env) { ["KINTSUGI_PASSWORD"] = "correct horse battery staple" };
+        Assert.Contains("both set", (await ws.RunWithAsync(mixed, "snapshots")).ShouldFailCleanly(2), StringComparison.Ordinal);
+        Assert.Contains("key add --new-key-file", (await ws.RunAsync("--repo", ws.PathOf("fresh"), "--key-file", keyFile, "init")).ShouldFailCleanly(2), StringComparison.Ordinal);
+        Assert.False(Directory.Exists(ws.PathOf("fresh")));
+        Assert.Contains("do not apply", (await ws.RepoAsync("key", "add", "--new-key-file", ws.PathOf("k2.key"), "--kdf-memory", "999")).ShouldFailCleanly(2), StringComparison.Ordinal);
+        Assert.False(File.Exists(ws.PathOf("k2.key")));
+        Assert.Contains("pass it with --key-file", (await ws.RepoWithPasswordAsync(keyFile, "snapshots")).ShouldFailCleanly(1), StringComparison.Ordinal);
+        // A key file others can read still opens, with one warning.
+        File.SetUnixFileMode(keyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        var open = (await ws.RunWithAsync(env, "snapshots", "-q")).ShouldSucceed();
+        Assert.Contains("can be read by other users", Assert.Single(open.StdErrLines), StringComparison.Ordinal);
+
         (await ws.RepoAsync("key", "remove", slot)).ShouldSucceed();
-        Assert.Contains("does not open the repository", (await ws.RunWithAsync(env, "snapshots")).ShouldFailCleanly(1), StringComparison.Ordinal);
+        string gone = (await ws.RunWithAsync(env, "snapshots")).ShouldFailCleanly(1);
+        Assert.Contains("does not open the repository", gone, StringComparison.Ordinal);
+        Assert.Contains("(from KINTSUGI_KEY_FILE)", gone, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -99,8 +114,13 @@ public sealed class KeyTests
         string failed = (await ws.RunAsync("--repo", ws.Repo, "--password-command", "exit 3", "snapshots")).ShouldFailCleanly(1);
         Assert.Contains("exited with status 3", failed, StringComparison.Ordinal);
         Assert.Contains("printed no password", (await ws.RunAsync("--repo", ws.Repo, "--password-command", "true", "snapshots")).ShouldFailCleanly(1), StringComparison.Ordinal);
-        string wrong = (await ws.RunAsync("--repo", ws.Repo, "--password-command", "echo nope", "snapshots")).ShouldFailCleanly(1);
-        Assert.Contains("the password command `echo nope` (from --password-command)", wrong, StringComparison.Ordinal);
+        // The command may hold a token: it is never repeated.
+        string wrong = (await ws.RunAsync("--repo", ws.Repo, "--password-command", "echo token-hunter2", "snapshots")).ShouldFailCleanly(1);
+        Assert.Contains("the password command (from --password-command)", wrong, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2", wrong, StringComparison.Ordinal);
+        Assert.Contains("more than 1 MiB", (await ws.RunAsync("--repo", ws.Repo, "--password-command", "yes pw", "snapshots")).ShouldFailCleanly(1), StringComparison.Ordinal);
+        var both = new Dictionary<string, string?> { ["KINTSUGI_PASSWORD_COMMAND"] = command, ["KINTSUGI_PASSWORD_FILE"] = ws.PasswordFile, ["KINTSUGI_REPOSITORY"] = ws.Repo };
+        Assert.Contains("both set", (await ws.RunWithAsync(both, "snapshots")).ShouldFailCleanly(2), StringComparison.Ordinal);
         Assert.Contains("pass one", (await ws.RunAsync("--repo", ws.Repo, "--password-command", command, "--password-file", ws.PasswordFile, "snapshots")).ShouldFailCleanly(2), StringComparison.Ordinal);
     }
 }

@@ -20,6 +20,7 @@ internal static class InitCommand
             {
                 throw new KintsugiException(ErrorKind.RepositoryExists, $"a repository already exists at {store.Location}; use it as it is, or choose another path");
             }
+            ctx.RefuseKeyFileOption("init");
             string password = ctx.ReadPassword(confirm: true, prompt: "new password");
             var repo = await Repository.InitAsync(store, password, parameters, null, CliContext.Host, CliContext.User, ctx.Time, ct).ConfigureAwait(false);
             if (paritySettings is not null)

@@ -15,7 +15,7 @@ internal static class KeyCommand
         {
             Description = "Instead of a password, write a new key file FILE (mode 0600; never overwritten) that opens the repository " +
                 "with no key derivation, for scripts and services (--key-file / KINTSUGI_KEY_FILE). Whoever reads the file reads the repository; " +
-                "`kintsugi key remove` revokes it",
+                "`kintsugi key remove` removes its slot (the master key stays the same)",
         };
 
         var kdfAdd = new KdfOptions();
@@ -31,6 +31,10 @@ internal static class KeyCommand
             if (keyFile is { Length: 0 })
             {
                 throw new UsageException("--new-key-file needs a file name");
+            }
+            if (keyFile is not null && (ctx.Parse.GetResult(kdfAdd.MemoryMib) is { Implicit: false } || ctx.Parse.GetResult(kdfAdd.Iterations) is { Implicit: false }))
+            {
+                throw new UsageException("--kdf-memory and --kdf-iterations set the cost of a password; a key file is not derived, so they do not apply to --new-key-file");
             }
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
             string id;

@@ -490,20 +490,21 @@ internal static class RunCommand
         private async Task<Repository> OpenOrCreateAsync(CancellationToken ct)
         {
             var store = new LocalBlobStore(cfg.Repository);
-            // A key file (the config's, or KINTSUGI_KEY_FILE when the config names no password file) opens with no key derivation.
-            string? keyFile = cfg.KeyFile ?? (cfg.PasswordFile is null && Environment.GetEnvironmentVariable("KINTSUGI_KEY_FILE") is { Length: > 0 } envKeyFile ? envKeyFile : null);
-            if (keyFile is not null)
+            // A key file (`key-file:` in the config) opens with no key derivation. KINTSUGI_KEY_FILE is not read
+            // here: like KINTSUGI_REPOSITORY, it names the repository of the shell, not the config's.
+            if (cfg.KeyFile is { } keyFile)
             {
                 if (!store.Exists(FileKind.Config, "config"))
                 {
-                    throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{cfg.Repository} is not a Kintsugi repository, and a key file ({keyFile}) cannot create one; create it with `kintsugi init`, then `kintsugi key add --new-key-file`");
+                    throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{cfg.Repository} is not a Kintsugi repository, and a key file cannot create one; create it with `kintsugi init`, then `kintsugi key add --new-key-file`");
                 }
-                return await Repository.OpenWithKeyFileAsync(store, keyFile, ctx.Time, ct).ConfigureAwait(false);
+                return await Repository.OpenWithKeyFileAsync(store, keyFile, ctx.Time, "'key-file' in the config", ct).ConfigureAwait(false);
             }
             string? passwordFile = cfg.PasswordFile;
             string defaultPassword = Path.Combine(Path.GetDirectoryName(cfg.Repository)!, "password");
             string? password = passwordFile is not null ? CliContext.ReadPasswordFile(passwordFile)
                 : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE") is { Length: > 0 } envFile ? CliContext.ReadPasswordFile(envFile)
+                : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_COMMAND") is { Length: > 0 } envCommand ? CliContext.RunPasswordCommand(envCommand, "KINTSUGI_PASSWORD_COMMAND")
                 : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") is { Length: > 0 } envPassword ? envPassword
                 : File.Exists(defaultPassword) ? CliContext.ReadPasswordFile(defaultPassword)
                 : null;
@@ -511,11 +512,12 @@ internal static class RunCommand
             {
                 string source = passwordFile is not null ? $"the password file {passwordFile} (from 'password-file' in the config)"
                     : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE") is { Length: > 0 } file ? $"the password file {file} (from KINTSUGI_PASSWORD_FILE)"
+                    : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_COMMAND") is { Length: > 0 } ? "the password command (from KINTSUGI_PASSWORD_COMMAND)"
                     : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") is { Length: > 0 } ? "KINTSUGI_PASSWORD"
                     : $"the password file {defaultPassword}";
                 try
                 {
-                    return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' in the config, KINTSUGI_PASSWORD_FILE (a file) or KINTSUGI_PASSWORD (the password itself), or write it in {defaultPassword}"), ctx.Time, ct).ConfigureAwait(false);
+                    return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' or 'key-file' in the config, KINTSUGI_PASSWORD_FILE (a file), KINTSUGI_PASSWORD_COMMAND or KINTSUGI_PASSWORD (the password itself), or write it in {defaultPassword}"), ctx.Time, ct).ConfigureAwait(false);
                 }
                 catch (KintsugiException e) when (e.Kind == ErrorKind.WrongPassword)
                 {
