@@ -21,9 +21,27 @@ if (args.Length == 3 && args[0] == "init-small-packs")
     Console.WriteLine($"created {args[1]} with {options.PackSize}-byte packs");
     return 0;
 }
+// load-index: opens a repository (password from KINTSUGI_PASSWORD) and loads its index ROUNDS times,
+// printing wall and CPU time and the bytes allocated by each load.
+// Run: dotnet run -c Release --project bench/Kintsugi.Bench -- load-index PATH [ROUNDS]
+if (args.Length is 2 or 3 && args[0] == "load-index")
+{
+    var repo = await Kintsugi.Backup.Repository.OpenAsync(new Kintsugi.Backup.Storage.LocalBlobStore(Path.GetFullPath(args[1])), Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") ?? "", TimeProvider.System).ConfigureAwait(false);
+    int rounds = args.Length == 3 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 5;
+    for (int r = 0; r < rounds; r++)
+    {
+        long allocated = GC.GetTotalAllocatedBytes(precise: true);
+        var cpu = Environment.CpuUsage.TotalTime;
+        var wall = System.Diagnostics.Stopwatch.StartNew();
+        var index = await repo.LoadIndexAsync().ConfigureAwait(false);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{index.Count} entries from {index.Files.Count} files: {wall.Elapsed.TotalMilliseconds:F0} ms wall, {(Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds:F0} ms CPU, {(GC.GetTotalAllocatedBytes(precise: true) - allocated) / 1048576.0:F1} MiB allocated"));
+    }
+    return 0;
+}
 if (args.Length == 0 || args[0] != "chunk-sizes")
 {
-    Console.Error.WriteLine("usage: Kintsugi.Bench chunk-sizes [seed] | init-small-packs PATH PACK_SIZE");
+    Console.Error.WriteLine("usage: Kintsugi.Bench chunk-sizes [seed] | init-small-packs PATH PACK_SIZE | load-index PATH [ROUNDS]");
     return 2;
 }
 int seed = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 42;
