@@ -208,16 +208,20 @@ public sealed class Repository
 
     // ----- index -----
 
-    /// <summary>Loads every index file. Damaged index files are reported through <paramref name="onError"/> (or thrown when it is null).</summary>
+    /// <summary>
+    /// Loads every index file, several at a time. Damaged index files are reported through
+    /// <paramref name="onError"/> (or thrown when it is null). Commands that need no blob locations
+    /// (snapshots, forget without prune, key, tag) never call this.
+    /// </summary>
     public async Task<MasterIndex> LoadIndexAsync(Action<string, KintsugiException>? onError = null, CancellationToken ct = default)
     {
         var files = Store.List(FileKind.Index);
-        var loaded = new List<IndexEntry>[files.Count];
+        var tables = new IndexEntryTable[files.Count];
         await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Environment.ProcessorCount }, async (i, token) =>
         {
             try
             {
-                loaded[i] = await LoadIndexFileAsync(files[i].Name, token).ConfigureAwait(false);
+                tables[i] = await LoadIndexTableAsync(files[i].Name, token).ConfigureAwait(false);
             }
             catch (KintsugiException e) when (onError is not null)
             {
@@ -225,21 +229,24 @@ public sealed class Repository
                 {
                     onError(files[i].Name, e);
                 }
-                loaded[i] = [];
+                tables[i] = new IndexEntryTable(1, 1);
             }
         }).ConfigureAwait(false);
-        var index = new MasterIndex { Files = files.Select(f => f.Name).ToList() };
-        foreach (var list in loaded)
-        {
-            foreach (var entry in list)
-            {
-                index.Add(entry);
-            }
-        }
-        return index;
+        return new MasterIndex(tables) { Files = files.Select(f => f.Name).ToList() };
     }
 
     public async Task<List<IndexEntry>> LoadIndexFileAsync(string name, CancellationToken ct = default)
+    {
+        var table = await LoadIndexTableAsync(name, ct).ConfigureAwait(false);
+        var entries = new List<IndexEntry>(table.Count);
+        for (int i = 0; i < table.Count; i++)
+        {
+            entries.Add(table[i]);
+        }
+        return entries;
+    }
+
+    private async Task<IndexEntryTable> LoadIndexTableAsync(string name, CancellationToken ct)
     {
         string what = $"index file {name[..Math.Min(8, name.Length)]}";
         var data = await Store.GetAsync(FileKind.Index, name, ct).ConfigureAwait(false);
@@ -247,7 +254,7 @@ public sealed class Repository
         {
             throw KintsugiException.Corrupt(what, "its content does not match its name");
         }
-        return IndexFile.Parse(SealedFile.Open(Key, SealedFileType.Index, data, what), what);
+        return IndexFile.ParseTable(SealedFile.Open(Key, SealedFileType.Index, data, what), what);
     }
 
     /// <summary>Writes index files holding <paramref name="entries"/> (more than one when there are very many); returns their names.</summary>

@@ -92,10 +92,15 @@ internal sealed class CliContext
     /// <summary>Progress bars go to stderr, and only when it is a terminal and output is for people.</summary>
     public bool ShowProgress => !Json && !Quiet && !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("TERM") != "dumb";
 
-    public IAnsiConsole ErrorConsole { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+    // Made on first use: setting up a Spectre.Console console costs milliseconds at start-up, and
+    // JSON output and most errors never need one.
+    private IAnsiConsole? _errorConsole;
+    private IAnsiConsole? _outConsole;
+
+    public IAnsiConsole ErrorConsole => LazyInitializer.EnsureInitialized(ref _errorConsole, () => AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }));
 
     /// <summary>Tables and text for people; plain (no colour) when stdout is not a terminal.</summary>
-    public IAnsiConsole OutConsole { get; } = CreateOutConsole();
+    public IAnsiConsole OutConsole => LazyInitializer.EnsureInitialized(ref _outConsole, CreateOutConsole);
 
     private static IAnsiConsole CreateOutConsole()
     {

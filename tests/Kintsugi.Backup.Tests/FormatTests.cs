@@ -345,6 +345,42 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void Master_index_finds_every_loaded_entry_and_keeps_the_first_location_of_a_blob_listed_twice()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        var first = RandomEntries(rng, 30, withDeltas: true);
+        var second = RandomEntries(rng, 20, withDeltas: true);
+        // The second file lists two blobs of the first again, in another pack (as after an interrupted prune).
+        var elsewhere = BlobId.Read(Files.RandomBytes(rng, 32));
+        var copies = new[] { first[3] with { Pack = elsewhere, Offset = 1 }, first[^1] with { Pack = elsewhere, Offset = 2 } };
+        var tables = new[] { first, [.. second, .. copies] }
+            .Select(entries => IndexFile.ParseTable(IndexFile.Serialize(entries.GroupBy(e => e.Pack).ToList()), "index"))
+            .ToList();
+        var index = new MasterIndex(tables);
+
+        Assert.Equal(first.Count + second.Count, index.Count);
+        foreach (var e in first.Concat(second))
+        {
+            Assert.True(index.TryGet(e.Id, out var found));
+            Assert.Equal(e, found);
+            Assert.True(index.Contains(e.Id));
+        }
+        Assert.Equal(first.Concat(second).OrderBy(e => e.Id).ToList(), index.Entries.OrderBy(e => e.Id).ToList());
+        var unknown = BlobId.Read(Files.RandomBytes(rng, 32));
+        Assert.False(index.TryGet(unknown, out _));
+        Assert.False(index.Contains(unknown));
+
+        // Added after loading: a new blob is found; a known one keeps its loaded location.
+        var added = RandomEntries(rng, 1)[0];
+        index.Add(added);
+        index.Add(first[0] with { Pack = elsewhere });
+        Assert.Equal(added, index.Get(added.Id));
+        Assert.Equal(first[0], index.Get(first[0].Id));
+        Assert.Equal(first.Count + second.Count + 1, index.Count);
+        Assert.Equal(index.Count, index.Entries.Count());
+    }
+
+    [Fact]
     public void Index_files_with_delta_entries_round_trip_as_version_2_and_version_1_refuses_deltas()
     {
         var rng = new Random(TestSeed.Get(output));

@@ -44,14 +44,28 @@ internal static class IndexFile
 
     public static List<IndexEntry> Parse(ReadOnlySpan<byte> data, string what)
     {
+        var table = ParseTable(data, what);
+        var result = new List<IndexEntry>(table.Count);
+        for (int i = 0; i < table.Count; i++)
+        {
+            result.Add(table[i]);
+        }
+        return result;
+    }
+
+    /// <summary>Parses and validates an index file's payload into a compact table, without an allocation per entry.</summary>
+    public static IndexEntryTable ParseTable(ReadOnlySpan<byte> data, string what)
+    {
         uint version = data.Length < 8 ? 0 : BinaryPrimitives.ReadUInt32LittleEndian(data);
         if (version is not (1 or Version))
         {
             throw KintsugiException.Corrupt(what, $"unknown index version {version}; a newer kintsugi may be needed");
         }
         uint packCount = BinaryPrimitives.ReadUInt32LittleEndian(data[4..]);
-        var result = new List<IndexEntry>();
         var span = data[8..];
+        // Capacities from what the payload can hold, so a hostile count cannot make a huge allocation.
+        int maxPacks = span.Length / (BlobId.Size + 4);
+        var table = new IndexEntryTable((int)Math.Min(packCount, (uint)maxPacks), span.Length / PackFormat.EntrySize);
         for (uint p = 0; p < packCount; p++)
         {
             if (span.Length < BlobId.Size + 4)
@@ -65,6 +79,7 @@ internal static class IndexFile
             {
                 throw KintsugiException.Corrupt(what, "entry count larger than the file");
             }
+            int packIndex = table.AddPack(pack);
             for (uint i = 0; i < count; i++)
             {
                 int size = PackFormat.ReadEntry(span, out var e, out var problem);
@@ -72,7 +87,7 @@ internal static class IndexFile
                 {
                     throw KintsugiException.Corrupt(what, $"pack {pack.Short}, entry {i}: {problem ?? "a delta in a version 1 index"}");
                 }
-                result.Add(e.InPack(pack));
+                table.Add(packIndex, e);
                 span = span[size..];
             }
         }
@@ -80,6 +95,6 @@ internal static class IndexFile
         {
             throw KintsugiException.Corrupt(what, "trailing bytes after the last pack");
         }
-        return result;
+        return table;
     }
 }
