@@ -57,7 +57,9 @@ public sealed class PathSelection
         var roots = new HashSet<string>(StringComparer.Ordinal);
         var matched = new bool[included.Count];
         // Unreadable folders are the restore's to report; here they only hold no match.
-        await foreach (var walked in TreeWalker.WalkAsync(repo, index, TreeWalker.RootOf(snapshot), (_, _) => { }, ct).ConfigureAwait(false))
+        // Only folders that could hold a match are read: for literal includes, the folders on the way to them.
+        bool Descend(string folder) => included.Any(m => m.CouldMatchBelow(folder));
+        await foreach (var walked in TreeWalker.WalkAsync(repo, index, TreeWalker.RootOf(snapshot), (_, _) => { }, Descend, ct).ConfigureAwait(false))
         {
             bool isDirectory = walked.Node.Type == NodeType.Directory;
             for (int i = 0; i < included.Count; i++)
@@ -182,6 +184,10 @@ public sealed class PathSelection
             }
             return new Matcher(text, literals.Distinct(StringComparer.Ordinal).ToList(), glob);
         }
+
+        /// <summary>Whether something under the folder <paramref name="folder"/> could be matched itself: always for a glob.</summary>
+        public bool CouldMatchBelow(string folder) =>
+            Glob is not null || Literals.Any(l => l.Length > folder.Length + 1 && l[folder.Length] == '/' && l.StartsWith(folder, StringComparison.Ordinal));
 
         /// <summary>The pattern names this very path (not only a folder above it).</summary>
         public bool MatchesItself(string path, bool isDirectory) =>

@@ -196,7 +196,8 @@ public sealed class RestoreEngine
             issues.Enqueue(new BackupIssue(folder, $"folder not restored: it cannot be read ({e.Message})"));
             cleanup?.Unknown(folder == "/" ? "" : folder);
         }
-        await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, ct).ConfigureAwait(false))
+        // A folder nothing is selected in or under is not read at all.
+        await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, path => selection.Selects(path, isDirectory: true), ct).ConfigureAwait(false))
         {
             // Whatever the snapshot holds is never --delete's to remove, restored or left out by an exclude.
             cleanup?.InSnapshot(walked.Path);

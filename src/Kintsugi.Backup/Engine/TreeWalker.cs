@@ -46,7 +46,15 @@ public static class TreeWalker
     /// rest (without it, the walk stops with the error). Trees that are hostile rather than damaged
     /// (cycles, repeated or unsafe names, too deep) always stop it.
     /// </summary>
-    public static async IAsyncEnumerable<WalkedNode> WalkAsync(Repository repo, MasterIndex index, BlobId root, Action<string, KintsugiException>? onUnreadable, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
+    public static IAsyncEnumerable<WalkedNode> WalkAsync(Repository repo, MasterIndex index, BlobId root, Action<string, KintsugiException>? onUnreadable, CancellationToken ct = default) =>
+        WalkAsync(repo, index, root, onUnreadable, null, ct);
+
+    /// <summary>
+    /// Walks as above, entering a subfolder only where <paramref name="descend"/> (given its path)
+    /// says so: a restore of one file reads the trees on the way to it, not every tree of the
+    /// snapshot. The subfolder's own node is still yielded.
+    /// </summary>
+    public static async IAsyncEnumerable<WalkedNode> WalkAsync(Repository repo, MasterIndex index, BlobId root, Action<string, KintsugiException>? onUnreadable, Func<string, bool>? descend, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(repo);
         // Only the folders on the current path are held, each with its pending subfolders as (name,
@@ -69,7 +77,11 @@ public static class TreeWalker
                 if (top.Next < top.Subfolders.Count)
                 {
                     var (name, sub) = top.Subfolders[top.Next++];
-                    next = (top.Path + "/" + name, sub, top.Depth + 1);
+                    string subPath = top.Path + "/" + name;
+                    if (descend is null || descend(subPath))
+                    {
+                        next = (subPath, sub, top.Depth + 1);
+                    }
                 }
                 else
                 {
