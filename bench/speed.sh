@@ -141,7 +141,7 @@ timed() {
   rss_kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tf")
   return $rc
 }
-declare -A SECS=() CPU=() RSS=() FAILS=() VERIFY=()
+declare -A SECS=() CPU=() RSS=() FAILS=() VERIFY=() RKDF=()
 line=""
 # step ROW TOOL LOG CMD...: timed, the result recorded; returns 1 when CMD failed.
 step() {
@@ -166,6 +166,13 @@ tool_init() { # tool repo log
     kintsugi) "${K[@]}" init -r "$2" ${kinit[@]+"${kinit[@]}"} ;;
     restic) restic -r "$2" --cache-dir "$rcache" init ${restic_init[@]+"${restic_init[@]}"} ;;
   esac > "$3" 2>&1 || { echo "$1 init failed:" >&2; tail -5 "$3" >&2; return 1; }
+  # restic calibrates scrypt at init from how fast the machine is at that moment (a busy machine gets
+  # cheaper parameters and faster opens): the parameters each repository got are reported.
+  if [ "$1" = restic ]; then
+    local k
+    k=$(cat "$2"/keys/* 2>/dev/null | grep -o '"N":[0-9]*,"r":[0-9]*,"p":[0-9]*' | tr -d '"' | head -1)
+    RKDF[${k:-unknown}]=$(( ${RKDF[${k:-unknown}]:-0} + 1 ))
+  fi
 }
 tool_backup() { # row tool repo data log
   warm "$4"
@@ -208,7 +215,7 @@ echo "# Kintsugi whole-command speed (bench/speed.sh, issue 13)"
 echo
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $machine"
 echo "load average at start (uptime): $load_start"
-echo "versions: kintsugi ${kver:-?} ($kdesc; git $commit), $rver"
+echo "versions: kintsugi ${kver:-?} ($kdesc; checkout at git $commit), $rver"
 echo "repositories: kintsugi $kdf_desc; restic $([ ${#restic_init[@]} -gt 0 ] && echo "repository version 2, " )scrypt as calibrated by init"
 echo "rounds: $rounds (tools alternate which goes first); parts: ${parts[*]}; work folder $work"
 echo
@@ -411,12 +418,15 @@ for p in checkpoint embedding dataset; do
   for t in kintsugi restic; do [ -n "${VERIFY[$p,$t]:-}" ] && ver="$ver $p/$t ${VERIFY[$p,$t]},"; done
 done
 [ -n "$ver" ] && echo "- restores compared byte for byte with the corpus (diff -r, untimed):${ver%,}"
+rk=""
+for k in "${!RKDF[@]}"; do rk="$rk${rk:+; }scrypt $k (×${RKDF[$k]})"; done
+echo "- restic's key derivation as its init calibrated it: ${rk:-none}"
 echo "- speed = restic's median wall seconds / Kintsugi's (×2 = Kintsugi takes half the time); peak RSS is the max over rounds; CPU = user + sys (median)"
 echo "- load average (uptime): at start $load_start; at end $load_end; total run time $(( $(date +%s) - t_start )) s"
 
 if [ -n "$json" ]; then
   KVER="${kver:-}" KDESC="$kdesc" COMMIT="$commit" MACHINE="$machine" RVER="$rver" KDF="$kdf_desc" ROUNDS="$rounds" \
-  LOAD_START="$load_start" LOAD_END="$load_end" BUSY="${busy_note:-}" \
+  LOAD_START="$load_start" LOAD_END="$load_end" BUSY="${busy_note:-}" RKDF="${rk:-}" \
   DESC_SNAPSHOTS="${CORPUS_DESC[snapshots]:-}" DESC_CHECKPOINT="${CORPUS_DESC[checkpoint]:-}" \
   DESC_EMBEDDING="${CORPUS_DESC[embedding]:-}" DESC_DATASET="${CORPUS_DESC[dataset]:-}" \
   "$PY" - "$tsv" "$json" <<'PY'
@@ -438,7 +448,7 @@ e = os.environ
 doc = {"bench": "bench/speed.sh", "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
        "machine": e["MACHINE"], "load_average_start": e["LOAD_START"], "load_average_end": e["LOAD_END"],
        "kintsugi": {"version": e["KVER"], "binary": e["KDESC"], "git": e["COMMIT"], "kdf": e["KDF"]},
-       "restic": e["RVER"], "rounds": int(e["ROUNDS"]), "busy_rows": e["BUSY"],
+       "restic": {"version": e["RVER"], "kdf": e["RKDF"]}, "rounds": int(e["ROUNDS"]), "busy_rows": e["BUSY"],
        "corpora": {k: e["DESC_" + k.upper()] for k in ("snapshots", "checkpoint", "embedding", "dataset") if e["DESC_" + k.upper()]},
        "rows": rows}
 with open(sys.argv[2], "w") as f:
