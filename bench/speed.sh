@@ -8,7 +8,9 @@
 # Rows, each with the issue's target as a speed ratio (restic seconds / Kintsugi seconds):
 #   snapshots   `snapshots` on a small repository (3 snapshots of 20 small files): idle, and with both
 #               cores busy (two `sh -c 'while :; do :; done'` burners, started for those rows and
-#               killed after them). Target >= x2 (at most half of restic's time).
+#               killed after them). Target >= x2 (at most half of restic's time). A third row opens
+#               Kintsugi's repository with a key file (`key add --new-key-file`), restic's with its
+#               password as before: what a script that opens the repository in a loop pays.
 #   checkpoint  a ~210 MB fp32 checkpoint folder (bench/ai_corpus.py frozen-finetune v1, scale 1,
 #               + config.json): first backup (>= x3), unchanged re-backup (>= x3), restore into an
 #               empty folder (>= x2).
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
     --fast-kdf) fast_kdf=1; shift ;;
     --install) install=1; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -189,11 +191,13 @@ tool_restore() { # row tool repo target log
     restic) step "$1" restic "$5" restic -r "$3" --cache-dir "$rcache" restore latest -q --target "$4" ;;
   esac
 }
-tool_snapshots() { # row tool repo log
-  warm "$3"
-  case "$2" in
-    kintsugi) step "$1" kintsugi "$4" "${K[@]}" snapshots -q -r "$3" ;;
-    restic) step "$1" restic "$4" restic -r "$3" --cache-dir "$rcache" snapshots -q ;;
+tool_snapshots() { # row tool repo log [kintsugi options...]
+  local row=$1 tool=$2 repo=$3 log=$4
+  shift 4
+  warm "$repo"
+  case "$tool" in
+    kintsugi) step "$row" kintsugi "$log" "${K[@]}" snapshots -q -r "$repo" "$@" ;;
+    restic) step "$row" restic "$log" restic -r "$repo" --cache-dir "$rcache" snapshots -q ;;
   esac
 }
 order_of() { if [ $(( $1 % 2 )) = 1 ]; then echo kintsugi restic; else echo restic kintsugi; fi; }
@@ -240,6 +244,11 @@ if wants snapshots; then
       esac > "$work/logs/snap-backup-$t-$v.log" 2>&1 || { echo "$t backup for the snapshots repository failed" >&2; FAILS[snapshots-idle,$t]=1; }
       echo "version $v changed" >> "$sd/data/file-$v.bin"
     done
+    if [ "$t" = kintsugi ]; then
+      # A key file (kintsugi key add --new-key-file): how scripts open a repository without the derivation.
+      "${K[@]}" key add -q -r "$sd/$t-repo" --new-key-file "$sd/kintsugi.key" > "$work/logs/snap-keyfile.log" 2>&1 \
+        || { echo "kintsugi key add --new-key-file failed" >&2; FAILS[snapshots-keyfile,$t]=1; }
+    fi
   done
   CORPUS_DESC[snapshots]="a repository of 3 snapshots of 20 small files ($(mb "$(bytes_of "$sd/data")") MB)"
   busy_note="both cores busy: $(nproc) \`sh -c 'while :; do :; done'\` burners run during these rows, killed after"
@@ -248,6 +257,11 @@ if wants snapshots; then
     line="round $r snapshots idle"
     for t in $(order_of "$r"); do
       tool_snapshots snapshots-idle "$t" "$sd/$t-repo" "$work/logs/r$r-snap-idle-$t.log" || true
+    done
+    echo "$line"
+    line="round $r snapshots idle, kintsugi with a key file"
+    for t in $(order_of "$r"); do
+      tool_snapshots snapshots-keyfile "$t" "$sd/$t-repo" "$work/logs/r$r-snap-keyfile-$t.log" --key-file "$sd/kintsugi.key" || true
     done
     echo "$line"
     for _ in $(seq 1 "$(nproc)"); do sh -c 'while :; do :; done' & burners+=($!); done
@@ -261,6 +275,7 @@ if wants snapshots; then
   done
   add_row "snapshots-idle|\`snapshots\`, small repository, idle|2|0"
   add_row "snapshots-busy|\`snapshots\`, small repository, both cores busy|2|0"
+  add_row "snapshots-keyfile|\`snapshots\`, idle, Kintsugi opening with a key file (restic: its password)|2|0"
   [ "$keep" = 1 ] || rm -rf "$sd" "$rcache" "$XDG_CACHE_HOME"
   echo
 fi
