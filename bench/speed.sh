@@ -2,8 +2,11 @@
 # Whole-command speed of Kintsugi against restic (issue 13): each command timed from process start to
 # exit, Kintsugi as it is installed, restic 0.14 in the same run, the two taking turns.
 #
-#   bench/speed.sh [--rounds N] [--only snapshots,checkpoint,embedding,dataset] [--fast-kdf]
+#   bench/speed.sh [--rounds N] [--only snapshots,checkpoint,embedding,dataset] [--fast-kdf] [--key-files]
 #                  [--kintsugi PATH] [--install] [--json FILE] [--keep] [-h|--help]
+#
+# --key-files: Kintsugi opens the corpus rows' repositories with a key file (`key add --new-key-file`,
+# `--key-file`) instead of the password: what automation that opens repositories in a loop pays.
 #
 # Rows, each with the issue's target as a speed ratio (restic seconds / Kintsugi seconds):
 #   snapshots   `snapshots` on a small repository (3 snapshots of 20 small files): idle, and with both
@@ -35,7 +38,7 @@
 # (/tmp/kintsugi-speed.*: corpora, repositories, logs). Exit status 1 when a command fails or a
 # restore differs (MISS rows do not change it), 2 on bad options.
 set -euo pipefail
-rounds=3 only=snapshots,checkpoint,embedding,dataset keep=0 kbin="" install=0 fast_kdf=0 json=""
+rounds=3 only=snapshots,checkpoint,embedding,dataset keep=0 kbin="" install=0 fast_kdf=0 key_files=0 json=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) [ $# -ge 2 ] || { echo "--rounds needs a value" >&2; exit 2; }; rounds=$2; shift 2 ;;
@@ -43,9 +46,10 @@ while [ $# -gt 0 ]; do
     --kintsugi) [ $# -ge 2 ] || { echo "--kintsugi needs a path" >&2; exit 2; }; kbin=$2; shift 2 ;;
     --json) [ $# -ge 2 ] || { echo "--json needs a file" >&2; exit 2; }; json=$2; shift 2 ;;
     --fast-kdf) fast_kdf=1; shift ;;
+    --key-files) key_files=1; shift ;;
     --install) install=1; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -165,7 +169,8 @@ step() {
 warm() { find "$@" -type f -print0 | xargs -0 -r cat > /dev/null; }
 tool_init() { # tool repo log
   case "$1" in
-    kintsugi) "${K[@]}" init -r "$2" ${kinit[@]+"${kinit[@]}"} ;;
+    kintsugi) "${K[@]}" init -r "$2" ${kinit[@]+"${kinit[@]}"} \
+      && { [ "$key_files" = 0 ] || "${K[@]}" key add -q -r "$2" --new-key-file "$2.key"; } ;;
     restic) restic -r "$2" --cache-dir "$rcache" init ${restic_init[@]+"${restic_init[@]}"} ;;
   esac > "$3" 2>&1 || { echo "$1 init failed:" >&2; tail -5 "$3" >&2; return 1; }
   # restic calibrates scrypt at init from how fast the machine is at that moment (a busy machine gets
@@ -176,10 +181,11 @@ tool_init() { # tool repo log
     RKDF[${k:-unknown}]=$(( ${RKDF[${k:-unknown}]:-0} + 1 ))
   fi
 }
+kopen() { [ "$key_files" = 1 ] && echo "--key-file $1.key"; true; } # how Kintsugi opens repository $1 (no spaces in work paths)
 tool_backup() { # row tool repo data log
   warm "$4"
   case "$2" in
-    kintsugi) step "$1" kintsugi "$5" "${K[@]}" backup -q -r "$3" "$4" ;;
+    kintsugi) step "$1" kintsugi "$5" "${K[@]}" backup -q -r "$3" $(kopen "$3") "$4" ;;
     restic) step "$1" restic "$5" restic -r "$3" --cache-dir "$rcache" backup -q "$4" ;;
   esac
 }
@@ -187,7 +193,7 @@ tool_restore() { # row tool repo target log
   mkdir -p "$4"
   warm "$3"
   case "$2" in
-    kintsugi) step "$1" kintsugi "$5" "${K[@]}" restore latest -q -r "$3" --target "$4" ;;
+    kintsugi) step "$1" kintsugi "$5" "${K[@]}" restore latest -q -r "$3" $(kopen "$3") --target "$4" ;;
     restic) step "$1" restic "$5" restic -r "$3" --cache-dir "$rcache" restore latest -q --target "$4" ;;
   esac
 }
@@ -215,6 +221,7 @@ load_start=$(uptime | sed 's/.*load average: //')
 machine="$(nproc) cores ($(lscpu 2>/dev/null | awk -F': *' '/^Model name/ && !n++ { print $2 }')), $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM, kernel $(uname -r), /tmp on $(df -T /tmp | awk 'NR == 2 { print $2 }')"
 rver=$(restic version | cut -d' ' -f1-2)
 kdf_desc=$([ "$fast_kdf" = 1 ] && echo "fast KDF (--kdf-memory 8 --kdf-iterations 1)" || echo "default key derivation")
+[ "$key_files" = 1 ] && kdf_desc="opened with key files (key add --new-key-file; no key derivation) in the corpus rows, $kdf_desc for init and the first snapshots rows"
 echo "# Kintsugi whole-command speed (bench/speed.sh, issue 13)"
 echo
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $machine"
