@@ -218,16 +218,26 @@ public sealed class LocalBlobStore : IBlobStore
         }
     }
 
-    public async Task<byte[]> GetAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
+    public Task<byte[]> GetAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
     {
         string path = PathOf(kind, name);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<byte[]>(cancellationToken);
+        }
         try
         {
-            return await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
+            // Read at once: the files read whole (config, keys, index, snapshots) are small, and an
+            // asynchronous read of a local file is a thread-pool hop per read that costs more than the read.
+            return Task.FromResult(File.ReadAllBytes(path));
         }
         catch (FileNotFoundException e)
         {
-            throw new KintsugiException(ErrorKind.Corrupt, $"repository file {path} is missing; run `kintsugi check` to see what is affected", e);
+            return Task.FromException<byte[]>(new KintsugiException(ErrorKind.Corrupt, $"repository file {path} is missing; run `kintsugi check` to see what is affected", e));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return Task.FromException<byte[]>(e);
         }
     }
 
