@@ -284,6 +284,20 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void A_blob_id_is_the_hmac_of_its_content_under_its_own_key_when_keys_are_used_in_turn()
+    {
+        // Each thread keeps the HMAC of the key it used last: switching keys must switch it.
+        var rng = new Random(TestSeed.Get(output));
+        var other = MasterKey.Generate();
+        for (int i = 0; i < 50; i++)
+        {
+            var key = i % 3 == 0 ? other : _key;
+            var data = Files.RandomBytes(rng, rng.Next(0, 5000));
+            Assert.Equal(BlobId.Read(HMACSHA256.HashData(key.IdKey, data)), key.IdOf(data));
+        }
+    }
+
+    [Fact]
     public void Every_sealed_blob_has_a_nonce_of_its_own_under_keys_used_in_turn()
     {
         // The cipher of the last key is kept per thread and nonces are drawn ahead: neither may repeat
