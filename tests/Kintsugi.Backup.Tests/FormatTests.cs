@@ -247,6 +247,76 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task Blobs_smaller_and_larger_than_the_write_buffer_keep_their_offsets_in_the_pack()
+    {
+        // Small blobs are gathered before they are written, large ones written at once: in any mix,
+        // each lies where its entry says and the pack is named by the hash of all its bytes.
+        var rng = new Random(TestSeed.Get(output));
+        var store = new LocalBlobStore(_box.RepoPath);
+        store.Create();
+        var stored = new List<IndexEntry>();
+        var writer = new PackWriter(store, _key, 64 << 20, (entries, _) =>
+        {
+            stored.AddRange(entries);
+            return Task.CompletedTask;
+        });
+        var plain = new Dictionary<BlobId, byte[]>();
+        int[] sizes = [1, PackWriter.WriteBufferSize - 100, 5000, PackWriter.WriteBufferSize + 1, 3, PackWriter.WriteBufferSize - Aead.Overhead, 700_000, 2, 90_000, 90_000, 90_000];
+        foreach (int size in sizes)
+        {
+            var data = Files.RandomBytes(rng, size);
+            var (entry, sealedBytes, _) = SealBlob(data);
+            plain[entry.Id] = data;
+            await writer.AddAsync(entry.Id, entry.Kind, entry.Codec, data.Length, sealedBytes, default, default);
+        }
+        await writer.FlushAsync(default);
+        var packs = store.List(FileKind.Pack);
+        Assert.Single(packs);
+        var bytes = await store.GetAsync(FileKind.Pack, packs[0].Name);
+        var pack = BlobId.Parse(packs[0].Name);
+        Assert.Equal(BlobId.HashOf(bytes), pack);
+        Assert.Equal(sizes.Length, stored.Count);
+        Assert.Equal(stored, PackFormat.ReadHeader(_key, bytes, "pack").Select(h => h.InPack(pack)).ToList());
+        foreach (var e in stored)
+        {
+            Assert.Equal(plain[e.Id], BlobSealer.Open(_key, e, bytes.AsSpan((int)e.Offset, (int)e.StoredLength)));
+        }
+    }
+
+    [Fact]
+    public void A_blob_id_is_the_hmac_of_its_content_under_its_own_key_when_keys_are_used_in_turn()
+    {
+        // Each thread keeps the HMAC of the key it used last: switching keys must switch it.
+        var rng = new Random(TestSeed.Get(output));
+        var other = MasterKey.Generate();
+        for (int i = 0; i < 50; i++)
+        {
+            var key = i % 3 == 0 ? other : _key;
+            var data = Files.RandomBytes(rng, rng.Next(0, 5000));
+            Assert.Equal(BlobId.Read(HMACSHA256.HashData(key.IdKey, data)), key.IdOf(data));
+        }
+    }
+
+    [Fact]
+    public void Every_sealed_blob_has_a_nonce_of_its_own_under_keys_used_in_turn()
+    {
+        // The cipher of the last key is kept per thread and nonces are drawn ahead: neither may repeat
+        // a nonce or seal under the wrong key when keys alternate.
+        var rng = new Random(TestSeed.Get(output));
+        var other = MasterKey.Generate();
+        var nonces = new HashSet<string>(StringComparer.Ordinal);
+        for (int i = 0; i < 1000; i++)
+        {
+            var key = i % 3 == 0 ? other : _key;
+            var data = Files.RandomBytes(rng, rng.Next(0, 200));
+            var sealedBytes = Aead.Seal(key.EncryptionKey, data, [1, 2, 3]);
+            Assert.True(nonces.Add(Convert.ToHexString(sealedBytes, 0, Aead.NonceSize)), $"nonce repeated at blob {i}");
+            Assert.Equal(data, Aead.TryOpen(key.EncryptionKey, sealedBytes, [1, 2, 3]));
+            Assert.Null(Aead.TryOpen((key == other ? _key : other).EncryptionKey, sealedBytes, [1, 2, 3]));
+        }
+    }
+
+    [Fact]
     public async Task Every_truncation_of_a_pack_is_refused_as_corrupt()
     {
         var rng = new Random(TestSeed.Get(output));

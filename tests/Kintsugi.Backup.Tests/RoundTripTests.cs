@@ -218,6 +218,74 @@ public sealed class RoundTripTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task Files_up_to_the_chunk_minimum_are_one_blob_of_their_whole_content_and_an_empty_one_none()
+    {
+        // Files this small are read in one call without looking for a tensor layout; they must be
+        // stored as the chunker stores them (one chunk), so they deduplicate against earlier snapshots.
+        var rng = new Random(TestSeed.Get(output));
+        int[] sizes = [0, 1, 4000, Min - 1, Min, Min + 1, 3 * Min];
+        var contents = new Dictionary<string, byte[]>();
+        foreach (int size in sizes)
+        {
+            // Many in one folder, so several are read at once.
+            for (int copy = 0; copy < 20; copy++)
+            {
+                string path = Path.Combine(_box.Source, $"f{size}-{copy}.jsonl");
+                contents[path] = copy % 2 == 0 ? Files.CompressibleBytes(rng, size) : Files.RandomBytes(rng, size);
+                Files.Write(path, contents[path]);
+            }
+        }
+        var repo = await _box.InitAsync();
+        var backup = await Sandbox.BackupAsync(repo, _box.Source);
+        Assert.Empty(backup.Issues);
+
+        var nodes = await RepoFacts.FilesOfAsync(repo, backup.Snapshot);
+        Assert.Equal(contents.Count, nodes.Count);
+        foreach (var (path, content) in contents)
+        {
+            var node = nodes[path];
+            Assert.Equal(content.Length, node.Size);
+            if (content.Length == 0)
+            {
+                Assert.Empty(node.Content!);
+            }
+            else if (content.Length <= Min)
+            {
+                Assert.Equal([repo.Key.IdOf(content).ToString()], node.Content);
+            }
+            else
+            {
+                Assert.True(node.Content!.Count >= 1);
+            }
+        }
+        var (target, restore) = await _box.RestoreAsync(repo, backup.Snapshot, "r");
+        Assert.Empty(restore.Issues);
+        Assert.Equal(contents.Count, restore.Files);
+        Files.AssertSameTree(_box.Source, Sandbox.Restored(target, _box.Source));
+    }
+
+    [Fact]
+    public async Task A_folder_of_many_files_backs_up_with_one_reader_and_restores_with_one_writer()
+    {
+        // The walk waits for a read slot before each file: with one, files are read one after another.
+        var rng = new Random(TestSeed.Get(output));
+        for (int i = 0; i < 300; i++)
+        {
+            Files.Write(Path.Combine(_box.Source, $"d{i % 3}", $"s{i:D4}.json"), Files.CompressibleBytes(rng, rng.Next(0, 3000)));
+        }
+        var repo = await _box.InitAsync();
+        var backup = await new BackupEngine(repo).RunAsync(new BackupRequest { Paths = [_box.Source], Host = Sandbox.Host, Workers = 1, QueuedChunks = 1 });
+        Assert.Empty(backup.Issues);
+        Assert.Equal(300, backup.Snapshot.Snapshot.Summary!.FilesNew);
+
+        string target = _box.NewTarget("one");
+        var restore = await new RestoreEngine(repo).RunAsync(backup.Snapshot, new RestoreRequest { Target = target, Host = Sandbox.Host, Workers = 1 });
+        Assert.Empty(restore.Issues);
+        Assert.Equal(300, restore.Files);
+        Files.AssertSameTree(_box.Source, Sandbox.Restored(target, _box.Source));
+    }
+
+    [Fact]
     public async Task Several_paths_and_a_single_file_restore_under_their_absolute_paths()
     {
         var rng = new Random(TestSeed.Get(output));

@@ -197,8 +197,8 @@ public sealed partial class BackupEngine
             {
                 var parentRoot = parent is null ? null : await TryLoadTreeAsync(BlobId.Parse(parent.Snapshot.Tree), ct).ConfigureAwait(false);
                 root = paths is ["/"]
-                    ? (await SaveDirectoryAsync("/", "/", Posix.LStat("/"), new Node { Name = "/", Type = NodeType.Directory, Subtree = parent?.Snapshot.Tree }, ct).ConfigureAwait(false))!
-                    : await SaveVirtualDirectoryAsync("/", "/", BuildVirtualTree(paths), parentRoot, ct).ConfigureAwait(false);
+                    ? (await (await StartDirectoryAsync("/", "/", Posix.LStat("/"), new Node { Name = "/", Type = NodeType.Directory, Subtree = parent?.Snapshot.Tree }, ct).ConfigureAwait(false)).ConfigureAwait(false))!
+                    : await (await StartVirtualDirectoryAsync("/", "/", BuildVirtualTree(paths), parentRoot, ct).ConfigureAwait(false)).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -391,7 +391,14 @@ public sealed partial class BackupEngine
             return root;
         }
 
-        private async Task<Node> SaveVirtualDirectoryAsync(string fsPath, string name, VirtualDir dir, Dictionary<string, Node>? parentTree, CancellationToken ct)
+        /// <summary>A node that is not in the snapshot (left out, vanished, unreadable).</summary>
+        private static readonly Task<Node?> NoNode = Task.FromResult<Node?>(null);
+
+        /// <summary>The first failure of a file's task (not a file that could not be read: a sealer's, a full disk): the walk stops at it.</summary>
+        private Exception? _fileFailure;
+
+        /// <summary>As <see cref="StartDirectoryAsync"/>, for a folder above the named paths.</summary>
+        private async Task<Task<Node>> StartVirtualDirectoryAsync(string fsPath, string name, VirtualDir dir, Dictionary<string, Node>? parentTree, CancellationToken ct)
         {
             var tasks = new List<Task<Node?>>();
             var sibling = NewestTensorFile(parentTree);
@@ -401,23 +408,39 @@ public sealed partial class BackupEngine
                 var parentNode = parentTree?.GetValueOrDefault(childName);
                 if (childDir is null)
                 {
-                    tasks.Add(SaveEntryAsync(childPath, childName, parentNode, ct, sibling));
+                    tasks.Add(await StartEntryAsync(childPath, childName, parentNode, sibling, ct).ConfigureAwait(false));
                 }
                 else
                 {
                     var parentChildTree = parentNode?.Subtree is { } sub ? await TryLoadTreeAsync(BlobId.Parse(sub), ct).ConfigureAwait(false) : null;
-                    tasks.Add(SaveVirtualDirectoryAsync(childPath, childName, childDir, parentChildTree, ct)!);
+                    tasks.Add((await StartVirtualDirectoryAsync(childPath, childName, childDir, parentChildTree, ct).ConfigureAwait(false))!);
                 }
             }
+            return FinishVirtualDirectoryAsync(fsPath, name, tasks, ct);
+        }
+
+        private async Task<Node> FinishVirtualDirectoryAsync(string fsPath, string name, List<Task<Node?>> tasks, CancellationToken ct)
+        {
             var nodes = (await Task.WhenAll(tasks).ConfigureAwait(false)).OfType<Node>().ToList();
             var treeId = await SaveTreeAsync(nodes, ct).ConfigureAwait(false);
             var status = Posix.LStat(fsPath);
             return MakeNode(name, NodeType.Directory, status) with { Subtree = treeId.ToString() };
         }
 
-        private async Task<Node?> SaveEntryAsync(string path, string name, Node? parentNode, CancellationToken ct, Node? sibling = null)
+        /// <summary>
+        /// Walks one entry: returns once it is under way, with the task that gives its node. A folder
+        /// is under way when everything in it is; a file to read when a read slot is free and its read
+        /// has started. The walk goes depth first and waits for read slots, so what is in flight at
+        /// once (and in memory: a task, a path and a status per entry) is a few files and the folders
+        /// on the way to them, however many files the folders hold.
+        /// </summary>
+        private async ValueTask<Task<Node?>> StartEntryAsync(string path, string name, Node? parentNode, Node? sibling, CancellationToken ct)
         {
             ct.ThrowIfCancellationRequested();
+            if (_fileFailure is { } failure)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            }
             FileStatus status;
             try
             {
@@ -426,19 +449,19 @@ public sealed partial class BackupEngine
             catch (IOException e)
             {
                 _issues.Enqueue(new BackupIssue(path, e is FileNotFoundException ? "vanished before it was read" : e.Message));
-                return null;
+                return NoNode;
             }
             if (IsLeftOut(path, status))
             {
-                return null;
+                return NoNode;
             }
             if (status.IsDirectory)
             {
-                return await SaveDirectoryAsync(path, name, status, parentNode, ct).ConfigureAwait(false);
+                return await StartDirectoryAsync(path, name, status, parentNode, ct).ConfigureAwait(false);
             }
             if (status.IsRegular)
             {
-                return await SaveFileAsync(path, name, status, parentNode, sibling, ct).ConfigureAwait(false);
+                return await StartFileAsync(path, name, status, parentNode, sibling, ct).ConfigureAwait(false);
             }
             if (status.IsSymlink)
             {
@@ -450,12 +473,12 @@ public sealed partial class BackupEngine
                 catch (IOException e)
                 {
                     _issues.Enqueue(new BackupIssue(path, e.Message));
-                    return null;
+                    return NoNode;
                 }
-                return MakeNode(name, NodeType.Symlink, status) with { LinkTarget = target ?? "" };
+                return Task.FromResult<Node?>(MakeNode(name, NodeType.Symlink, status) with { LinkTarget = target ?? "" });
             }
             var type = status.IsFifo ? NodeType.Fifo : status.IsSocket ? NodeType.Socket : status.IsCharDevice ? NodeType.CharDevice : NodeType.BlockDevice;
-            return MakeNode(name, type, status) with { RDevice = status.RDevice };
+            return Task.FromResult<Node?>(MakeNode(name, type, status) with { RDevice = status.RDevice });
         }
 
         /// <summary>Whether the request's excludes leave the entry out of the snapshot.</summary>
@@ -519,7 +542,8 @@ public sealed partial class BackupEngine
             Size = type == NodeType.File ? s.Size : 0,
         };
 
-        private async Task<Node?> SaveDirectoryAsync(string path, string name, FileStatus status, Node? parentNode, CancellationToken ct)
+        /// <summary>Walks a folder (see <see cref="StartEntryAsync"/>); the task it returns stores the folder's tree once all it holds is stored.</summary>
+        private async Task<Task<Node?>> StartDirectoryAsync(string path, string name, FileStatus status, Node? parentNode, CancellationToken ct)
         {
             Interlocked.Increment(ref _dirs);
             var parentTree = parentNode is { Type: NodeType.Directory, Subtree: { } sub } ? await TryLoadTreeAsync(BlobId.Parse(sub), ct).ConfigureAwait(false) : null;
@@ -549,8 +573,17 @@ public sealed partial class BackupEngine
                 names.RemoveAll(n => !markers.Contains(n));
             }
             var sibling = NewestTensorFile(parentTree);
-            var tasks = names.Select(n => SaveEntryAsync(path + "/" + n, n, parentTree?.GetValueOrDefault(n), ct, sibling)).ToList();
-            var nodes = (await Task.WhenAll(tasks).ConfigureAwait(false)).OfType<Node>().ToList();
+            var entries = new Task<Node?>[names.Count];
+            for (int i = 0; i < names.Count; i++)
+            {
+                entries[i] = await StartEntryAsync(path + "/" + names[i], names[i], parentTree?.GetValueOrDefault(names[i]), sibling, ct).ConfigureAwait(false);
+            }
+            return FinishDirectoryAsync(name, status, entries, ct);
+        }
+
+        private async Task<Node?> FinishDirectoryAsync(string name, FileStatus status, Task<Node?>[] entries, CancellationToken ct)
+        {
+            var nodes = (await Task.WhenAll(entries).ConfigureAwait(false)).OfType<Node>().ToList();
             var treeId = await SaveTreeAsync(nodes, ct).ConfigureAwait(false);
             return MakeNode(name, NodeType.Directory, status) with { Subtree = treeId.ToString() };
         }
@@ -558,7 +591,8 @@ public sealed partial class BackupEngine
         private static bool SameMetadata(Node parent, in FileStatus s) =>
             parent.Type == NodeType.File && parent.Size == s.Size && parent.MtimeNs == s.MtimeNs && parent.CtimeNs == s.CtimeNs && parent.Inode == s.Inode;
 
-        private async Task<Node?> SaveFileAsync(string path, string name, FileStatus status, Node? parentNode, Node? sibling, CancellationToken ct)
+        /// <summary>A file unchanged since the parent snapshot is taken from it at once; any other is read once a read slot is free, on a thread of its own.</summary>
+        private async ValueTask<Task<Node?>> StartFileAsync(string path, string name, FileStatus status, Node? parentNode, Node? sibling, CancellationToken ct)
         {
             if (!_request.Full && parentNode is not null && SameMetadata(parentNode, status) && parentNode.Content is { } known && known.All(c => BlobId.TryParse(c, out var id) && _index.Contains(id)))
             {
@@ -566,10 +600,30 @@ public sealed partial class BackupEngine
                 Interlocked.Increment(ref _progress.FilesDoneField);
                 Interlocked.Add(ref _progress.BytesDoneField, status.Size);
                 _request.OnFile?.Invoke(path, FileChange.Unchanged);
-                return MakeNode(name, NodeType.File, status) with { Content = known, Sparse = IsSparse(status), Layout = parentNode.Layout, Tensors = parentNode.Tensors };
+                return Task.FromResult<Node?>(MakeNode(name, NodeType.File, status) with { Content = known, Sparse = IsSparse(status), Layout = parentNode.Layout, Tensors = parentNode.Tensors });
             }
             await _readSlots.WaitAsync(ct).ConfigureAwait(false);
-            try
+            return Task.Run(async () =>
+            {
+                try
+                {
+                    return await SaveFileAsync(path, name, status, parentNode, sibling, ct).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    Interlocked.CompareExchange(ref _fileFailure, e, null);
+                    throw;
+                }
+                finally
+                {
+                    _readSlots.Release();
+                }
+            }, ct);
+        }
+
+        /// <summary>Reads a file that changed (or is new), again if it changed while being read; null when it vanished or cannot be read (reported).</summary>
+        private async Task<Node?> SaveFileAsync(string path, string name, FileStatus status, Node? parentNode, Node? sibling, CancellationToken ct)
+        {
             {
                 FileContent? read = null;
                 var baseNode = parentNode?.Tensors is not null ? parentNode : sibling;
@@ -578,7 +632,7 @@ public sealed partial class BackupEngine
                     bool readWhole = false;
                     try
                     {
-                        read = await Task.Run(() => ChunkFileAsync(path, baseNode, ct), ct).ConfigureAwait(false);
+                        read = await ChunkFileAsync(path, baseNode, status.Size, ct).ConfigureAwait(false);
                         readWhole = true;
                         var after = Posix.LStat(path);
                         if (after.Size == status.Size && after.MtimeNs == status.MtimeNs && after.CtimeNs == status.CtimeNs)
@@ -620,22 +674,32 @@ public sealed partial class BackupEngine
                 _request.OnFile?.Invoke(path, change);
                 return MakeNode(name, NodeType.File, status) with { Content = read!.Content, Size = read.Length, Sparse = IsSparse(status), Layout = read.Layout, Tensors = read.Tensors };
             }
-            finally
-            {
-                _readSlots.Release();
-            }
         }
 
         private static bool IsSparse(in FileStatus s) => s.Size > 0 && s.Blocks * 512 < s.Size;
 
         /// <summary>
+        /// Files up to this size are one chunk (below the chunker's minimum) and hold no tensor a
+        /// tensor-aware split would store apart (<see cref="TensorSplitter.MinTensorBytes"/>), so they
+        /// are read in one call, without looking for a tensor layout.
+        /// </summary>
+        private int SmallFileBytes => (int)Math.Min(_chunker.MinSize, TensorSplitter.MinTensorBytes);
+
+        /// <summary>
         /// Reads and splits a file: a tensor container at its tensors (pieces coded against
         /// <paramref name="baseNode"/>'s same pieces where it has them), anything else by content-defined chunking.
+        /// <paramref name="statSize"/> is its size when it was looked at; the caller checks it again after the read.
         /// </summary>
-        private async Task<FileContent> ChunkFileAsync(string path, Node? baseNode, CancellationToken ct)
+        private async Task<FileContent> ChunkFileAsync(string path, Node? baseNode, long statSize, CancellationToken ct)
         {
-            var content = new List<string>();
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.SequentialScan);
+            var content = new List<string>(1);
+            bool small = statSize <= SmallFileBytes;
+            // Read-ahead advice is a system call per file that pays only for files larger than one read.
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, small ? FileOptions.None : FileOptions.SequentialScan);
+            if (small && await TryChunkSmallFileAsync(handle, (int)statSize, content, ct).ConfigureAwait(false) is >= 0 and var read)
+            {
+                return new FileContent(content, read, null, null);
+            }
             long fileLength = RandomAccess.GetLength(handle);
             var layout = _request.TensorAware ? TensorLayoutReader.TryRead(handle, fileLength) ?? ExternalLayoutOf(path, fileLength) : null;
             if (layout is null || layout.Tensors.All(t => t.Length < TensorSplitter.MinTensorBytes))
@@ -666,6 +730,62 @@ public sealed partial class BackupEngine
                 end = range.Offset + range.Length;
             }
             return new FileContent(content, end, layout.Format, refs);
+        }
+
+        /// <summary>
+        /// Reads a file of <paramref name="statSize"/> bytes (at most <see cref="SmallFileBytes"/>) as
+        /// one chunk (none when empty); returns the bytes read, or -1, with nothing stored, when the file holds more than that now (it grew):
+        /// the caller then reads it as any other. A file that shrank is read to its end; the caller's
+        /// second look at its size and times tells that it changed and reads it again.
+        /// </summary>
+        private async ValueTask<int> TryChunkSmallFileAsync(SafeFileHandle handle, int statSize, List<string> content, CancellationToken ct)
+        {
+            // One byte more than the size asked for tells a file that grew in one read; a read that
+            // returns exactly the size known needs no second read to find the end.
+            var buffer = BufferPool.Shared.Rent(statSize + 1);
+            bool queued = false;
+            try
+            {
+                int filled = 0;
+                while (filled <= statSize)
+                {
+                    int n = RandomAccess.Read(handle, buffer.AsSpan(filled, statSize + 1 - filled), filled);
+                    if (n == 0)
+                    {
+                        break;
+                    }
+                    filled += n;
+                    if (filled == statSize)
+                    {
+                        break;
+                    }
+                }
+                if (filled > statSize)
+                {
+                    return -1;
+                }
+                Interlocked.Add(ref _progress.BytesReadField, filled);
+                Interlocked.Add(ref _progress.BytesDoneField, filled);
+                if (filled == 0)
+                {
+                    return 0;
+                }
+                var id = _key.IdOf(buffer.AsSpan(0, filled));
+                content.Add(id.ToString());
+                if (ClaimIfNew(id))
+                {
+                    queued = true;
+                    await EnqueueAsync(id, BlobKind.Data, buffer, filled, ct).ConfigureAwait(false);
+                }
+                return filled;
+            }
+            finally
+            {
+                if (!queued)
+                {
+                    BufferPool.Shared.Return(buffer);
+                }
+            }
         }
 
         /// <summary>

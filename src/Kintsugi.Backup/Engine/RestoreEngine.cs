@@ -118,17 +118,40 @@ public sealed class RestoreEngine
 
     public RestoreEngine(Repository repository) => _repo = repository;
 
-    private sealed class FileState(string path, Node node, int blobs)
+    private sealed class FileState(string path, Node node, int blobs, bool replace, ConcurrentDictionary<FileState, byte> unfinished)
     {
         public string Path { get; } = path;
         public Node Node { get; } = node;
+        /// <summary>What the target holds at the path is to be removed first (the walk decided it may be replaced).</summary>
+        public bool Replace { get; } = replace;
         public SafeFileHandle? Handle { get; set; }
         public int Remaining = blobs;
         public volatile bool Failed;
-        public volatile bool Finished;
+
+        /// <summary>
+        /// Creates the file, empty, where nothing is (removing what the walk decided to replace);
+        /// false when it cannot be (reported). A full disk stops the restore.
+        /// </summary>
+        public bool TryCreate(ConcurrentQueue<BackupIssue> issues)
+        {
+            if (!RestoreEngine.TryCreate(Path, "cannot create", () =>
+            {
+                RemoveReplaced(Path, Replace);
+                Handle = File.OpenHandle(Path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            }, issues))
+            {
+                return false;
+            }
+            unfinished.TryAdd(this, 0);
+            return true;
+        }
+
+        /// <summary>Takes the file off the files created and not yet finished, which a restore that stops removes.</summary>
+        public void MarkFinished() => unfinished.TryRemove(this, out _);
     }
 
-    private readonly record struct BlobJob(FileState File, long Offset, IndexEntry Entry);
+    /// <summary>A blob to write at its offset in a file; with <see cref="Create"/>, the file's only blob (or none: an empty file), the file not yet created.</summary>
+    private readonly record struct BlobJob(FileState File, long Offset, IndexEntry Entry, bool Create = false);
 
     public async Task<RestoreResult> RunAsync(SnapshotRef snapshot, RestoreRequest request, RestoreProgress? progress = null, CancellationToken ct = default)
     {
@@ -190,128 +213,26 @@ public sealed class RestoreEngine
         var firstLink = new Dictionary<(ulong, ulong), string>();
         // Folders that could not be created: what is under them is not attempted (and not reported again).
         var missingFolders = new HashSet<string>(StringComparer.Ordinal);
-
-        void Unreadable(string folder, KintsugiException e)
+        // Folders this restore created (in a dry run, would create): nothing can be in the way in them.
+        var newFolders = new HashSet<string>(StringComparer.Ordinal);
+        // Files are written as the walk finds them, so the walk holds none of them in memory; with
+        // --delete they wait until the target is cleared, so the space of what goes is free first.
+        var writer = new FileWriter(_repo, index, request, progress, issues, tally, ct);
+        try
         {
-            issues.Enqueue(new BackupIssue(folder, $"folder not restored: it cannot be read ({e.Message})"));
-            cleanup?.Unknown(folder == "/" ? "" : folder);
-        }
-        // A folder nothing is selected in or under is not read at all.
-        await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, path => selection.Selects(path, isDirectory: true), ct).ConfigureAwait(false))
-        {
-            // Whatever the snapshot holds is never --delete's to remove, restored or left out by an exclude.
-            cleanup?.InSnapshot(walked.Path);
-            if (!selection.Selects(walked.Path, walked.Node.Type == NodeType.Directory))
+            await WalkAsync().ConfigureAwait(false);
+            cleanup?.Run(inTheWay.Moved.Select(m => m.MovedTo));
+            foreach (var (path, node, replace) in files)
             {
-                continue;
-            }
-            if (missingFolders.Contains(walked.Path[..walked.Path.LastIndexOf('/')]))
-            {
-                if (walked.Node.Type == NodeType.Directory)
-                {
-                    missingFolders.Add(walked.Path);
-                }
-                else if (walked.Node.Type == NodeType.File)
-                {
-                    tally.FileFailed();
-                }
-                continue;
-            }
-            // Under --target / the snapshot's paths are the local ones (not //tmp/…).
-            string local = target == "/" ? walked.Path : target + walked.Path;
-            var node = walked.Node;
-            switch (node.Type)
-            {
-                case NodeType.Directory:
-                    var folderState = Existing.Refused;
-                    if (TryCreate(local, "cannot create folder", () =>
-                    {
-                        folderState = inTheWay.Check(local, node);
-                        if (folderState == Existing.None && !dry)
-                        {
-                            Directory.CreateDirectory(local);
-                        }
-                        return folderState != Existing.Refused;
-                    }, issues))
-                    {
-                        directories.Add((local, node));
-                        tally.Restored(local);
-                        // A folder the target already had is cleared of what the snapshot lacks; one just made holds nothing else.
-                        if (folderState == Existing.Replace && cleanup is not null && selection.Covers(walked.Path, isDirectory: true))
-                        {
-                            cleanup.Clear(walked.Path);
-                        }
-                    }
-                    else
-                    {
-                        missingFolders.Add(walked.Path);
-                    }
-                    break;
-                case NodeType.File:
-                {
-                    var existing = inTheWay.TryCheck(local, node);
-                    if (existing is Existing.Keep or Existing.Refused)
-                    {
-                        if (existing == Existing.Refused)
-                        {
-                            tally.FileFailed();
-                        }
-                        break;
-                    }
-                    bool replace = existing == Existing.Replace;
-                    // A path left as it is never becomes a hard link's first name: the next name of that
-                    // file is then written whole, not linked to what the user has at the path left.
-                    if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var first))
-                    {
-                        hardLinks.Add((local, first, replace));
-                    }
-                    else
-                    {
-                        if (node.Links > 1)
-                        {
-                            firstLink[(node.Device, node.Inode)] = local;
-                        }
-                        files.Add((local, node, replace));
-                        Interlocked.Add(ref progress.TotalBytesField, node.Size);
-                        Interlocked.Increment(ref progress.TotalFilesField);
-                    }
-                    break;
-                }
-                case NodeType.Symlink:
-                {
-                    var existing = inTheWay.TryCheck(local, node);
-                    if (existing is Existing.None or Existing.Replace)
-                    {
-                        symlinks.Add((local, node, existing == Existing.Replace));
-                    }
-                    break;
-                }
-                case NodeType.Fifo:
-                {
-                    var existing = inTheWay.TryCheck(local, node);
-                    if (existing is not (Existing.None or Existing.Replace))
-                    {
-                        break;
-                    }
-                    if (dry)
-                    {
-                        tally.Restored(local);
-                    }
-                    else if (TryCreate(local, "cannot create FIFO", () => { RemoveReplaced(local, existing == Existing.Replace); Posix.MkFifo(local, node.Mode & 0x1FF); }, issues))
-                    {
-                        tally.Restored(local);
-                        ApplyMetadata(local, node, issues);
-                    }
-                    break;
-                }
-                default:
-                    issues.Enqueue(new BackupIssue(walked.Path, $"warning: {node.Type.ToString().ToLowerInvariant()} not restored (special files are skipped for safety)"));
-                    break;
+                await writer.AddAsync(path, node, replace).ConfigureAwait(false);
             }
         }
-        // Before the files are written, so that the space of what goes is free for what comes.
-        cleanup?.Run(inTheWay.Moved.Select(m => m.MovedTo));
-        await RestoreFilesAsync(files, index, request, progress, issues, tally, ct).ConfigureAwait(false);
+        catch (Exception e)
+        {
+            await writer.AbandonAsync(e).ConfigureAwait(false);
+            throw;
+        }
+        await writer.CompleteAsync().ConfigureAwait(false);
         foreach (var (path, existing, replace) in hardLinks)
         {
             if (dry || TryCreate(path, "cannot create hard link", () => { RemoveReplaced(path, replace); Posix.Link(existing, path); }, issues))
@@ -363,6 +284,143 @@ public sealed class RestoreEngine
             DryRun = dry,
             Restored = tally.Listing,
         };
+
+        async Task WalkAsync()
+        {
+
+        void Unreadable(string folder, KintsugiException e)
+        {
+            issues.Enqueue(new BackupIssue(folder, $"folder not restored: it cannot be read ({e.Message})"));
+            cleanup?.Unknown(folder == "/" ? "" : folder);
+        }
+        // A folder nothing is selected in or under is not read at all.
+        await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, path => selection.Selects(path, isDirectory: true), ct).ConfigureAwait(false))
+        {
+            // Whatever the snapshot holds is never --delete's to remove, restored or left out by an exclude.
+            cleanup?.InSnapshot(walked.Path);
+            if (!selection.Selects(walked.Path, walked.Node.Type == NodeType.Directory))
+            {
+                continue;
+            }
+            string parent = walked.Path[..walked.Path.LastIndexOf('/')];
+            if (missingFolders.Contains(parent))
+            {
+                if (walked.Node.Type == NodeType.Directory)
+                {
+                    missingFolders.Add(walked.Path);
+                }
+                else if (walked.Node.Type == NodeType.File)
+                {
+                    tally.FileFailed();
+                }
+                continue;
+            }
+            // Under --target / the snapshot's paths are the local ones (not //tmp/…).
+            string local = target == "/" ? walked.Path : target + walked.Path;
+            var node = walked.Node;
+            switch (node.Type)
+            {
+                case NodeType.Directory:
+                    var folderState = Existing.Refused;
+                    if (TryCreate(local, "cannot create folder", () =>
+                    {
+                        folderState = inTheWay.Check(local, node);
+                        if (folderState == Existing.None && !dry)
+                        {
+                            Directory.CreateDirectory(local);
+                        }
+                        return folderState != Existing.Refused;
+                    }, issues))
+                    {
+                        directories.Add((local, node));
+                        tally.Restored(local);
+                        if (folderState == Existing.None)
+                        {
+                            newFolders.Add(walked.Path);
+                        }
+                        // A folder the target already had is cleared of what the snapshot lacks; one just made holds nothing else.
+                        if (folderState == Existing.Replace && cleanup is not null && selection.Covers(walked.Path, isDirectory: true))
+                        {
+                            cleanup.Clear(walked.Path);
+                        }
+                    }
+                    else
+                    {
+                        missingFolders.Add(walked.Path);
+                    }
+                    break;
+                case NodeType.File:
+                {
+                    // In a folder this restore made, nothing is in the way (one that appears since is
+                    // not overwritten: the file is created only where nothing is, and reported otherwise).
+                    var existing = newFolders.Contains(parent) ? Existing.None : inTheWay.TryCheck(local, node);
+                    if (existing is Existing.Keep or Existing.Refused)
+                    {
+                        if (existing == Existing.Refused)
+                        {
+                            tally.FileFailed();
+                        }
+                        break;
+                    }
+                    bool replace = existing == Existing.Replace;
+                    // A path left as it is never becomes a hard link's first name: the next name of that
+                    // file is then written whole, not linked to what the user has at the path left.
+                    if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var first))
+                    {
+                        hardLinks.Add((local, first, replace));
+                    }
+                    else
+                    {
+                        if (node.Links > 1)
+                        {
+                            firstLink[(node.Device, node.Inode)] = local;
+                        }
+                        Interlocked.Add(ref progress.TotalBytesField, node.Size);
+                        Interlocked.Increment(ref progress.TotalFilesField);
+                        if (cleanup is null)
+                        {
+                            await writer.AddAsync(local, node, replace).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            files.Add((local, node, replace));
+                        }
+                    }
+                    break;
+                }
+                case NodeType.Symlink:
+                {
+                    var existing = inTheWay.TryCheck(local, node);
+                    if (existing is Existing.None or Existing.Replace)
+                    {
+                        symlinks.Add((local, node, existing == Existing.Replace));
+                    }
+                    break;
+                }
+                case NodeType.Fifo:
+                {
+                    var existing = inTheWay.TryCheck(local, node);
+                    if (existing is not (Existing.None or Existing.Replace))
+                    {
+                        break;
+                    }
+                    if (dry)
+                    {
+                        tally.Restored(local);
+                    }
+                    else if (TryCreate(local, "cannot create FIFO", () => { RemoveReplaced(local, existing == Existing.Replace); Posix.MkFifo(local, node.Mode & 0x1FF); }, issues))
+                    {
+                        tally.Restored(local);
+                        ApplyMetadata(local, node, issues);
+                    }
+                    break;
+                }
+                default:
+                    issues.Enqueue(new BackupIssue(walked.Path, $"warning: {node.Type.ToString().ToLowerInvariant()} not restored (special files are skipped for safety)"));
+                    break;
+            }
+        }
+        }
     }
 
     /// <summary>
@@ -794,99 +852,136 @@ public sealed class RestoreEngine
         }
     }
 
-    private async Task RestoreFilesAsync(List<(string Path, Node Node, bool Replace)> files, MasterIndex index, RestoreRequest request, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, Tally tally, CancellationToken ct)
+    /// <summary>
+    /// Writes the files of a restore: each is created as it is added, its content blobs queued to as
+    /// many writers as <see cref="RestoreRequest.Workers"/>, each blob written at its offset, so one
+    /// large file uses every core. A file is finished (length, metadata) by whichever writer writes its
+    /// last blob.
+    /// </summary>
+    private sealed class FileWriter
     {
-        int workers = Math.Max(1, request.Workers);
-        var reader = new BlobReader(_repo, index);
-        var jobs = Channel.CreateBounded<BlobJob>(new BoundedChannelOptions(workers * 4) { SingleWriter = true });
-        var consumers = Enumerable.Range(0, workers).Select(_ => Task.Run(async () =>
+        private readonly MasterIndex _index;
+        private readonly RestoreRequest _request;
+        private readonly ConcurrentQueue<BackupIssue> _issues;
+        private readonly Tally _tally;
+        private readonly CancellationToken _ct;
+        private readonly Channel<BlobJob> _jobs;
+        private readonly Task[] _consumers;
+        private readonly ConcurrentDictionary<FileState, byte> _unfinished = new();
+
+        public FileWriter(Repository repo, MasterIndex index, RestoreRequest request, RestoreProgress progress, ConcurrentQueue<BackupIssue> issues, Tally tally, CancellationToken ct)
         {
-            try
+            _index = index;
+            _request = request;
+            _issues = issues;
+            _tally = tally;
+            _ct = ct;
+            int workers = Math.Max(1, request.Workers);
+            var reader = new BlobReader(repo, index);
+            var jobs = Channel.CreateBounded<BlobJob>(new BoundedChannelOptions(workers * 4) { SingleWriter = true });
+            _jobs = jobs;
+            _consumers = request.DryRun ? [] : Enumerable.Range(0, workers).Select(_ => Task.Run(async () =>
             {
-                await ConsumeAsync(jobs.Reader, reader, progress, issues, tally, ct).ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                // Unblocks the producer; the first failure is what the caller sees.
-                jobs.Writer.TryComplete(e);
-                throw;
-            }
-        }, ct)).ToArray();
-        var created = new List<FileState>();
-        Exception? producerFailure = null;
-        try
-        {
-            foreach (var (path, node, replace) in files)
-            {
-                IndexEntry[] entries;
                 try
                 {
-                    entries = DumpEngine.ContentEntries(index, path, node);
+                    await ConsumeAsync(jobs.Reader, reader, progress, issues, tally, ct).ConfigureAwait(false);
                 }
-                catch (KintsugiException e)
+                catch (Exception e)
                 {
-                    issues.Enqueue(new BackupIssue(path, $"not restored: {e.Message}"));
-                    tally.FileFailed();
-                    continue;
+                    // Unblocks the producer; the first failure is what the caller sees.
+                    jobs.Writer.TryComplete(e);
+                    throw;
                 }
-                if (request.DryRun)
-                {
-                    // What the index says is all a dry run checks: no pack is read.
-                    tally.FileRestored(path, node.Size);
-                    continue;
-                }
-                var state = new FileState(path, node, entries.Length);
-                if (!TryCreate(path, "cannot create", () =>
-                {
-                    RemoveReplaced(path, replace);
-                    state.Handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-                }, issues))
-                {
-                    tally.FileFailed();
-                    continue;
-                }
-                created.Add(state);
-                if (entries.Length == 0)
-                {
-                    Finish(state, issues, tally);
-                    continue;
-                }
-                long offset = 0;
-                foreach (var entry in entries)
-                {
-                    await jobs.Writer.WriteAsync(new BlobJob(state, offset, entry), ct).ConfigureAwait(false);
-                    offset += entry.RawLength;
-                }
-            }
+            }, ct)).ToArray();
         }
-        catch (Exception e)
-        {
-            producerFailure = e;
-        }
-        jobs.Writer.TryComplete();
-        try
-        {
-            // A consumer's failure (a full disk) is the cause of the producer's (a closed channel), so it wins.
-            await Task.WhenAll(consumers).ConfigureAwait(false);
-            if (producerFailure is not null)
-            {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(producerFailure);
-            }
-        }
-        catch
-        {
-            RemoveUnfinished(created);
-            throw;
-        }
-    }
 
-    /// <summary>After a restore stopped: the files it had not finished are removed, so none is left looking complete.</summary>
-    private static void RemoveUnfinished(List<FileState> created)
-    {
-        foreach (var file in created.Where(f => !f.Finished))
+        /// <summary>Creates the file (replacing what the walk decided to replace) and queues its blobs.</summary>
+        public async Task AddAsync(string path, Node node, bool replace)
         {
-            file.Handle?.Dispose();
-            TryDelete(file.Path);
+            IndexEntry[] entries;
+            try
+            {
+                entries = DumpEngine.ContentEntries(_index, path, node);
+            }
+            catch (KintsugiException e)
+            {
+                _issues.Enqueue(new BackupIssue(path, $"not restored: {e.Message}"));
+                _tally.FileFailed();
+                return;
+            }
+            if (_request.DryRun)
+            {
+                // What the index says is all a dry run checks: no pack is read.
+                _tally.FileRestored(path, node.Size);
+                return;
+            }
+            var state = new FileState(path, node, entries.Length, replace, _unfinished);
+            if (entries.Length <= 1)
+            {
+                // A small file is created by the writer that writes it: creating a file is much of
+                // the cost of a small one, and the walk (one thread) then only hands files out.
+                await _jobs.Writer.WriteAsync(new BlobJob(state, 0, entries.Length == 0 ? default : entries[0], Create: true), _ct).ConfigureAwait(false);
+                return;
+            }
+            if (!state.TryCreate(_issues))
+            {
+                _tally.FileFailed();
+                return;
+            }
+            long offset = 0;
+            foreach (var entry in entries)
+            {
+                await _jobs.Writer.WriteAsync(new BlobJob(state, offset, entry), _ct).ConfigureAwait(false);
+                offset += entry.RawLength;
+            }
+        }
+
+        /// <summary>Waits until every file added is written; after a failure, removes the files not finished and throws it.</summary>
+        public async Task CompleteAsync()
+        {
+            _jobs.Writer.TryComplete();
+            try
+            {
+                await Task.WhenAll(_consumers).ConfigureAwait(false);
+            }
+            catch
+            {
+                RemoveUnfinished();
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// After the walk failed (<paramref name="failure"/>): stops the writers, removes the files not
+        /// finished. A writer's failure (a full disk) is the cause of the walk's (a closed channel), so it is thrown instead.
+        /// </summary>
+        public async Task AbandonAsync(Exception failure)
+        {
+            _jobs.Writer.TryComplete();
+            try
+            {
+                await Task.WhenAll(_consumers).ConfigureAwait(false);
+            }
+            catch when (failure is ChannelClosedException or OperationCanceledException)
+            {
+                RemoveUnfinished();
+                throw;
+            }
+            catch
+            {
+                // The walk's failure is the one reported.
+            }
+            RemoveUnfinished();
+        }
+
+        /// <summary>After a restore stopped (every writer done): the files it had not finished are removed, so none is left looking complete.</summary>
+        private void RemoveUnfinished()
+        {
+            foreach (var file in _unfinished.Keys)
+            {
+                file.Handle?.Dispose();
+                TryDelete(file.Path);
+            }
         }
     }
 
@@ -908,6 +1003,19 @@ public sealed class RestoreEngine
         await foreach (var job in jobs.ReadAllAsync(ct).ConfigureAwait(false))
         {
             var file = job.File;
+            if (job.Create)
+            {
+                if (!file.TryCreate(issues))
+                {
+                    tally.FileFailed();
+                    continue;
+                }
+                if (file.Remaining == 0)
+                {
+                    Finish(file, issues, tally);
+                    continue;
+                }
+            }
             if (!file.Failed)
             {
                 try
@@ -954,20 +1062,25 @@ public sealed class RestoreEngine
         {
             file.Handle!.Dispose();
             TryDelete(file.Path);
-            file.Finished = true;
+            file.MarkFinished();
             tally.FileFailed();
             return;
         }
         try
         {
-            RandomAccess.SetLength(file.Handle!, file.Node.Size);
+            // The file was created empty and its blobs add up to its size (DumpEngine.ContentEntries),
+            // so writing them all gave it its length; only a sparse file may end in a hole not written.
+            if (file.Node.Sparse)
+            {
+                RandomAccess.SetLength(file.Handle!, file.Node.Size);
+            }
         }
         catch (IOException e)
         {
             file.Failed = true;
             file.Handle!.Dispose();
             TryDelete(file.Path);
-            file.Finished = true;
+            file.MarkFinished();
             if (KintsugiException.FromIo(e, file.Path) is KintsugiException { Kind: ErrorKind.NoSpace } full)
             {
                 throw full;
@@ -977,16 +1090,19 @@ public sealed class RestoreEngine
             return;
         }
         file.Handle!.Dispose();
-        file.Finished = true;
+        file.MarkFinished();
         tally.FileRestored(file.Path, file.Node.Size);
         ApplyMetadata(file.Path, file.Node, issues);
     }
+
+    /// <summary>Asked once, not once per file.</summary>
+    private static readonly bool IsRoot = Posix.IsRoot;
 
     private static void ApplyMetadata(string path, Node node, ConcurrentQueue<BackupIssue> issues)
     {
         try
         {
-            if (Posix.IsRoot)
+            if (IsRoot)
             {
                 Posix.LChown(path, node.Uid, node.Gid);
             }

@@ -12,11 +12,61 @@ internal static class Aead
     public const int TagSize = 16;
     public const int Overhead = NonceSize + TagSize;
 
+    /// <summary>
+    /// The cipher of the key last used on this thread. Creating one sets up an OpenSSL context and
+    /// expands the key: for a blob of a few KiB that cost as much as encrypting it.
+    /// </summary>
+    [ThreadStatic] private static AesGcm? t_gcm;
+    [ThreadStatic] private static byte[]? t_gcmKey;
+
+    /// <summary>
+    /// Random bytes drawn ahead for this thread's nonces: one call to the system's generator per
+    /// 4 KiB instead of one per blob (each of which also asked the kernel for the process id).
+    /// Every nonce is still fresh random bytes, used once.
+    /// </summary>
+    [ThreadStatic] private static byte[]? t_nonces;
+    [ThreadStatic] private static int t_noncesUsed;
+
+    private const int NoncePoolSize = 4096 / NonceSize * NonceSize;
+
+    private static AesGcm CipherFor(ReadOnlySpan<byte> key)
+    {
+        if (t_gcm is { } gcm && key.SequenceEqual(t_gcmKey))
+        {
+            return gcm;
+        }
+        t_gcm?.Dispose();
+        t_gcm = null;
+        gcm = new AesGcm(key, TagSize);
+        t_gcmKey = key.ToArray();
+        t_gcm = gcm;
+        return gcm;
+    }
+
+    private static void FillNonce(Span<byte> nonce)
+    {
+        var pool = t_nonces ??= new byte[NoncePoolSize];
+        if (t_noncesUsed == 0 || t_noncesUsed + NonceSize > pool.Length)
+        {
+            RandomNumberGenerator.Fill(pool);
+            t_noncesUsed = 0;
+        }
+        var drawn = pool.AsSpan(t_noncesUsed, NonceSize);
+        drawn.CopyTo(nonce);
+        // Not left behind to be read again.
+        drawn.Clear();
+        t_noncesUsed += NonceSize;
+        if (t_noncesUsed == pool.Length)
+        {
+            t_noncesUsed = 0;
+        }
+    }
+
     public static void Seal(ReadOnlySpan<byte> key, ReadOnlySpan<byte> plaintext, ReadOnlySpan<byte> associatedData, Span<byte> sealedOut)
     {
         var nonce = sealedOut[..NonceSize];
-        RandomNumberGenerator.Fill(nonce);
-        using var gcm = new AesGcm(key, TagSize);
+        FillNonce(nonce);
+        var gcm = CipherFor(key);
         gcm.Encrypt(nonce, plaintext, sealedOut.Slice(NonceSize, plaintext.Length), sealedOut.Slice(NonceSize + plaintext.Length, TagSize), associatedData);
     }
 
@@ -35,7 +85,7 @@ internal static class Aead
             return false;
         }
         int length = sealedBytes.Length - Overhead;
-        using var gcm = new AesGcm(key, TagSize);
+        var gcm = CipherFor(key);
         try
         {
             gcm.Decrypt(sealedBytes[..NonceSize], sealedBytes.Slice(NonceSize, length), sealedBytes.Slice(NonceSize + length, TagSize), plaintextOut[..length], associatedData);

@@ -32,11 +32,28 @@ public sealed class MasterKey
         return new MasterKey(material.ToArray());
     }
 
+    /// <summary>
+    /// This thread's HMAC under the id key of <see cref="t_idHashKey"/>: a one-shot HMAC sets up an
+    /// OpenSSL context per call, which for blobs of a few KiB cost a third as much as hashing them.
+    /// </summary>
+    [ThreadStatic] private static IncrementalHash? t_idHash;
+    [ThreadStatic] private static MasterKey? t_idHashKey;
+
     /// <summary>The id of a blob: HMAC-SHA-256 of its plaintext under the id key (SHA-NI makes this run at gigabytes per second).</summary>
     public BlobId IdOf(ReadOnlySpan<byte> plaintext)
     {
+        var hmac = t_idHash;
+        if (hmac is null || !ReferenceEquals(t_idHashKey, this))
+        {
+            hmac?.Dispose();
+            t_idHash = null;
+            hmac = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, IdKey);
+            t_idHash = hmac;
+            t_idHashKey = this;
+        }
         Span<byte> mac = stackalloc byte[BlobId.Size];
-        HMACSHA256.HashData(IdKey, plaintext, mac);
+        hmac.AppendData(plaintext);
+        hmac.GetHashAndReset(mac);
         return BlobId.Read(mac);
     }
 }

@@ -33,13 +33,52 @@ internal sealed class PackWriter : IAsyncDisposable
 
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
 
+    /// <summary>
+    /// Blobs smaller than this are gathered before they are written: a pack of small files' blobs
+    /// (a few KiB each) took a write call per blob.
+    /// </summary>
+    internal const int WriteBufferSize = 256 * 1024;
+
     private sealed class OpenPack(IPendingFile file)
     {
+        private byte[]? _buffer;
+        private int _buffered;
+
         public IPendingFile File { get; } = file;
         public IncrementalHash Hash { get; } = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         public List<PackEntry> Entries { get; } = [];
 
+        /// <summary>The pack's length so far, what is gathered but not yet written included.</summary>
+        public long Length => File.Length + _buffered;
+
         public void Append(ReadOnlySpan<byte> bytes)
+        {
+            if (bytes.Length >= WriteBufferSize)
+            {
+                Flush();
+                Write(bytes);
+                return;
+            }
+            _buffer ??= BufferPool.Shared.Rent(WriteBufferSize);
+            if (_buffered + bytes.Length > _buffer.Length)
+            {
+                Flush();
+            }
+            bytes.CopyTo(_buffer.AsSpan(_buffered));
+            _buffered += bytes.Length;
+        }
+
+        /// <summary>Writes what is gathered.</summary>
+        public void Flush()
+        {
+            if (_buffered > 0)
+            {
+                Write(_buffer.AsSpan(0, _buffered));
+                _buffered = 0;
+            }
+        }
+
+        private void Write(ReadOnlySpan<byte> bytes)
         {
             File.Write(bytes);
             Hash.AppendData(bytes);
@@ -48,6 +87,11 @@ internal sealed class PackWriter : IAsyncDisposable
         public async ValueTask DiscardAsync()
         {
             Hash.Dispose();
+            if (_buffer is not null)
+            {
+                BufferPool.Shared.Return(_buffer);
+                _buffer = null;
+            }
             await File.DisposeAsync().ConfigureAwait(false);
         }
     }
@@ -59,14 +103,14 @@ internal sealed class PackWriter : IAsyncDisposable
         lock (_lock)
         {
             var pack = _current ??= new OpenPack(_store.CreatePending(FileKind.Pack));
-            long offset = pack.File.Length;
+            long offset = pack.Length;
             if (offset + sealedBytes.Length > uint.MaxValue)
             {
                 throw new InvalidOperationException("a pack grew past 4 GiB; the pack size is far smaller than that");
             }
             pack.Append(sealedBytes.Span);
             pack.Entries.Add(new PackEntry(id, kind, codec, (uint)offset, (uint)sealedBytes.Length, (uint)rawLength, baseId));
-            if (pack.File.Length >= _packSize)
+            if (pack.Length >= _packSize)
             {
                 full = pack;
                 _current = null;
@@ -100,6 +144,7 @@ internal sealed class PackWriter : IAsyncDisposable
         try
         {
             pack.Append(PackFormat.SealHeader(_key, pack.Entries));
+            pack.Flush();
             total = pack.File.Length;
             name = BlobId.Read(pack.Hash.GetHashAndReset());
             await pack.File.CommitAsync(name.ToString(), overwrite: false, ct).ConfigureAwait(false);

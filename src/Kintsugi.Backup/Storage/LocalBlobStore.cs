@@ -241,7 +241,23 @@ public sealed class LocalBlobStore : IBlobStore
         }
     }
 
-    public async ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    public ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        // A local read is served from the page cache or the disk at once; an asynchronous one is only
+        // the same read handed to another thread (a hop per blob of a restore).
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            ReadAt(kind, name, offset, buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    private void ReadAt(FileKind kind, string name, long offset, Span<byte> buffer)
     {
         string path = PathOf(kind, name);
         // Packs are read blob by blob (a restore reads thousands of small blobs): their handles are kept open.
@@ -269,7 +285,7 @@ public sealed class LocalBlobStore : IBlobStore
                 int n;
                 try
                 {
-                    n = await RandomAccess.ReadAsync(handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
+                    n = RandomAccess.Read(handle, buffer[done..], offset + done);
                 }
                 catch (IOException e) when (KintsugiException.FromIo(e, path) is KintsugiException { Kind: not ErrorKind.NoSpace })
                 {
