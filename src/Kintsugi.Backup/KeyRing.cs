@@ -68,29 +68,43 @@ internal static class KeyRing
     }
 
     /// <summary>Tries every key-file slot with <paramref name="secret"/>; returns the master key and the slot that opened it.</summary>
-    public static async Task<(MasterKey Key, string SlotId)> OpenWithKeyFileAsync(IBlobStore store, byte[] secret, string keyFile, string source, CancellationToken ct)
+    public static async Task<(MasterKey Key, string SlotId)> OpenWithKeyFileAsync(IBlobStore store, byte[] secret, string keyFile, string source, CancellationToken ct) =>
+        await TryOpenAsync(store, KeyFileKdf, slot => KeyFileWrappingKey(secret, Convert.FromBase64String(slot.Salt)), ct).ConfigureAwait(false)
+        ?? throw new KintsugiException(ErrorKind.WrongPassword, $"key file {keyFile} (from {source}) does not open the repository at {store.Location}: no key slot of it matches (made for another repository, or its slot was removed)");
+
+    /// <summary>
+    /// Tries each slot of kind <paramref name="kdf"/> in turn; null when none opens. A damaged or hostile
+    /// slot never stops the others; a derivation the machine could not run (memory) is thrown when no
+    /// slot opened, as that rather than as a wrong password.
+    /// </summary>
+    private static async Task<(MasterKey Key, string SlotId)?> TryOpenAsync(IBlobStore store, string kdf, Func<KeySlot, byte[]> wrappingKey, CancellationToken ct)
     {
+        KintsugiException? resources = null;
         foreach (var file in ListSlots(store))
         {
             var slot = await ReadAsync(store, file.Name, ct).ConfigureAwait(false);
-            if (slot is not { Version: 1, Kdf: KeyFileKdf })
+            if (slot is null || slot.Version != 1 || slot.Kdf != kdf)
             {
                 continue;
             }
             try
             {
-                var material = Aead.TryOpen(KeyFileWrappingKey(secret, Convert.FromBase64String(slot.Salt)), Convert.FromBase64String(slot.Wrapped), AssociatedData);
+                var material = Aead.TryOpen(wrappingKey(slot), Convert.FromBase64String(slot.Wrapped), AssociatedData);
                 if (material is { Length: MasterKey.Size })
                 {
                     return (MasterKey.FromBytes(material), file.Name);
                 }
+            }
+            catch (KintsugiException e) when (e.Kind == ErrorKind.Failed)
+            {
+                resources ??= e;
             }
             catch (Exception e) when (e is FormatException or KintsugiException)
             {
                 // A damaged or hostile slot must not stop the others from opening the repository.
             }
         }
-        throw new KintsugiException(ErrorKind.WrongPassword, $"key file {keyFile} (from {source}) does not open the repository at {store.Location}: no key slot of it matches (made for another repository, or its slot was removed)");
+        return resources is null ? null : throw resources;
     }
 
     private static byte[] KeyFileWrappingKey(byte[] secret, byte[] salt) =>
@@ -113,40 +127,9 @@ internal static class KeyRing
         {
             throw new KintsugiException(ErrorKind.InvalidInput, "the password is empty; give the repository's password");
         }
-        var slots = ListSlots(store);
-        KintsugiException? resources = null;
         // Slots with the same KDF parameters and salt never occur, so each costs one derivation.
-        foreach (var file in slots)
-        {
-            var slot = await ReadAsync(store, file.Name, ct).ConfigureAwait(false);
-            if (slot is not { Version: 1, Kdf: PasswordKdf })
-            {
-                continue;
-            }
-            try
-            {
-                var wrappingKey = Derive(password, Convert.FromBase64String(slot.Salt), new KdfParameters(slot.MemoryKib, slot.Iterations, slot.Parallelism));
-                var material = Aead.TryOpen(wrappingKey, Convert.FromBase64String(slot.Wrapped), AssociatedData);
-                if (material is { Length: MasterKey.Size })
-                {
-                    return (MasterKey.FromBytes(material), file.Name);
-                }
-            }
-            catch (KintsugiException e) when (e.Kind == ErrorKind.Failed)
-            {
-                // The machine could not give the derivation what the slot asks (memory): not a wrong password.
-                resources ??= e;
-            }
-            catch (Exception e) when (e is FormatException or KintsugiException)
-            {
-                // A damaged or hostile slot must not stop the others from opening the repository.
-            }
-        }
-        if (resources is not null)
-        {
-            throw resources;
-        }
-        throw new KintsugiException(ErrorKind.WrongPassword, $"wrong password: no key of the repository at {store.Location} opens with it");
+        return await TryOpenAsync(store, PasswordKdf, slot => Derive(password, Convert.FromBase64String(slot.Salt), new KdfParameters(slot.MemoryKib, slot.Iterations, slot.Parallelism)), ct).ConfigureAwait(false)
+            ?? throw new KintsugiException(ErrorKind.WrongPassword, $"wrong password: no key of the repository at {store.Location} opens with it");
     }
 
     public static async Task<KeySlot?> ReadAsync(IBlobStore store, string name, CancellationToken ct)
