@@ -287,139 +287,138 @@ public sealed class RestoreEngine
 
         async Task WalkAsync()
         {
-
-        void Unreadable(string folder, KintsugiException e)
-        {
-            issues.Enqueue(new BackupIssue(folder, $"folder not restored: it cannot be read ({e.Message})"));
-            cleanup?.Unknown(folder == "/" ? "" : folder);
-        }
-        // A folder nothing is selected in or under is not read at all.
-        await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, path => selection.Selects(path, isDirectory: true), ct).ConfigureAwait(false))
-        {
-            // Whatever the snapshot holds is never --delete's to remove, restored or left out by an exclude.
-            cleanup?.InSnapshot(walked.Path);
-            if (!selection.Selects(walked.Path, walked.Node.Type == NodeType.Directory))
+            void Unreadable(string folder, KintsugiException e)
             {
-                continue;
+                issues.Enqueue(new BackupIssue(folder, $"folder not restored: it cannot be read ({e.Message})"));
+                cleanup?.Unknown(folder == "/" ? "" : folder);
             }
-            string parent = walked.Path[..walked.Path.LastIndexOf('/')];
-            if (missingFolders.Contains(parent))
+            // A folder nothing is selected in or under is not read at all.
+            await foreach (var walked in TreeWalker.WalkAsync(_repo, index, root, Unreadable, path => selection.Selects(path, isDirectory: true), ct).ConfigureAwait(false))
             {
-                if (walked.Node.Type == NodeType.Directory)
+                // Whatever the snapshot holds is never --delete's to remove, restored or left out by an exclude.
+                cleanup?.InSnapshot(walked.Path);
+                if (!selection.Selects(walked.Path, walked.Node.Type == NodeType.Directory))
                 {
-                    missingFolders.Add(walked.Path);
+                    continue;
                 }
-                else if (walked.Node.Type == NodeType.File)
+                string parent = walked.Path[..walked.Path.LastIndexOf('/')];
+                if (missingFolders.Contains(parent))
                 {
-                    tally.FileFailed();
-                }
-                continue;
-            }
-            // Under --target / the snapshot's paths are the local ones (not //tmp/…).
-            string local = target == "/" ? walked.Path : target + walked.Path;
-            var node = walked.Node;
-            switch (node.Type)
-            {
-                case NodeType.Directory:
-                    var folderState = Existing.Refused;
-                    if (TryCreate(local, "cannot create folder", () =>
-                    {
-                        folderState = inTheWay.Check(local, node);
-                        if (folderState == Existing.None && !dry)
-                        {
-                            Directory.CreateDirectory(local);
-                        }
-                        return folderState != Existing.Refused;
-                    }, issues))
-                    {
-                        directories.Add((local, node));
-                        tally.Restored(local);
-                        if (folderState == Existing.None)
-                        {
-                            newFolders.Add(walked.Path);
-                        }
-                        // A folder the target already had is cleared of what the snapshot lacks; one just made holds nothing else.
-                        if (folderState == Existing.Replace && cleanup is not null && selection.Covers(walked.Path, isDirectory: true))
-                        {
-                            cleanup.Clear(walked.Path);
-                        }
-                    }
-                    else
+                    if (walked.Node.Type == NodeType.Directory)
                     {
                         missingFolders.Add(walked.Path);
                     }
-                    break;
-                case NodeType.File:
+                    else if (walked.Node.Type == NodeType.File)
+                    {
+                        tally.FileFailed();
+                    }
+                    continue;
+                }
+                // Under --target / the snapshot's paths are the local ones (not //tmp/…).
+                string local = target == "/" ? walked.Path : target + walked.Path;
+                var node = walked.Node;
+                switch (node.Type)
                 {
-                    // In a folder this restore made, nothing is in the way (one that appears since is
-                    // not overwritten: the file is created only where nothing is, and reported otherwise).
-                    var existing = newFolders.Contains(parent) ? Existing.None : inTheWay.TryCheck(local, node);
-                    if (existing is Existing.Keep or Existing.Refused)
-                    {
-                        if (existing == Existing.Refused)
+                    case NodeType.Directory:
+                        var folderState = Existing.Refused;
+                        if (TryCreate(local, "cannot create folder", () =>
                         {
-                            tally.FileFailed();
-                        }
-                        break;
-                    }
-                    bool replace = existing == Existing.Replace;
-                    // A path left as it is never becomes a hard link's first name: the next name of that
-                    // file is then written whole, not linked to what the user has at the path left.
-                    if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var first))
-                    {
-                        hardLinks.Add((local, first, replace));
-                    }
-                    else
-                    {
-                        if (node.Links > 1)
+                            folderState = inTheWay.Check(local, node);
+                            if (folderState == Existing.None && !dry)
+                            {
+                                Directory.CreateDirectory(local);
+                            }
+                            return folderState != Existing.Refused;
+                        }, issues))
                         {
-                            firstLink[(node.Device, node.Inode)] = local;
-                        }
-                        Interlocked.Add(ref progress.TotalBytesField, node.Size);
-                        Interlocked.Increment(ref progress.TotalFilesField);
-                        if (cleanup is null)
-                        {
-                            await writer.AddAsync(local, node, replace).ConfigureAwait(false);
+                            directories.Add((local, node));
+                            tally.Restored(local);
+                            if (folderState == Existing.None)
+                            {
+                                newFolders.Add(walked.Path);
+                            }
+                            // A folder the target already had is cleared of what the snapshot lacks; one just made holds nothing else.
+                            if (folderState == Existing.Replace && cleanup is not null && selection.Covers(walked.Path, isDirectory: true))
+                            {
+                                cleanup.Clear(walked.Path);
+                            }
                         }
                         else
                         {
-                            files.Add((local, node, replace));
+                            missingFolders.Add(walked.Path);
                         }
-                    }
-                    break;
-                }
-                case NodeType.Symlink:
-                {
-                    var existing = inTheWay.TryCheck(local, node);
-                    if (existing is Existing.None or Existing.Replace)
+                        break;
+                    case NodeType.File:
                     {
-                        symlinks.Add((local, node, existing == Existing.Replace));
-                    }
-                    break;
-                }
-                case NodeType.Fifo:
-                {
-                    var existing = inTheWay.TryCheck(local, node);
-                    if (existing is not (Existing.None or Existing.Replace))
-                    {
+                        // In a folder this restore made, nothing is in the way (one that appears since is
+                        // not overwritten: the file is created only where nothing is, and reported otherwise).
+                        var existing = newFolders.Contains(parent) ? Existing.None : inTheWay.TryCheck(local, node);
+                        if (existing is Existing.Keep or Existing.Refused)
+                        {
+                            if (existing == Existing.Refused)
+                            {
+                                tally.FileFailed();
+                            }
+                            break;
+                        }
+                        bool replace = existing == Existing.Replace;
+                        // A path left as it is never becomes a hard link's first name: the next name of that
+                        // file is then written whole, not linked to what the user has at the path left.
+                        if (node.Links > 1 && firstLink.TryGetValue((node.Device, node.Inode), out var first))
+                        {
+                            hardLinks.Add((local, first, replace));
+                        }
+                        else
+                        {
+                            if (node.Links > 1)
+                            {
+                                firstLink[(node.Device, node.Inode)] = local;
+                            }
+                            Interlocked.Add(ref progress.TotalBytesField, node.Size);
+                            Interlocked.Increment(ref progress.TotalFilesField);
+                            if (cleanup is null)
+                            {
+                                await writer.AddAsync(local, node, replace).ConfigureAwait(false);
+                            }
+                            else
+                            {
+                                files.Add((local, node, replace));
+                            }
+                        }
                         break;
                     }
-                    if (dry)
+                    case NodeType.Symlink:
                     {
-                        tally.Restored(local);
+                        var existing = inTheWay.TryCheck(local, node);
+                        if (existing is Existing.None or Existing.Replace)
+                        {
+                            symlinks.Add((local, node, existing == Existing.Replace));
+                        }
+                        break;
                     }
-                    else if (TryCreate(local, "cannot create FIFO", () => { RemoveReplaced(local, existing == Existing.Replace); Posix.MkFifo(local, node.Mode & 0x1FF); }, issues))
+                    case NodeType.Fifo:
                     {
-                        tally.Restored(local);
-                        ApplyMetadata(local, node, issues);
+                        var existing = inTheWay.TryCheck(local, node);
+                        if (existing is not (Existing.None or Existing.Replace))
+                        {
+                            break;
+                        }
+                        if (dry)
+                        {
+                            tally.Restored(local);
+                        }
+                        else if (TryCreate(local, "cannot create FIFO", () => { RemoveReplaced(local, existing == Existing.Replace); Posix.MkFifo(local, node.Mode & 0x1FF); }, issues))
+                        {
+                            tally.Restored(local);
+                            ApplyMetadata(local, node, issues);
+                        }
+                        break;
                     }
-                    break;
+                    default:
+                        issues.Enqueue(new BackupIssue(walked.Path, $"warning: {node.Type.ToString().ToLowerInvariant()} not restored (special files are skipped for safety)"));
+                        break;
                 }
-                default:
-                    issues.Enqueue(new BackupIssue(walked.Path, $"warning: {node.Type.ToString().ToLowerInvariant()} not restored (special files are skipped for safety)"));
-                    break;
             }
-        }
         }
     }
 
