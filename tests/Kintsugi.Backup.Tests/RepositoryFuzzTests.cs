@@ -1268,6 +1268,8 @@ public sealed class RepositoryFuzzTests(ITestOutputHelper output)
 
         public bool Exists(FileKind kind, string name) => _files.ContainsKey((kind, name));
 
+        public Task<bool> IsEmptyAsync(CancellationToken cancellationToken = default) => Task.FromResult(_files.IsEmpty);
+
         public Task PutAsync(FileKind kind, string name, ReadOnlyMemory<byte> data, bool overwrite = false, CancellationToken cancellationToken = default)
         {
             if (overwrite)

@@ -19,6 +19,14 @@ public sealed class LocalBlobStore : IBlobStore
 
     public string Location => _root;
 
+    public StoreCapabilities Capabilities => StoreCapabilities.Local;
+
+    public Task<bool> IsEmptyAsync(CancellationToken cancellationToken = default) =>
+        Task.FromResult(!Directory.Exists(_root) || !Directory.EnumerateFileSystemEntries(_root).Any());
+
+    public Task<int> CleanTemporaryFilesAsync(TimeSpan olderThan, DateTimeOffset now, CancellationToken cancellationToken = default) =>
+        Task.FromResult(CleanTemporaryFiles(olderThan, now));
+
     internal string TempDirectory => Path.Combine(_root, "tmp");
 
     public void Create()
