@@ -344,17 +344,20 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
             folder = folder[..^"xx/".Length];
         }
         var result = new List<StoredFile>();
-        string? continuation = null;
-        do
+        string? marker = null;
+        while (true)
         {
-            string? token = continuation;
-            var page = await Run(RequestKind.List, $"listing {folder}", (ct, _) => _client.ListObjectsV2Async(new ListObjectsV2Request
+            // ListObjects (v1) paged by the last key: s3rver 3.7.1 on Node >= 17 fails every truncated
+            // ListObjectsV2 page (its continuation token is DES, which OpenSSL 3 no longer offers).
+            string? after = marker;
+            var page = await Run(RequestKind.List, $"listing {folder}", (ct, _) => _client.ListObjectsAsync(new ListObjectsRequest
             {
                 BucketName = _location.Bucket,
                 Prefix = folder,
-                ContinuationToken = token,
+                Marker = after,
             }, ct), cancellationToken).ConfigureAwait(false);
-            foreach (var o in page.S3Objects ?? [])
+            var objects = page.S3Objects ?? [];
+            foreach (var o in objects)
             {
                 string relative = o.Key[folder.Length..];
                 string name = relative;
@@ -373,9 +376,12 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
                     result.Add(new StoredFile(name, o.Size ?? 0, Modified(o.LastModified)));
                 }
             }
-            continuation = page.IsTruncated == true ? page.NextContinuationToken : null;
+            if (page.IsTruncated != true || objects.Count == 0)
+            {
+                break;
+            }
+            marker = page.NextMarker ?? objects[^1].Key;
         }
-        while (continuation is not null);
         result.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
         return result;
     }

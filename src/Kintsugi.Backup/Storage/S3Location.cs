@@ -47,7 +47,7 @@ public sealed record S3Location(string Url, Uri Endpoint, string Bucket, string 
         }
         if (uri.UserInfo.Length > 0)
         {
-            throw Bad(url, "it holds credentials", "give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), never in the URL");
+            throw Bad(url.Replace(uri.UserInfo + "@", "", StringComparison.Ordinal), "it holds credentials", "give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), never in the URL");
         }
         if (uri.Query.Length > 0 || uri.Fragment.Length > 0)
         {
