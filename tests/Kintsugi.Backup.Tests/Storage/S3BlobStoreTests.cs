@@ -159,14 +159,17 @@ public sealed class S3BlobStoreTests(S3rverFixture fixture) : IClassFixture<S3rv
     [Fact]
     public async Task Failures_that_outlast_the_retry_budget_fail_in_one_line()
     {
-        using var faults = new FaultHandler((_, _) => new HttpResponseMessage(HttpStatusCode.InternalServerError));
+        // The first request passes (the SDK's first call is slow to start), then the service fails for good.
+        int requests = 0;
+        using var faults = new FaultHandler((_, _) => Interlocked.Increment(ref requests) == 1 ? null : new HttpResponseMessage(HttpStatusCode.InternalServerError));
         using var store = Store(handler: faults, options: new StoreOptions
         {
-            RetryBudget = TimeSpan.FromMilliseconds(300),
+            RetryBudget = TimeSpan.FromSeconds(2),
             RetryBaseDelay = TimeSpan.FromMilliseconds(10),
             RetryMaxDelay = TimeSpan.FromMilliseconds(50),
         });
 
+        Assert.True(await store.IsEmptyAsync());
         var e = await Assert.ThrowsAsync<KintsugiException>(() => store.ListAsync(FileKind.Snapshot));
         Assert.Contains("still failed after retrying", e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', e.Message);
