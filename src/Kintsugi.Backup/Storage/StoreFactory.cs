@@ -18,7 +18,7 @@ public static class StoreFactory
         options.Validate();
         if (url.StartsWith("s3:", StringComparison.Ordinal))
         {
-            throw new KintsugiException(ErrorKind.InvalidInput, $"{url}: S3 repositories are not built yet");
+            return S3BlobStore.Open(url, options);
         }
         if (url.StartsWith("azure:", StringComparison.Ordinal))
         {
