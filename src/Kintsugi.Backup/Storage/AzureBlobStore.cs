@@ -39,7 +39,7 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
     private const string EndpointVariable = "AZURE_STORAGE_ENDPOINT";
     private const int TransferChunk = 64 * 1024;
 
-    private readonly AzureLocation _location;
+    private readonly AzureBlobLocation _location;
     private readonly StoreOptions _options;
     private readonly BlobContainerClient _container;
     private readonly RemoteRequests _requests;
@@ -48,13 +48,13 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
     private readonly string _credentials;
 
     /// <summary>Opens the store at <paramref name="location"/> with credentials from <see cref="StoreOptions.Environment"/>; missing or malformed credentials are one <see cref="ErrorKind.InvalidInput"/> line.</summary>
-    public AzureBlobStore(AzureLocation location, StoreOptions options)
+    public AzureBlobStore(AzureBlobLocation location, StoreOptions options)
         : this(location, options, null)
     {
     }
 
     /// <param name="configure">Tests add pipeline policies here (to garble a body, say).</param>
-    internal AzureBlobStore(AzureLocation location, StoreOptions options, Action<BlobClientOptions>? configure)
+    internal AzureBlobStore(AzureBlobLocation location, StoreOptions options, Action<BlobClientOptions>? configure)
     {
         ArgumentNullException.ThrowIfNull(location);
         ArgumentNullException.ThrowIfNull(options);
@@ -76,7 +76,7 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
     }
 
     /// <summary>Opens <c>azure:container:/prefix</c>.</summary>
-    public static AzureBlobStore Open(string url, StoreOptions options) => new(AzureLocation.Parse(url), options);
+    public static AzureBlobStore Open(string url, StoreOptions options) => new(AzureBlobLocation.Parse(url), options);
 
     public string Location => _location.Url;
 
@@ -100,7 +100,7 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
 
     // ----- connecting -----
 
-    private static (BlobContainerClient Container, string Credentials) Connect(AzureLocation location, Func<string, string?> environment, BlobClientOptions clientOptions)
+    private static (BlobContainerClient Container, string Credentials) Connect(AzureBlobLocation location, Func<string, string?> environment, BlobClientOptions clientOptions)
     {
         string? Get(string name) => environment(name) is { Length: > 0 } v ? v.Trim() : null;
         string url = location.Url;
@@ -152,8 +152,9 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
                 await blob.GetPropertiesAsync(cancellationToken: dog.Token).ConfigureAwait(false);
                 return true;
             }
-            catch (RequestFailedException e) when (e.Status == 404 && e.ErrorCode != BlobErrorCode.ContainerNotFound)
+            catch (RequestFailedException e) when (e.Status == 404)
             {
+                // A missing container holds no file either: `init` on it goes on to create it.
                 return false;
             }
         }, cancellationToken);
@@ -162,8 +163,15 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
     public async Task<bool> IsEmptyAsync(CancellationToken cancellationToken = default)
     {
         string prefix = _location.Prefix.Length == 0 ? "" : _location.Prefix + "/";
-        var (names, _) = await ListPageAsync(prefix, null, 1, cancellationToken).ConfigureAwait(false);
-        return names.Count == 0;
+        try
+        {
+            var (names, _) = await ListPageAsync(prefix, null, 1, cancellationToken).ConfigureAwait(false);
+            return names.Count == 0;
+        }
+        catch (KintsugiException e) when (e.Kind == ErrorKind.RepositoryNotFound)
+        {
+            return true;
+        }
     }
 
     /// <summary>

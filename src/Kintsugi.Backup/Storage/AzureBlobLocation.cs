@@ -6,9 +6,9 @@ namespace Kintsugi.Backup.Storage;
 /// the prefix, a slash, and the local layout's relative path (<c>config</c>, <c>keys/…</c>,
 /// <c>data/ab/ab…</c>…).
 /// </summary>
-public sealed record AzureLocation
+public sealed record AzureBlobLocation
 {
-    private AzureLocation(string container, string prefix)
+    private AzureBlobLocation(string container, string prefix)
     {
         Container = container;
         Prefix = prefix;
@@ -23,7 +23,7 @@ public sealed record AzureLocation
     public string Url => Prefix.Length == 0 ? $"azure:{Container}:/" : $"azure:{Container}:/{Prefix}";
 
     /// <summary>Parses <c>azure:container[:/prefix]</c>; a malformed URL is one <see cref="ErrorKind.InvalidInput"/> line naming it.</summary>
-    public static AzureLocation Parse(string url)
+    public static AzureBlobLocation Parse(string url)
     {
         ArgumentNullException.ThrowIfNull(url);
         const string Scheme = "azure:";
@@ -54,7 +54,7 @@ public sealed record AzureLocation
                 throw Invalid(url, "the prefix is longer than 512 characters");
             }
         }
-        return new AzureLocation(container, prefix);
+        return new AzureBlobLocation(container, prefix);
     }
 
     /// <summary>The object name of a repository file: the local layout's relative path under the prefix.</summary>
