@@ -66,6 +66,10 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
         // Stalls are caught by this store's own watchdog, which knows when bytes move (a throttled
         // upload of a big pack may take longer than any fixed timeout).
         clientOptions.Retry.NetworkTimeout = Timeout.InfiniteTimeSpan;
+        // Content-MD5 is set by a policy of ours: the SDK refuses a precalculated MD5 on the upload
+        // call that may split (and would otherwise read every body twice to hash it).
+        clientOptions.TransferValidation.Upload.ChecksumAlgorithm = StorageChecksumAlgorithm.None;
+        clientOptions.AddPolicy(new ContentMd5Policy(), HttpPipelinePosition.PerCall);
         clientOptions.AddPolicy(new BodyFailurePolicy(), HttpPipelinePosition.PerRetry);
         configure?.Invoke(clientOptions);
         (_container, _credentials) = Connect(location, options.Environment, clientOptions);
@@ -383,9 +387,13 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
                 {
                     HttpHeaders = new BlobHttpHeaders { ContentHash = md5 },
                     Conditions = conditions,
-                    TransferValidation = new UploadTransferValidationOptions { ChecksumAlgorithm = StorageChecksumAlgorithm.MD5, PrecalculatedChecksum = md5 },
+                    // Never split by the SDK: this is one Put Blob.
+                    TransferOptions = new StorageTransferOptions { InitialTransferSize = source.Length + 1, MaximumConcurrency = 1 },
                 };
-                return await PutIfAbsentAsync(() => blob.UploadAsync(body, options, dog.Token)).ConfigureAwait(false);
+                using (ContentMd5Policy.Send(md5))
+                {
+                    return await PutIfAbsentAsync(() => blob.UploadAsync(body, options, dog.Token)).ConfigureAwait(false);
+                }
             }, cancellationToken).ConfigureAwait(false);
             return;
         }
@@ -404,11 +412,10 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
             await RunAsync(RequestKind.Put, objectName, async dog =>
             {
                 await using var body = new UploadBody(source, blockOffset, length, this, dog);
-                var options = new BlockBlobStageBlockOptions
+                using (ContentMd5Policy.Send(blockMd5))
                 {
-                    TransferValidation = new UploadTransferValidationOptions { ChecksumAlgorithm = StorageChecksumAlgorithm.MD5, PrecalculatedChecksum = blockMd5 },
-                };
-                await blob.StageBlockAsync(id, body, options, dog.Token).ConfigureAwait(false);
+                    await blob.StageBlockAsync(id, body, new BlockBlobStageBlockOptions(), dog.Token).ConfigureAwait(false);
+                }
                 return true;
             }, cancellationToken).ConfigureAwait(false);
         }
@@ -807,6 +814,23 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
 
     /// <summary>A response body that broke off; not an <see cref="IOException"/>, so that the SDK's own download retry (uncounted, outside the budget) leaves it to <see cref="RemoteRequests"/>.</summary>
     private sealed class BodyReadException(Exception inner) : Exception(inner.Message, inner);
+
+    /// <summary>Sets Content-MD5 on the upload made inside <see cref="Send"/>: the service checks it against the body it received and refuses a mismatch (400 Md5Mismatch).</summary>
+    private sealed class ContentMd5Policy : HttpPipelineSynchronousPolicy
+    {
+        private const string Property = "kintsugi.content-md5";
+
+        public static IDisposable Send(byte[] md5) =>
+            HttpPipeline.CreateHttpMessagePropertiesScope(new Dictionary<string, object?>(StringComparer.Ordinal) { [Property] = md5 });
+
+        public override void OnSendingRequest(HttpMessage message)
+        {
+            if (message.Request.Method == RequestMethod.Put && message.TryGetProperty(Property, out object? value) && value is byte[] md5)
+            {
+                message.Request.Headers.SetValue("Content-MD5", Convert.ToBase64String(md5));
+            }
+        }
+    }
 
     /// <summary>Wraps streamed response bodies so that a failed read surfaces as <see cref="BodyReadException"/>.</summary>
     private sealed class BodyFailurePolicy : HttpPipelinePolicy
