@@ -468,6 +468,117 @@ public sealed class AzureBlobStoreTests(AzuriteFixture fixture, ITestOutputHelpe
     }
 
     [Fact]
+    public async Task Busy_answers_are_retried_and_a_service_that_stays_busy_is_one_line_after_the_budget()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        string prefix = NewPrefix();
+        var busy = new BusyFirst(3);
+        using var store = new AzureBlobStore(AzureBlobLocation.Parse($"azure:{AzuriteFixture.Container}:/{prefix}"), Options(), o => o.AddPolicy(busy, HttpPipelinePosition.PerRetry));
+        var data = Files.RandomBytes(rng, 1000);
+        string name = Hex(rng);
+
+        await store.PutAsync(FileKind.Index, name, data);
+
+        Assert.Equal(3, store.Statistics.Retries);
+        Assert.Equal(4, store.Statistics.Requests(RequestKind.Put));
+        Assert.Equal(data, await store.GetAsync(FileKind.Index, name));
+
+        busy.Reset(int.MaxValue);
+        var e = await Assert.ThrowsAsync<KintsugiException>(() => store.GetAsync(FileKind.Index, name));
+        output.WriteLine(e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Contains(store.Location, e.Message, StringComparison.Ordinal);
+        Assert.Contains("503 ServerBusy", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Answers the first N requests with 503 ServerBusy without sending them.</summary>
+    private sealed class BusyFirst(int count) : HttpPipelinePolicy
+    {
+        private int _left = count;
+
+        public void Reset(int n) => _left = n;
+
+        public override ValueTask ProcessAsync(HttpMessage message, ReadOnlyMemory<HttpPipelinePolicy> pipeline)
+        {
+            Fail();
+            return ProcessNextAsync(message, pipeline);
+        }
+
+        public override void Process(HttpMessage message, ReadOnlyMemory<HttpPipelinePolicy> pipeline)
+        {
+            Fail();
+            ProcessNext(message, pipeline);
+        }
+
+        private void Fail()
+        {
+            if (Interlocked.Decrement(ref _left) >= 0)
+            {
+                throw new RequestFailedException(503, "The server is busy.", "ServerBusy", null);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_download_that_stalls_is_cancelled_by_the_watchdog_and_retried()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        string prefix = NewPrefix();
+        var stall = new StallFirstBody();
+        using var store = new AzureBlobStore(AzureBlobLocation.Parse($"azure:{AzuriteFixture.Container}:/{prefix}"), Options() with { StallTimeout = TimeSpan.FromMilliseconds(300), RetryBudget = TimeSpan.FromMinutes(1) }, o => o.AddPolicy(stall, HttpPipelinePosition.PerRetry));
+        var data = Files.RandomBytes(rng, 100_000);
+        string name = Hex(rng);
+        await store.PutAsync(FileKind.Pack, name, data);
+
+        var buffer = new byte[50_000];
+        await store.ReadAtAsync(FileKind.Pack, name, 1000, buffer);
+
+        Assert.Equal(data.AsSpan(1000, 50_000).ToArray(), buffer);
+        Assert.True(stall.Stalled);
+        Assert.Equal(1, store.Statistics.Retries);
+        Assert.Equal(2, store.Statistics.Requests(RequestKind.GetRange));
+    }
+
+    /// <summary>The first streamed response body never delivers a byte (until its reader gives up).</summary>
+    private sealed class StallFirstBody : HttpPipelinePolicy
+    {
+        private int _stalled;
+
+        public bool Stalled => _stalled == 1;
+
+        public override async ValueTask ProcessAsync(HttpMessage message, ReadOnlyMemory<HttpPipelinePolicy> pipeline)
+        {
+            await ProcessNextAsync(message, pipeline);
+            if (!message.BufferResponse && message.Response.ContentStream is not null && Interlocked.CompareExchange(ref _stalled, 1, 0) == 0)
+            {
+                message.Response.ContentStream = new Hanging();
+            }
+        }
+
+        public override void Process(HttpMessage message, ReadOnlyMemory<HttpPipelinePolicy> pipeline) => ProcessNext(message, pipeline);
+
+        private sealed class Hanging : Stream
+        {
+            public override bool CanRead => true;
+            public override bool CanSeek => false;
+            public override bool CanWrite => false;
+            public override long Length => throw new NotSupportedException();
+            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+            public override void Flush() { }
+            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+            public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+                return 0;
+            }
+            public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+            public override void SetLength(long value) => throw new NotSupportedException();
+            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        }
+    }
+
+    [Fact]
     public void Failures_are_classified_transient_or_permanent()
     {
         using var cancelled = new CancellationTokenSource();
