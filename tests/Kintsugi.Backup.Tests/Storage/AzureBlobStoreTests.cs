@@ -612,13 +612,18 @@ public sealed class AzureBlobStoreTests(AzuriteFixture fixture, ITestOutputHelpe
         var repo = await Repository.InitAsync(store, Sandbox.Password, Sandbox.Kdf, Sandbox.SmallChunks, Sandbox.Host, "tester", TimeProvider.System);
         var backup = await Sandbox.BackupAsync(repo, box.Source);
         Assert.Empty(backup.Issues);
-        var reopened = await Repository.OpenAsync(new SynchronousMembers(Store(prefix)), Sandbox.Password, TimeProvider.System);
+        // Machine B: a fresh store object on the same URL, so everything restored comes from Azure.
+        using var other = Store(prefix);
+        var reopened = await Repository.OpenAsync(new SynchronousMembers(other), Sandbox.Password, TimeProvider.System);
         var (target, restore) = await box.RestoreAsync(reopened, backup.Snapshot, "azure");
 
         Assert.Empty(restore.Issues);
         Files.AssertSameTree(box.Source, Sandbox.Restored(target, box.Source));
         Assert.True((await azure.ListAsync(FileKind.Pack)).Count >= 2);
-        output.WriteLine($"requests: {azure.Statistics.Snapshot()}");
+        output.WriteLine($"backup: {azure.Statistics.Snapshot()}");
+        output.WriteLine($"restore: {other.Statistics.Snapshot()}");
+        Assert.True(other.Statistics.Requests(RequestKind.GetRange) > 0);
+        Assert.True(other.Statistics.BytesDown >= 3 << 20, "the restore read the packs from Azure");
     }
 
     /// <summary>
