@@ -22,7 +22,7 @@ public static class StoreFactory
         }
         if (url.StartsWith("azure:", StringComparison.Ordinal))
         {
-            throw new KintsugiException(ErrorKind.InvalidInput, $"{url}: Azure repositories are not built yet");
+            return AzureBlobStore.Open(url, options);
         }
         string path = url.StartsWith("local:", StringComparison.Ordinal) ? url["local:".Length..] : url;
         return new LocalBlobStore(path);
