@@ -3,6 +3,12 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Security.Cryptography;
+using Amazon.Runtime;
+using Amazon.S3;
+using Amazon.S3.Model;
+using Azure.Storage;
+using Azure.Storage.Blobs;
+using Azure.Storage.Blobs.Models;
 using Xunit.Abstractions;
 
 namespace Kintsugi.Backup.Tests.Storage;
@@ -180,7 +186,8 @@ public sealed class FaultProxyTests : IClassFixture<FaultProxyTests.S3rver>, IAs
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             await using Stream stream = await response.Content.ReadAsStreamAsync();
             var received = new MemoryStream();
-            await Assert.ThrowsAnyAsync<IOException>(() => stream.CopyToAsync(received));
+            using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(30)); // HttpClient.Timeout ends at the head
+            await Assert.ThrowsAnyAsync<IOException>(() => stream.CopyToAsync(received, patience.Token));
             Assert.Equal(100_000, received.Length);
             Assert.Equal(body[..100_000], received.ToArray());
         }
@@ -341,27 +348,80 @@ public sealed class FaultProxyTests : IClassFixture<FaultProxyTests.S3rver>, IAs
         Assert.Equal(0, _proxy.CountOf("GET"));
     }
 
-    /// <summary>One s3rver for the class on a free port with its own folder, killed at the end.</summary>
-    public sealed class S3rver : IDisposable
+    [Fact]
+    public async Task Sigv4_signed_requests_verify_through_the_proxy()
+    {
+        var config = new AmazonS3Config
+        {
+            ServiceURL = _proxy.Url.ToString(),
+            ForcePathStyle = true,
+            AuthenticationRegion = "us-east-1",
+            MaxErrorRetry = 1,
+            RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
+            ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
+        };
+        using var s3 = new AmazonS3Client(new BasicAWSCredentials("S3RVER", "S3RVER"), config);
+        byte[] body = RandomBytes(3 * 1024 * 1024);
+        string key = "signed-" + Guid.NewGuid().ToString("N");
+        ProxyFault fault = _proxy.Fail(HttpStatusCode.ServiceUnavailable, when: r => r.Method == "PUT");
+
+        await s3.PutObjectAsync(new PutObjectRequest { BucketName = Bucket, Key = key, InputStream = new MemoryStream(body), UseChunkEncoding = false });
+        using GetObjectResponse got = await s3.GetObjectAsync(Bucket, key);
+        var back = new MemoryStream();
+        await got.ResponseStream.CopyToAsync(back);
+
+        Assert.Equal(body, back.ToArray());
+        Assert.Equal(1, fault.Fired); // the SDK took the injected SlowDown as retryable
+        Assert.Equal(2, _proxy.CountOf("PUT"));
+        Assert.StartsWith("AWS4-HMAC-SHA256", _proxy.Requests[0].Header("Authorization"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Shared_key_signed_requests_verify_through_the_proxy_to_azurite()
+    {
+        const string Account = "devstoreaccount1";
+        const string AccountKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+        using var azurite = new Emulator("azurite-blob", port => ["--blobHost", "127.0.0.1", "--blobPort", port, "-l", "{folder}", "--skipApiVersionCheck", "--silent"], Account);
+        await using var proxy = FaultProxy.Start(azurite.Url, ErrorStyle.Azure);
+        var blobs = new BlobServiceClient(new Uri(proxy.Url, Account), new StorageSharedKeyCredential(Account, AccountKey));
+        BlobContainerClient container = blobs.GetBlobContainerClient("test");
+        byte[] body = RandomBytes(3 * 1024 * 1024);
+        ProxyFault fault = proxy.Fail(HttpStatusCode.ServiceUnavailable, when: r => r.Method == "PUT");
+
+        await container.CreateAsync();
+        await container.GetBlobClient("blob").UploadAsync(new BinaryData(body));
+        BlobDownloadResult back = (await container.GetBlobClient("blob").DownloadContentAsync()).Value;
+
+        Assert.Equal(body, back.Content.ToArray());
+        Assert.Equal(1, fault.Fired); // the SDK took the injected ServerBusy as retryable
+        Assert.StartsWith("SharedKey", proxy.Requests[0].Header("Authorization"), StringComparison.Ordinal);
+    }
+
+    /// <summary>One s3rver for the class.</summary>
+    public sealed class S3rver() : Emulator("s3rver", port => ["-d", "{folder}", "-a", "127.0.0.1", "-p", port, "--configure-bucket", Bucket, "--silent"], Bucket);
+
+    /// <summary>An npm-installed emulator on a free port with its own folder, killed at the end.</summary>
+    public class Emulator : IDisposable
     {
         private readonly Process _process;
         private readonly string _folder;
 
-        public S3rver()
+        public Emulator(string program, Func<string, string[]> arguments, string probePath)
         {
-            _folder = Directory.CreateTempSubdirectory("faults-s3rver-").FullName;
+            ArgumentNullException.ThrowIfNull(arguments);
+            _folder = Directory.CreateTempSubdirectory("faults-" + program + "-").FullName;
             int port = FreePort();
-            var start = new ProcessStartInfo(TestServers.Program("s3rver"))
+            var start = new ProcessStartInfo(TestServers.Program(program))
             {
                 UseShellExecute = false,
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
             };
-            foreach (string arg in new[] { "-d", _folder, "-a", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--configure-bucket", Bucket, "--silent" })
+            foreach (string arg in arguments(port.ToString(System.Globalization.CultureInfo.InvariantCulture)))
             {
-                start.ArgumentList.Add(arg);
+                start.ArgumentList.Add(arg == "{folder}" ? _folder : arg);
             }
-            _process = Process.Start(start) ?? throw new InvalidOperationException("s3rver did not start");
+            _process = Process.Start(start) ?? throw new InvalidOperationException(program + " did not start");
             _process.OutputDataReceived += (_, _) => { };
             _process.ErrorDataReceived += (_, _) => { };
             _process.BeginOutputReadLine();
@@ -369,7 +429,7 @@ public sealed class FaultProxyTests : IClassFixture<FaultProxyTests.S3rver>, IAs
             Url = new Uri($"http://127.0.0.1:{port}/");
             try
             {
-                WaitUntilAnswering();
+                WaitUntilAnswering(program, new Uri(Url, probePath));
             }
             catch
             {
@@ -393,9 +453,10 @@ public sealed class FaultProxyTests : IClassFixture<FaultProxyTests.S3rver>, IAs
             }
             _process.Dispose();
             Directory.Delete(_folder, recursive: true);
+            GC.SuppressFinalize(this);
         }
 
-        private void WaitUntilAnswering()
+        private void WaitUntilAnswering(string program, Uri probe)
         {
             using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
             var clock = Stopwatch.StartNew();
@@ -403,15 +464,12 @@ public sealed class FaultProxyTests : IClassFixture<FaultProxyTests.S3rver>, IAs
             {
                 if (_process.HasExited)
                 {
-                    throw new InvalidOperationException($"s3rver exited with {_process.ExitCode} before answering");
+                    throw new InvalidOperationException($"{program} exited with {_process.ExitCode} before answering");
                 }
                 try
                 {
-                    using HttpResponseMessage response = client.GetAsync(new Uri(Url, Bucket)).GetAwaiter().GetResult();
-                    if (response.StatusCode == HttpStatusCode.OK)
-                    {
-                        return;
-                    }
+                    using HttpResponseMessage response = client.GetAsync(probe).GetAwaiter().GetResult();
+                    return; // any HTTP answer: it is listening
                 }
                 catch (HttpRequestException)
                 {
@@ -419,7 +477,7 @@ public sealed class FaultProxyTests : IClassFixture<FaultProxyTests.S3rver>, IAs
                 }
                 if (clock.Elapsed > TimeSpan.FromSeconds(30))
                 {
-                    throw new TimeoutException("s3rver did not answer within 30 s");
+                    throw new TimeoutException(program + " did not answer within 30 s");
                 }
                 Thread.Sleep(100);
             }
