@@ -78,10 +78,12 @@ internal static class CopyCommand
                     : $"snapshot {s.Source.ShortId} of {Units.Time(s.Source.Snapshot.Time)} copied as {s.Destination.Short}"));
             }
             ctx.Say(result.SnapshotsCopied == 0
-                ? $"nothing to copy: {(result.SnapshotsSkipped == 0 ? "no snapshot was selected" : $"all {result.SnapshotsSkipped} snapshots are already in {dst.Store.Location}")}"
-                : $"copied {result.SnapshotsCopied} snapshots ({result.SnapshotsSkipped} already there): {result.BlobsCopied} blobs, {Units.Bytes(result.BytesCopied)} in {result.PacksWritten} packs");
+                ? $"nothing to copy: {(result.SnapshotsSkipped == 0 ? "no snapshot was selected" : $"{(result.SnapshotsSkipped == 1 ? "the snapshot is" : $"all {result.SnapshotsSkipped} snapshots are")} already in {dst.Store.Location}")}"
+                : $"copied {Count(result.SnapshotsCopied, "snapshot")} ({result.SnapshotsSkipped} already there): {Count(result.BlobsCopied, "blob")}, {Units.Bytes(result.BytesCopied)} in {Count(result.PacksWritten, "pack")}");
             return ExitCodes.Ok;
         });
         return command;
     }
+
+    private static string Count(long n, string noun) => n == 1 ? $"1 {noun}" : $"{n} {noun}s";
 }

@@ -77,7 +77,7 @@ internal sealed class SourceRepositoryOptions
         }
         catch (KintsugiException e) when (e.Kind == ErrorKind.WrongPassword && keyFile is null)
         {
-            throw CliContext.WrongPassword(new KintsugiException(e.Kind, $"source repository {store.Location}: {e.Message}", e), source);
+            throw CliContext.WrongPassword(new KintsugiException(e.Kind, $"{e.Message} (the source repository, from {Name})", e), source);
         }
         catch (KintsugiException e) when (e.Kind == ErrorKind.RepositoryNotFound)
         {
