@@ -211,7 +211,7 @@ public sealed class CopyEngine
         });
         try
         {
-            await CopyPacksAsync(needed, writer, (blob, length) =>
+            await CopyPacksAsync(needed, writer, length =>
             {
                 blobs++;
                 bytes += length;
@@ -232,7 +232,7 @@ public sealed class CopyEngine
     }
 
     /// <summary>Reads the needed blobs pack by pack, in offset order, so neighbouring blobs come in one ranged read, and hands each, sealed for the destination, to the writer.</summary>
-    private async Task CopyPacksAsync(List<IndexEntry> needed, PackWriter writer, Action<BlobId, int> copied, Action runDone, CancellationToken ct)
+    private async Task CopyPacksAsync(List<IndexEntry> needed, PackWriter writer, Action<int> copied, Action runDone, CancellationToken ct)
     {
         foreach (var pack in needed.GroupBy(e => e.Pack))
         {
@@ -262,7 +262,7 @@ public sealed class CopyEngine
                     {
                         BufferPool.Shared.Return(resealed);
                     }
-                    copied(entry.Id, length);
+                    copied(length);
                 }
                 i = j;
                 runDone();
