@@ -43,10 +43,18 @@ public sealed class Repository
     public Chunker CreateChunker() => new(Convert.FromBase64String(Config.ChunkerSeed), Config.ChunkMin, Config.ChunkAverage, Config.ChunkMax);
 
     /// <summary>Creates a repository. Refuses a folder that already holds one, or that is not empty.</summary>
-    public static async Task<Repository> InitAsync(IBlobStore store, string password, KdfParameters kdf, RepositoryOptions? options, string? host, string? user, TimeProvider time, CancellationToken ct = default)
+    public static Task<Repository> InitAsync(IBlobStore store, string password, KdfParameters kdf, RepositoryOptions? options, string? host, string? user, TimeProvider time, CancellationToken ct = default) =>
+        InitAsync(store, password, kdf, options, host, user, time, settingsFrom: null, ct);
+
+    /// <summary>
+    /// Creates a repository; with <paramref name="settingsFrom"/>, one that takes that repository's
+    /// id key, chunker seed, chunk sizes and pack size (<paramref name="options"/> are then ignored),
+    /// so blobs copied from it keep their ids and later backups deduplicate against them.
+    /// </summary>
+    public static async Task<Repository> InitAsync(IBlobStore store, string password, KdfParameters kdf, RepositoryOptions? options, string? host, string? user, TimeProvider time, Repository? settingsFrom, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(store);
-        options ??= new RepositoryOptions();
+        options = settingsFrom is { Config: var c } ? new RepositoryOptions { ChunkMin = c.ChunkMin, ChunkAverage = c.ChunkAverage, ChunkMax = c.ChunkMax, PackSize = c.PackSize } : options ?? new RepositoryOptions();
         if (store.Exists(FileKind.Config, "config"))
         {
             throw new KintsugiException(ErrorKind.RepositoryExists, $"a repository already exists at {store.Location}; use it as it is, or choose another path");
@@ -60,11 +68,12 @@ public sealed class Repository
             throw new KintsugiException(ErrorKind.InvalidInput, "the password is empty; give a non-empty password");
         }
         kdf.Validate();
-        var key = MasterKey.Generate();
+        // A fresh encryption key always; the id key shared with the repository whose settings are taken.
+        var key = settingsFrom is null ? MasterKey.Generate() : MasterKey.FromBytes([.. RandomNumberGenerator.GetBytes(32), .. settingsFrom.Key.IdKey]);
         var config = new RepositoryConfig
         {
             Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
-            ChunkerSeed = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
+            ChunkerSeed = settingsFrom?.Config.ChunkerSeed ?? Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
             ChunkMin = options.ChunkMin,
             ChunkAverage = options.ChunkAverage,
             ChunkMax = options.ChunkMax,

@@ -37,6 +37,7 @@ internal static class Program
         root.Subcommands.Add(ForgetCommand.Create());
         root.Subcommands.Add(ForgetCommand.CreatePrune());
         root.Subcommands.Add(TagCommand.Create());
+        root.Subcommands.Add(CopyCommand.Create());
         root.Subcommands.Add(KeyCommand.Create());
         root.Subcommands.Add(UnlockCommand.Create());
         root.Subcommands.Add(ParityCommand.Create());
