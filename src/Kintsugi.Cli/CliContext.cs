@@ -528,23 +528,23 @@ internal sealed class CliContext
     [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "Kintsugi's own types, in assemblies the trimmer keeps whole (TrimMode partial); the .NET types they hold are written by System.Text.Json's built-in converters, which reflection mode keeps.")]
     public void WriteJson<T>(T value)
     {
+        string text = JsonSerializer.Serialize(value, JsonOptions);
         if (_store is null)
         {
-            Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
+            Out.WriteLine(text);
             return;
         }
         // Every command that opened a repository reports what it cost: requests by kind and bytes moved
         // (zeros for a local folder). An object gets a "requests" field; a list (snapshots, ls, find,
         // key list) stays a list, as scripts read it, and a remote store's figures go to stderr as one JSON line.
         var requests = JsonSerializer.SerializeToNode(_store.Statistics.Snapshot(), JsonOptions);
-        var node = JsonSerializer.SerializeToNode(value, JsonOptions);
-        if (node is System.Text.Json.Nodes.JsonObject json)
+        if (text.StartsWith('{') && System.Text.Json.Nodes.JsonNode.Parse(text) is System.Text.Json.Nodes.JsonObject json)
         {
             json["requests"] = requests;
             Out.WriteLine(json.ToJsonString(JsonOptions));
             return;
         }
-        Out.WriteLine(node is null ? "null" : node.ToJsonString(JsonOptions));
+        Out.WriteLine(text);
         if (_store.Capabilities.IsRemote)
         {
             Error.WriteLine(new System.Text.Json.Nodes.JsonObject { ["requests"] = requests }.ToJsonString(JsonLineOptions));
