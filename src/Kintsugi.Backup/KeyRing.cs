@@ -80,7 +80,7 @@ internal static class KeyRing
     private static async Task<(MasterKey Key, string SlotId)?> TryOpenAsync(IBlobStore store, string kdf, Func<KeySlot, byte[]> wrappingKey, CancellationToken ct)
     {
         KintsugiException? resources = null;
-        foreach (var file in ListSlots(store))
+        foreach (var file in await ListSlotsAsync(store, ct).ConfigureAwait(false))
         {
             var slot = await ReadAsync(store, file.Name, ct).ConfigureAwait(false);
             if (slot is null || slot.Version != 1 || slot.Kdf != kdf)
@@ -110,9 +110,9 @@ internal static class KeyRing
     private static byte[] KeyFileWrappingKey(byte[] secret, byte[] salt) =>
         HKDF.DeriveKey(HashAlgorithmName.SHA256, secret, 32, salt, KeyFileInfo.ToArray());
 
-    private static IReadOnlyList<StoredFile> ListSlots(IBlobStore store)
+    private static async Task<IReadOnlyList<StoredFile>> ListSlotsAsync(IBlobStore store, CancellationToken ct)
     {
-        var slots = store.List(FileKind.Key);
+        var slots = await store.ListAsync(FileKind.Key, ct).ConfigureAwait(false);
         if (slots.Count == 0)
         {
             throw new KintsugiException(ErrorKind.Corrupt, $"repository at {store.Location} has no key slots; it cannot be opened");

@@ -55,13 +55,14 @@ public sealed class Repository
     {
         ArgumentNullException.ThrowIfNull(store);
         options = settingsFrom is { Config: var c } ? new RepositoryOptions { ChunkMin = c.ChunkMin, ChunkAverage = c.ChunkAverage, ChunkMax = c.ChunkMax, PackSize = c.PackSize } : options ?? new RepositoryOptions();
-        if (store.Exists(FileKind.Config, "config"))
+        if (await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false))
         {
             throw new KintsugiException(ErrorKind.RepositoryExists, $"a repository already exists at {store.Location}; use it as it is, or choose another path");
         }
-        if (store is LocalBlobStore && Directory.Exists(store.Location) && Directory.EnumerateFileSystemEntries(store.Location).Any())
+        if (!await store.IsEmptyAsync(ct).ConfigureAwait(false))
         {
-            throw new KintsugiException(ErrorKind.RepositoryExists, $"{store.Location} is not empty and is not a repository; choose an empty or new folder");
+            string choose = store.Capabilities.IsRemote ? "choose an empty or new prefix" : "choose an empty or new folder";
+            throw new KintsugiException(ErrorKind.RepositoryExists, $"{store.Location} is not empty and is not a repository; {choose}");
         }
         if (string.IsNullOrEmpty(password))
         {
@@ -80,7 +81,7 @@ public sealed class Repository
             PackSize = options.PackSize,
         };
         _ = new Chunker(new byte[32], config.ChunkMin, config.ChunkAverage, config.ChunkMax);
-        store.Create();
+        await store.CreateAsync(ct).ConfigureAwait(false);
         string keyId = await KeyRing.AddAsync(store, key, password, kdf, time.GetUtcNow(), host, user, ct).ConfigureAwait(false);
         // The config is written last: a folder without it is not (yet) a repository.
         var sealedConfig = SealedFile.Seal(key, SealedFileType.Config, JsonSerializer.SerializeToUtf8Bytes(config, FormatJson.Default.RepositoryConfig));
@@ -92,7 +93,7 @@ public sealed class Repository
     public static async Task<Repository> OpenAsync(IBlobStore store, string password, TimeProvider time, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(store);
-        RequireRepository(store);
+        await RequireRepositoryAsync(store, ct).ConfigureAwait(false);
         var (key, keyId) = await KeyRing.OpenAsync(store, password, ct).ConfigureAwait(false);
         return await OpenWithKeyAsync(store, key, keyId, time, ct).ConfigureAwait(false);
     }
@@ -102,15 +103,15 @@ public sealed class Repository
     public static async Task<Repository> OpenWithKeyFileAsync(IBlobStore store, string keyFile, TimeProvider time, string source = "--key-file", CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(store);
-        RequireRepository(store);
+        await RequireRepositoryAsync(store, ct).ConfigureAwait(false);
         var secret = KeyFile.Read(keyFile);
         var (key, keyId) = await KeyRing.OpenWithKeyFileAsync(store, secret, keyFile, source, ct).ConfigureAwait(false);
         return await OpenWithKeyAsync(store, key, keyId, time, ct).ConfigureAwait(false);
     }
 
-    private static void RequireRepository(IBlobStore store)
+    private static async Task RequireRepositoryAsync(IBlobStore store, CancellationToken ct)
     {
-        if (!store.Exists(FileKind.Config, "config"))
+        if (!await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false))
         {
             throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
         }
@@ -173,7 +174,7 @@ public sealed class Repository
     public async Task<IReadOnlyList<KeyInfo>> ListKeysAsync(CancellationToken ct = default)
     {
         var result = new List<KeyInfo>();
-        foreach (var file in Store.List(FileKind.Key))
+        foreach (var file in await Store.ListAsync(FileKind.Key, ct).ConfigureAwait(false))
         {
             var slot = await KeyRing.ReadAsync(Store, file.Name, ct).ConfigureAwait(false);
             if (slot is not null)
@@ -224,7 +225,7 @@ public sealed class Repository
     /// </summary>
     public async Task<MasterIndex> LoadIndexAsync(Action<string, KintsugiException>? onError = null, CancellationToken ct = default)
     {
-        var files = Store.List(FileKind.Index);
+        var files = await Store.ListAsync(FileKind.Index, ct).ConfigureAwait(false);
         var tables = new IndexEntryTable[files.Count];
         await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Environment.ProcessorCount }, async (i, token) =>
         {
@@ -304,7 +305,7 @@ public sealed class Repository
     public async Task<IReadOnlyList<SnapshotRef>> LoadSnapshotsAsync(Action<string, KintsugiException>? onError = null, CancellationToken ct = default)
     {
         var result = new List<SnapshotRef>();
-        foreach (var file in Store.List(FileKind.Snapshot))
+        foreach (var file in await Store.ListAsync(FileKind.Snapshot, ct).ConfigureAwait(false))
         {
             try
             {

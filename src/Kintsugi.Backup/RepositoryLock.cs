@@ -139,7 +139,7 @@ public sealed class RepositoryLock : IAsyncDisposable
     public static async Task<IReadOnlyList<LockInfo>> ListAsync(IBlobStore store, string host, TimeProvider time, CancellationToken ct)
     {
         var result = new List<LockInfo>();
-        foreach (var file in store.List(FileKind.Lock))
+        foreach (var file in await store.ListAsync(FileKind.Lock, ct).ConfigureAwait(false))
         {
             LockRecord? record;
             try

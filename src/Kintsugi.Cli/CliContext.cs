@@ -14,7 +14,7 @@ internal static class GlobalOptions
 {
     public static readonly Option<string?> Repository = new("--repo", "-r")
     {
-        Description = "Repository folder, local (remote URLs such as s3:… or sftp:… are not supported yet) [env: KINTSUGI_REPOSITORY]",
+        Description = "Repository: a local folder (or local:PATH), s3:http(s)://host[:port]/bucket[/prefix], or azure:container:/prefix [env: KINTSUGI_REPOSITORY]",
         Recursive = true,
     };
 
@@ -47,6 +47,90 @@ internal static class GlobalOptions
         Description = "Print no progress and only essential output",
         Recursive = true,
     };
+
+    public static readonly Option<string?> Connections = WithValidator(new Option<string?>("--connections")
+    {
+        Description = "At most N requests at once to an s3: or azure: repository (1 to 256; default 5)",
+        HelpName = "N",
+        Recursive = true,
+    }, text => StoreSettings.ParseConnections(text, "--connections"));
+
+    public static readonly Option<string?> LimitUpload = WithValidator(new Option<string?>("--limit-upload")
+    {
+        Description = "Upload at most RATE bytes per second to an s3: or azure: repository; RATE takes a suffix K, M or G (also KiB, MiB, GiB: powers of 1024), e.g. 512K, 10M",
+        HelpName = "RATE",
+        Recursive = true,
+    }, text => StoreSettings.ParseRate(text, "--limit-upload"));
+
+    public static readonly Option<string?> LimitDownload = WithValidator(new Option<string?>("--limit-download")
+    {
+        Description = "Download at most RATE bytes per second from an s3: or azure: repository; RATE as for --limit-upload (bytes per second, suffix K, M or G)",
+        HelpName = "RATE",
+        Recursive = true,
+    }, text => StoreSettings.ParseRate(text, "--limit-download"));
+
+    public static readonly Option<bool> NoCache = new("--no-cache")
+    {
+        Description = "Keep no local copy of a remote repository's metadata (default: $XDG_CACHE_HOME/kintsugi or ~/.cache/kintsugi)",
+        Recursive = true,
+    };
+
+    /// <summary>A bad value is a parse error, one line, whatever the command.</summary>
+    private static Option<string?> WithValidator(Option<string?> option, Action<string> parse)
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0)
+            {
+                try
+                {
+                    parse(result.Tokens[^1].Value);
+                }
+                catch (UsageException e)
+                {
+                    result.AddError(e.Message);
+                }
+            }
+        });
+        return option;
+    }
+}
+
+/// <summary>The values of the store options, read from their text (<see cref="GlobalOptions.Connections"/> and the limits).</summary>
+internal static class StoreSettings
+{
+    public const int MaxConnections = 256;
+
+    public static int ParseConnections(string text, string option) =>
+        int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= MaxConnections
+            ? n
+            : throw new UsageException($"{option} {text}: give a number of connections from 1 to {MaxConnections}");
+
+    /// <summary>Bytes per second: digits, then nothing (bytes) or K, M, G, optionally followed by iB or B (all powers of 1024).</summary>
+    public static long ParseRate(string text, string option)
+    {
+        string t = text.Trim();
+        int digits = 0;
+        while (digits < t.Length && char.IsAsciiDigit(t[digits]))
+        {
+            digits++;
+        }
+        string unit = t[digits..].ToUpperInvariant();
+        int shift = unit switch
+        {
+            "" or "B" => 0,
+            "K" or "KB" or "KIB" => 10,
+            "M" or "MB" or "MIB" => 20,
+            "G" or "GB" or "GIB" => 30,
+            _ => -1,
+        };
+        if (digits == 0 || shift < 0 || !long.TryParse(t.AsSpan(0, digits), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long n)
+            || n == 0 || n > (long.MaxValue >> shift))
+        {
+            throw new UsageException($"{option} {text}: give a rate in bytes per second above 0, e.g. 500000, 512K, 10M or 1G (K, M, G: powers of 1024)");
+        }
+        return n << shift;
+    }
 }
 
 /// <summary>
@@ -63,6 +147,8 @@ internal sealed class CliContext
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
+
+    private static readonly JsonSerializerOptions JsonLineOptions = new(JsonOptions) { WriteIndented = false };
 
     public CliContext(ParseResult parse)
     {
@@ -118,6 +204,10 @@ internal sealed class CliContext
         return console;
     }
 
+    /// <summary>
+    /// The repository as the store factory takes it: an s3: or azure: URL as given, or a local folder's
+    /// full path (local:PATH or a plain path).
+    /// </summary>
     public string RepositoryPath
     {
         get
@@ -134,11 +224,23 @@ internal sealed class CliContext
                 throw new UsageException("no repository given; pass --repo PATH or set KINTSUGI_REPOSITORY");
             }
             // s3:…, sftp:host:/path, rest:http://…: a scheme (a letter, then letters or digits: two or more, so not a drive like C:),
-            // then ':'. Made a local folder of that name, it would swallow backups meant for elsewhere.
+            // then ':'. Made a local folder of that name, a URL of a kind not supported would swallow backups meant for elsewhere.
             int colon = path.IndexOf(':', StringComparison.Ordinal);
             if (colon >= 2 && char.IsAsciiLetter(path[0]) && !path.AsSpan(0, colon).ContainsAnyExcept(SchemeCharacters))
             {
-                throw new UsageException($"{from} {path}: remote repositories (s3:, azure:, sftp:…) are not supported yet; give a local folder (./{path} if a folder really has that name)");
+                string scheme = path[..colon];
+                if (scheme is "s3" or "azure")
+                {
+                    return path;
+                }
+                if (scheme == "local")
+                {
+                    string local = path[(colon + 1)..];
+                    return string.IsNullOrWhiteSpace(local)
+                        ? throw new UsageException($"{from} {path}: give a folder after local:")
+                        : Path.GetFullPath(local);
+                }
+                throw new UsageException($"{from} {path}: {scheme}: repositories are not supported; give a local folder (or local:PATH), s3:http(s)://host[:port]/bucket[/prefix] or azure:container:/prefix (./{path} if a folder really has that name)");
             }
             return Path.GetFullPath(path);
         }
@@ -146,7 +248,38 @@ internal sealed class CliContext
 
     private static readonly System.Buffers.SearchValues<char> SchemeCharacters = System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
 
-    public IBlobStore OpenStore() => new LocalBlobStore(RepositoryPath);
+    /// <summary>How to talk to a remote repository, from --connections, --limit-upload, --limit-download and --no-cache.</summary>
+    public StoreOptions StoreOptions
+    {
+        get
+        {
+            string? connections = Parse.GetValue(GlobalOptions.Connections);
+            string? up = Parse.GetValue(GlobalOptions.LimitUpload);
+            string? down = Parse.GetValue(GlobalOptions.LimitDownload);
+            return new StoreOptions
+            {
+                Connections = connections is null ? new StoreOptions().Connections : StoreSettings.ParseConnections(connections, "--connections"),
+                UploadBytesPerSecond = up is null ? 0 : StoreSettings.ParseRate(up, "--limit-upload"),
+                DownloadBytesPerSecond = down is null ? 0 : StoreSettings.ParseRate(down, "--limit-download"),
+                CacheDirectory = Parse.GetValue(GlobalOptions.NoCache) ? null : DefaultCacheDirectory(),
+                Time = Time,
+            };
+        }
+    }
+
+    /// <summary>$XDG_CACHE_HOME/kintsugi (when it is an absolute path, as the XDG spec asks), else ~/.cache/kintsugi.</summary>
+    public static string DefaultCacheDirectory()
+    {
+        string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        return !string.IsNullOrEmpty(xdg) && Path.IsPathRooted(xdg)
+            ? Path.Combine(xdg, "kintsugi")
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "kintsugi");
+    }
+
+    private IBlobStore? _store;
+
+    /// <summary>Opens the repository's store (once: its request counts go into the JSON output, see <see cref="WriteJson"/>).</summary>
+    public IBlobStore OpenStore() => _store ??= StoreFactory.Open(RepositoryPath, StoreOptions);
 
     /// <summary>
     /// The password from --password-file, --password-command, KINTSUGI_PASSWORD_FILE,
@@ -367,7 +500,7 @@ internal sealed class CliContext
     public async Task<Repository> OpenRepositoryAsync(CancellationToken ct)
     {
         var store = OpenStore();
-        if (!store.Exists(FileKind.Config, "config"))
+        if (!await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false))
         {
             throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
         }
@@ -395,7 +528,27 @@ internal sealed class CliContext
     [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "Kintsugi's own types, in assemblies the trimmer keeps whole (TrimMode partial); the .NET types they hold are written by System.Text.Json's built-in converters, which reflection mode keeps.")]
     public void WriteJson<T>(T value)
     {
-        Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
+        string text = JsonSerializer.Serialize(value, JsonOptions);
+        if (_store is null)
+        {
+            Out.WriteLine(text);
+            return;
+        }
+        // Every command that opened a repository reports what it cost: requests by kind and bytes moved
+        // (zeros for a local folder). An object gets a "requests" field; a list (snapshots, ls, find,
+        // key list) stays a list, as scripts read it, and a remote store's figures go to stderr as one JSON line.
+        var requests = JsonSerializer.SerializeToNode(_store.Statistics.Snapshot(), JsonOptions);
+        if (text.StartsWith('{') && System.Text.Json.Nodes.JsonNode.Parse(text) is System.Text.Json.Nodes.JsonObject json)
+        {
+            json["requests"] = requests;
+            Out.WriteLine(json.ToJsonString(JsonOptions));
+            return;
+        }
+        Out.WriteLine(text);
+        if (_store.Capabilities.IsRemote)
+        {
+            Error.WriteLine(new System.Text.Json.Nodes.JsonObject { ["requests"] = requests }.ToJsonString(JsonLineOptions));
+        }
     }
 
     /// <summary>A line for people on stdout; nothing in JSON mode.</summary>

@@ -12,7 +12,7 @@ internal static class Program
             "Kintsugi: backup, monitoring and recovery for AI systems.\n" +
             "Snapshots of models, checkpoints and datasets in a deduplicated, compressed, encrypted repository;\n" +
             "a supervisor (`kintsugi run`) that keeps training jobs and servers running and rolls them back.\n\n" +
-            "The repository comes from --repo or KINTSUGI_REPOSITORY; the password from --password-file,\n" +
+            "The repository (a folder, or an s3: or azure: URL) comes from --repo or KINTSUGI_REPOSITORY; the password from --password-file,\n" +
             "--password-command, KINTSUGI_PASSWORD_FILE, KINTSUGI_PASSWORD_COMMAND, KINTSUGI_PASSWORD, or a prompt;\n" +
             "or a key file (--key-file, KINTSUGI_KEY_FILE) opens it with no password and no key derivation.")
         {
@@ -22,6 +22,10 @@ internal static class Program
             GlobalOptions.KeyFile,
             GlobalOptions.Json,
             GlobalOptions.Quiet,
+            GlobalOptions.Connections,
+            GlobalOptions.LimitUpload,
+            GlobalOptions.LimitDownload,
+            GlobalOptions.NoCache,
         };
         root.Subcommands.Add(InitCommand.Create());
         root.Subcommands.Add(BackupCommand.Create());

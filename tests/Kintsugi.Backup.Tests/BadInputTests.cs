@@ -24,9 +24,9 @@ public sealed class BadInputTests(ITestOutputHelper output) : IDisposable
 
         Assert.Equal(ErrorKind.InvalidInput, e.Kind);
         Assert.Contains(missing, e.Message, StringComparison.Ordinal);
-        Assert.Empty(repo.Store.List(FileKind.Snapshot));
-        Assert.Empty(repo.Store.List(FileKind.Pack));
-        Assert.Empty(repo.Store.List(FileKind.Lock));
+        Assert.Empty(await repo.Store.ListAsync(FileKind.Snapshot));
+        Assert.Empty(await repo.Store.ListAsync(FileKind.Pack));
+        Assert.Empty(await repo.Store.ListAsync(FileKind.Lock));
     }
 
     [Fact]
@@ -35,7 +35,7 @@ public sealed class BadInputTests(ITestOutputHelper output) : IDisposable
         var repo = await _box.InitAsync();
         var e = await Assert.ThrowsAsync<KintsugiException>(() => new BackupEngine(repo).RunAsync(new BackupRequest { Paths = [], Host = Sandbox.Host }));
         Assert.Equal(ErrorKind.InvalidInput, e.Kind);
-        Assert.Empty(repo.Store.List(FileKind.Snapshot));
+        Assert.Empty(await repo.Store.ListAsync(FileKind.Snapshot));
     }
 
     [Fact]

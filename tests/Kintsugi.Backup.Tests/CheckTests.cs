@@ -94,10 +94,10 @@ public sealed class CheckTests(ITestOutputHelper output) : IDisposable
         Assert.Empty(result.AffectedFiles);
         var index = await repo.LoadIndexAsync();
         Assert.Equal(2, result.Snapshots);
-        Assert.Equal(repo.Store.List(FileKind.Pack).Count, result.Packs);
+        Assert.Equal((await repo.Store.ListAsync(FileKind.Pack)).Count, result.Packs);
         Assert.Equal(result.Packs, result.PacksRead);
         Assert.Equal(index.Count, result.BlobsVerified);
-        Assert.Equal(repo.Store.List(FileKind.Pack).Sum(f => f.Size), result.BytesRead);
+        Assert.Equal((await repo.Store.ListAsync(FileKind.Pack)).Sum(f => f.Size), result.BytesRead);
     }
 
     [Fact]
@@ -177,7 +177,7 @@ public sealed class CheckTests(ITestOutputHelper output) : IDisposable
     {
         var rng = new Random(TestSeed.Get(output));
         var (repo, _, _, _) = await SetUpAsync(rng);
-        var pack = repo.Store.List(FileKind.Pack).OrderByDescending(p => p.Size).First();
+        var pack = (await repo.Store.ListAsync(FileKind.Pack)).OrderByDescending(p => p.Size).First();
         string path = _box.Store.PathOf(FileKind.Pack, pack.Name);
         using (var stream = new FileStream(path, FileMode.Open))
         {
@@ -213,7 +213,7 @@ public sealed class CheckTests(ITestOutputHelper output) : IDisposable
         var rng = new Random(TestSeed.Get(output));
         var (repo, first, second, _) = await SetUpAsync(rng);
         // The second backup wrote one index file: the one naming late.bin's blobs.
-        var indexFiles = repo.Store.List(FileKind.Index).Select(f => f.Name).ToList();
+        var indexFiles = (await repo.Store.ListAsync(FileKind.Index)).Select(f => f.Name).ToList();
         string late = Path.Combine(_box.Source, "late.bin");
         var lateBlob = BlobId.Parse((await RepoFacts.FilesOfAsync(repo, second))[late].Content![0]);
         string damaged = (await Task.WhenAll(indexFiles.Select(async n => (n, await repo.LoadIndexFileAsync(n)))))
@@ -236,7 +236,7 @@ public sealed class CheckTests(ITestOutputHelper output) : IDisposable
     {
         var rng = new Random(TestSeed.Get(output));
         var (repo, _, _, _) = await SetUpAsync(rng);
-        int packs = repo.Store.List(FileKind.Pack).Count;
+        int packs = (await repo.Store.ListAsync(FileKind.Pack)).Count;
 
         var result = await new CheckEngine(repo).RunAsync(new CheckRequest { ReadData = true, ReadDataFraction = 0.5, Seed = 7, Host = Sandbox.Host });
 

@@ -298,12 +298,6 @@ public sealed class CopyTests(ITestOutputHelper output) : IDisposable
         public Task CreateAsync(CancellationToken cancellationToken = default) => inner.CreateAsync(cancellationToken);
 
         public Task<int> CleanTemporaryFilesAsync(TimeSpan olderThan, DateTimeOffset now, CancellationToken cancellationToken = default) => inner.CleanTemporaryFilesAsync(olderThan, now, cancellationToken);
-
-        public bool Exists(FileKind kind, string name) => inner.ExistsAsync(kind, name).GetAwaiter().GetResult();
-
-        public IReadOnlyList<StoredFile> List(FileKind kind) => inner.ListAsync(kind).GetAwaiter().GetResult();
-
-        public void Create() => inner.CreateAsync().GetAwaiter().GetResult();
     }
 
     private sealed class RecordingPending(IPendingFile inner, FileKind kind, List<FileKind> writes) : IPendingFile

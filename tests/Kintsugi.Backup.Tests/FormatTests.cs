@@ -207,7 +207,7 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
     private async Task<(BlobId Pack, byte[] Bytes, List<IndexEntry> Entries, Dictionary<BlobId, byte[]> Plain)> WritePackAsync(Random rng, int blobs)
     {
         var store = new LocalBlobStore(_box.RepoPath);
-        store.Create();
+        await store.CreateAsync();
         var stored = new List<IndexEntry>();
         var writer = new PackWriter(store, _key, 1 << 20, (entries, _) =>
         {
@@ -223,7 +223,7 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
             await writer.AddAsync(entry.Id, entry.Kind, entry.Codec, data.Length, sealedBytes, default, default);
         }
         await writer.FlushAsync(default);
-        var packs = store.List(FileKind.Pack);
+        var packs = (await store.ListAsync(FileKind.Pack));
         Assert.Single(packs);
         var bytes = await store.GetAsync(FileKind.Pack, packs[0].Name);
         return (BlobId.Parse(packs[0].Name), bytes, stored, plain);
@@ -253,7 +253,7 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
         // each lies where its entry says and the pack is named by the hash of all its bytes.
         var rng = new Random(TestSeed.Get(output));
         var store = new LocalBlobStore(_box.RepoPath);
-        store.Create();
+        await store.CreateAsync();
         var stored = new List<IndexEntry>();
         var writer = new PackWriter(store, _key, 64 << 20, (entries, _) =>
         {
@@ -270,7 +270,7 @@ public sealed class FormatTests(ITestOutputHelper output) : IDisposable
             await writer.AddAsync(entry.Id, entry.Kind, entry.Codec, data.Length, sealedBytes, default, default);
         }
         await writer.FlushAsync(default);
-        var packs = store.List(FileKind.Pack);
+        var packs = (await store.ListAsync(FileKind.Pack));
         Assert.Single(packs);
         var bytes = await store.GetAsync(FileKind.Pack, packs[0].Name);
         var pack = BlobId.Parse(packs[0].Name);

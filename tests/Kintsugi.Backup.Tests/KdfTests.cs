@@ -16,7 +16,7 @@ public sealed class KdfTests : IDisposable
     private static string FixtureRoot => Path.Combine(AppContext.BaseDirectory, "Fixtures", "repo-konscious-p2");
 
     /// <summary>A copy of the checked-in repository, written by Kintsugi before issue 13 (Konscious, p = 2, 32-byte salt).</summary>
-    private LocalBlobStore FixtureCopy()
+    private async Task<LocalBlobStore> FixtureCopyAsync()
     {
         foreach (var file in Directory.EnumerateFiles(FixtureRoot, "*", SearchOption.AllDirectories))
         {
@@ -25,14 +25,14 @@ public sealed class KdfTests : IDisposable
             File.Copy(file, target);
         }
         var store = _box.Store;
-        store.Create(); // the empty folders git does not keep
+        await store.CreateAsync(); // the empty folders git does not keep
         return store;
     }
 
     [Fact]
     public async Task A_repository_whose_key_slot_the_previous_implementation_wrote_opens_and_restores()
     {
-        var store = FixtureCopy();
+        var store = await FixtureCopyAsync();
         var slot = JsonDocument.Parse(File.ReadAllBytes(Directory.GetFiles(Path.Combine(_box.RepoPath, "keys")).Single())).RootElement;
         Assert.Equal(2, slot.GetProperty("parallelism").GetInt32());
         Assert.Equal(65536, slot.GetProperty("memory_kib").GetInt32());

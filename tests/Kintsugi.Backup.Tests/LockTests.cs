@@ -17,7 +17,8 @@ public sealed class LockTests : IDisposable
     public LockTests()
     {
         _store = _box.Store;
-        _store.Create();
+        // A local store does its work at once: the task is complete when it returns.
+        _store.CreateAsync().GetAwaiter().GetResult();
     }
 
     public void Dispose() => _box.Dispose();
@@ -34,7 +35,7 @@ public sealed class LockTests : IDisposable
         return name;
     }
 
-    private List<string> LockFiles() => _store.List(FileKind.Lock).Select(f => f.Name).ToList();
+    private async Task<List<string>> LockFilesAsync() => (await _store.ListAsync(FileKind.Lock)).Select(f => f.Name).ToList();
 
     /// <summary>A pid that belonged to a process that has exited.</summary>
     private static int DeadPid()
@@ -61,10 +62,10 @@ public sealed class LockTests : IDisposable
 
         await using (var held = await AcquireAsync(exclusive: true))
         {
-            Assert.Equal([held.Name], LockFiles());
+            Assert.Equal([held.Name], await LockFilesAsync());
         }
-        Assert.DoesNotContain(dead, LockFiles());
-        Assert.Empty(LockFiles());
+        Assert.DoesNotContain(dead, await LockFilesAsync());
+        Assert.Empty(await LockFilesAsync());
     }
 
     [Fact]
@@ -76,7 +77,7 @@ public sealed class LockTests : IDisposable
 
         await using var held = await AcquireAsync(exclusive: true);
 
-        Assert.Equal([held.Name], LockFiles());
+        Assert.Equal([held.Name], await LockFilesAsync());
     }
 
     [Fact]
@@ -88,7 +89,7 @@ public sealed class LockTests : IDisposable
 
         var e = await Assert.ThrowsAsync<KintsugiException>(() => AcquireAsync(exclusive: false));
         Assert.Equal(ErrorKind.Locked, e.Kind);
-        Assert.Equal([theirs], LockFiles());
+        Assert.Equal([theirs], await LockFilesAsync());
 
         string old = await PlantAsync(record with { Time = Time.GetUtcNow() - TimeSpan.FromMinutes(31) });
         var locks = await RepositoryLock.ListAsync(_store, ThisHost, Time, default);
@@ -106,7 +107,7 @@ public sealed class LockTests : IDisposable
         Assert.Equal(ErrorKind.Locked, e.Kind);
         Assert.Contains(OtherHost, e.Message, StringComparison.Ordinal);
         // Their lock is left alone, and the refused attempt leaves no lock behind.
-        Assert.Equal([theirs], LockFiles());
+        Assert.Equal([theirs], await LockFilesAsync());
     }
 
     [Fact]
@@ -116,10 +117,10 @@ public sealed class LockTests : IDisposable
 
         var e = await Assert.ThrowsAsync<KintsugiException>(() => AcquireAsync(exclusive: true));
         Assert.Equal(ErrorKind.Locked, e.Kind);
-        Assert.Equal([theirs], LockFiles());
+        Assert.Equal([theirs], await LockFilesAsync());
 
         await using var shared = await AcquireAsync(exclusive: false);
-        Assert.Equal(2, LockFiles().Count);
+        Assert.Equal(2, (await LockFilesAsync()).Count);
     }
 
     [Fact]
@@ -132,12 +133,12 @@ public sealed class LockTests : IDisposable
         Assert.True(locks.Single(l => l.Name == stale).Stale);
         Assert.False(locks.Single(l => l.Name == fresh).Stale);
         // Listing does not remove another host's locks.
-        Assert.Equal(2, LockFiles().Count);
+        Assert.Equal(2, (await LockFilesAsync()).Count);
 
         Assert.Equal(1, await RepositoryLock.RemoveAsync(_store, ThisHost, all: false, Time, default));
-        Assert.Equal([fresh], LockFiles());
+        Assert.Equal([fresh], await LockFilesAsync());
         Assert.Equal(1, await RepositoryLock.RemoveAsync(_store, ThisHost, all: true, Time, default));
-        Assert.Empty(LockFiles());
+        Assert.Empty(await LockFilesAsync());
     }
 
     [Fact]
@@ -147,7 +148,7 @@ public sealed class LockTests : IDisposable
 
         await using var held = await AcquireAsync(exclusive: true);
 
-        Assert.Equal(2, LockFiles().Count);
+        Assert.Equal(2, (await LockFilesAsync()).Count);
     }
 
     [Fact]
@@ -155,17 +156,17 @@ public sealed class LockTests : IDisposable
     {
         var first = await AcquireAsync(exclusive: false);
         var second = await AcquireAsync(exclusive: false);
-        Assert.Equal(2, LockFiles().Count);
+        Assert.Equal(2, (await LockFilesAsync()).Count);
 
         var e = await Assert.ThrowsAsync<KintsugiException>(() => AcquireAsync(exclusive: true));
         Assert.Equal(ErrorKind.Locked, e.Kind);
-        Assert.Equal(2, LockFiles().Count);
+        Assert.Equal(2, (await LockFilesAsync()).Count);
 
         await first.DisposeAsync();
         await second.DisposeAsync();
-        Assert.Empty(LockFiles());
+        Assert.Empty(await LockFilesAsync());
         await using var exclusive = await AcquireAsync(exclusive: true);
-        Assert.Single(LockFiles());
+        Assert.Single(await LockFilesAsync());
     }
 
     [Fact]
@@ -176,7 +177,7 @@ public sealed class LockTests : IDisposable
         var e = await Assert.ThrowsAsync<KintsugiException>(() => AcquireAsync(exclusive: false));
 
         Assert.Equal(ErrorKind.Locked, e.Kind);
-        Assert.Equal([exclusive.Name], LockFiles());
+        Assert.Equal([exclusive.Name], await LockFilesAsync());
     }
 
     [Fact]

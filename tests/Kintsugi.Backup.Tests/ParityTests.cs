@@ -175,7 +175,7 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
     private static async Task<List<(string Name, ParityGroup Group)>> GroupsAsync(IBlobStore store)
     {
         var result = new List<(string, ParityGroup)>();
-        foreach (var f in store.List(FileKind.Parity))
+        foreach (var f in (await store.ListAsync(FileKind.Parity)))
         {
             var bytes = await store.GetAsync(FileKind.Parity, f.Name);
             long headerLength = ParityGroup.ReadHeaderLength(bytes, bytes.Length, f.Name);
@@ -308,7 +308,7 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
             Assert.Contains(result.Files, f => f.Name == other.Name && f.Outcome == RepairOutcome.Repaired);
         }
         // The group is kept: it is all the redundancy the lost files have, should copies turn up.
-        Assert.Contains(store.List(FileKind.Parity), f => groups.Any(g => g.Name == f.Name && g.Group == group));
+        Assert.Contains(await store.ListAsync(FileKind.Parity), f => groups.Any(g => g.Name == f.Name && g.Group == group));
     }
 
     [Fact]
@@ -337,7 +337,7 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
         var status = await new ParityEngine(store).StatusAsync();
         Assert.Empty(status.DamagedGroups);
         Assert.Equal(0, status.UncoveredFiles);
-        Assert.DoesNotContain(store.List(FileKind.Parity), f => f.Name == groups[0].Name || f.Name == groups[1].Name);
+        Assert.DoesNotContain(await store.ListAsync(FileKind.Parity), f => f.Name == groups[0].Name || f.Name == groups[1].Name);
 
         // The rewritten groups protect: lose a pack of each old group and repair it.
         foreach (var g in groups.Take(2))
@@ -367,7 +367,11 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
         Assert.True(pruned.PacksDeleted + pruned.PacksRepacked > 0);
 
         // Every member of every group exists with the bytes recorded, and every file is protected.
-        var listed = ParityFile.ProtectedKinds.SelectMany(k => store.List(k).Select(f => (k, f.Name))).ToHashSet();
+        var listed = new HashSet<(FileKind, string)>();
+        foreach (var k in ParityFile.ProtectedKinds)
+        {
+            listed.UnionWith((await store.ListAsync(k)).Select(f => (k, f.Name)));
+        }
         foreach (var (name, g) in await GroupsAsync(store))
         {
             foreach (var m in g.Members)
@@ -437,7 +441,7 @@ public sealed class ParityTests(ITestOutputHelper output) : IDisposable
         Files.Write(Path.Combine(_box.Source, "a.bin"), Files.RandomBytes(rng, 300_000));
         await Sandbox.BackupAsync(repo, _box.Source);
         var store = (LocalBlobStore)repo.Store;
-        var pack = store.List(FileKind.Pack)[0];
+        var pack = (await store.ListAsync(FileKind.Pack))[0];
         var bytes = File.ReadAllBytes(store.PathOf(FileKind.Pack, pack.Name));
         bytes[100] ^= 1;
         File.WriteAllBytes(store.PathOf(FileKind.Pack, pack.Name), bytes);

@@ -130,7 +130,7 @@ public sealed class PruneTests(ITestOutputHelper output) : IDisposable
 
         var used = await UsedBlobsAsync(repo);
         var index = await repo.LoadIndexAsync();
-        var onDisk = repo.Store.List(FileKind.Pack).Select(f => f.Name).ToHashSet();
+        var onDisk = (await repo.Store.ListAsync(FileKind.Pack)).Select(f => f.Name).ToHashSet();
         Assert.All(used, id => Assert.True(index.TryGet(id, out var e) && onDisk.Contains(e.Pack.ToString()), $"blob {id.Short} a snapshot needs is gone"));
         foreach (var pack in index.Entries.GroupBy(e => e.Pack))
         {
@@ -167,7 +167,7 @@ public sealed class PruneTests(ITestOutputHelper output) : IDisposable
         await new PruneEngine(repo).RunAsync(new PruneRequest { Host = Sandbox.Host });
 
         var index = await repo.LoadIndexAsync();
-        var stored = (await Task.WhenAll(repo.Store.List(FileKind.Index).Select(f => repo.LoadIndexFileAsync(f.Name)))).SelectMany(l => l).ToList();
+        var stored = (await Task.WhenAll((await repo.Store.ListAsync(FileKind.Index)).Select(f => repo.LoadIndexFileAsync(f.Name)))).SelectMany(l => l).ToList();
         Assert.Equal(stored.Count, stored.Select(e => e.Id).Distinct().Count());
         Assert.Equal(original.Select(e => e.Id).ToHashSet(), index.Entries.Select(e => e.Id).ToHashSet());
         long sizeAfter = Files.TotalSize(_box.RepoPath);
@@ -242,24 +242,24 @@ public sealed class PruneTests(ITestOutputHelper output) : IDisposable
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         Write(files, "kept.bin", Files.RandomBytes(rng, 1 << 20));
         var kept = (await Sandbox.BackupAsync(repo, _box.Source)).Snapshot;
-        var indexBefore = repo.Store.List(FileKind.Index).Select(f => f.Name).ToHashSet();
-        var packsBefore = repo.Store.List(FileKind.Pack).Select(f => f.Name).ToHashSet();
+        var indexBefore = (await repo.Store.ListAsync(FileKind.Index)).Select(f => f.Name).ToHashSet();
+        var packsBefore = (await repo.Store.ListAsync(FileKind.Pack)).Select(f => f.Name).ToHashSet();
 
         // A second backup, then undo its commit: its index files and its snapshot go, its packs stay.
         File.WriteAllBytes(Path.Combine(_box.Source, "interrupted.bin"), Files.RandomBytes(rng, 2 << 20));
         var interrupted = (await Sandbox.BackupAsync(repo, _box.Source)).Snapshot;
         await repo.Store.DeleteAsync(FileKind.Snapshot, interrupted.Id.ToString());
-        foreach (var index in repo.Store.List(FileKind.Index).Where(f => !indexBefore.Contains(f.Name)))
+        foreach (var index in (await repo.Store.ListAsync(FileKind.Index)).Where(f => !indexBefore.Contains(f.Name)))
         {
             await repo.Store.DeleteAsync(FileKind.Index, index.Name);
         }
         File.Delete(Path.Combine(_box.Source, "interrupted.bin"));
-        var leftovers = repo.Store.List(FileKind.Pack).Select(f => f.Name).Where(n => !packsBefore.Contains(n)).ToList();
+        var leftovers = (await repo.Store.ListAsync(FileKind.Pack)).Select(f => f.Name).Where(n => !packsBefore.Contains(n)).ToList();
         Assert.NotEmpty(leftovers);
 
         var result = await new PruneEngine(repo).RunAsync(new PruneRequest { Host = Sandbox.Host });
 
-        Assert.Equal(packsBefore, repo.Store.List(FileKind.Pack).Select(f => f.Name).ToHashSet());
+        Assert.Equal(packsBefore, (await repo.Store.ListAsync(FileKind.Pack)).Select(f => f.Name).ToHashSet());
         Assert.Equal(leftovers.Count, result.PacksDeleted);
         await AssertRestoresAsync(repo, kept, files, "kept");
         Assert.Empty((await CheckAsync(repo)).Problems);
@@ -286,7 +286,7 @@ public sealed class PruneTests(ITestOutputHelper output) : IDisposable
         var (repo, _) = await MakeHistoryAsync(rng);
         await ForgetAsync(repo, new RetentionPolicy { Last = 2 });
         // Lose the index file that names snapshot 3's blobs.
-        var lastIndex = repo.Store.List(FileKind.Index).OrderBy(f => File.GetLastWriteTimeUtc(_box.Store.PathOf(FileKind.Index, f.Name))).Last();
+        var lastIndex = (await repo.Store.ListAsync(FileKind.Index)).OrderBy(f => File.GetLastWriteTimeUtc(_box.Store.PathOf(FileKind.Index, f.Name))).Last();
         await repo.Store.DeleteAsync(FileKind.Index, lastIndex.Name);
         var before = Files.Listing(_box.RepoPath);
 

@@ -672,7 +672,7 @@ public sealed class RepositoryFuzzTests(ITestOutputHelper output)
     public async Task Damaged_key_slots_open_the_right_key_or_are_skipped()
     {
         var (repo, store) = await NewRepositoryAsync();
-        var intactName = Assert.Single(store.List(FileKind.Key)).Name;
+        var intactName = Assert.Single(await store.ListAsync(FileKind.Key)).Name;
         var intact = await store.GetAsync(FileKind.Key, intactName);
         await store.DeleteAsync(FileKind.Key, intactName);
         string first = new('0', 64), last = new('f', 64);
@@ -1266,7 +1266,7 @@ public sealed class RepositoryFuzzTests(ITestOutputHelper output)
 
         public string Location => "memory";
 
-        public bool Exists(FileKind kind, string name) => _files.ContainsKey((kind, name));
+        public Task<bool> ExistsAsync(FileKind kind, string name, CancellationToken cancellationToken = default) => Task.FromResult(_files.ContainsKey((kind, name)));
 
         public Task<bool> IsEmptyAsync(CancellationToken cancellationToken = default) => Task.FromResult(_files.IsEmpty);
 
@@ -1300,8 +1300,8 @@ public sealed class RepositoryFuzzTests(ITestOutputHelper output)
             return ValueTask.CompletedTask;
         }
 
-        public IReadOnlyList<StoredFile> List(FileKind kind) =>
-            [.. _files.Where(f => f.Key.Item1 == kind).Select(f => new StoredFile(f.Key.Item2, f.Value.Length)).OrderBy(f => f.Name, StringComparer.Ordinal)];
+        public Task<IReadOnlyList<StoredFile>> ListAsync(FileKind kind, CancellationToken cancellationToken = default) =>
+            Task.FromResult<IReadOnlyList<StoredFile>>([.. _files.Where(f => f.Key.Item1 == kind).Select(f => new StoredFile(f.Key.Item2, f.Value.Length)).OrderBy(f => f.Name, StringComparer.Ordinal)]);
 
         public Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
         {
@@ -1309,9 +1309,7 @@ public sealed class RepositoryFuzzTests(ITestOutputHelper output)
             return Task.CompletedTask;
         }
 
-        public void Create()
-        {
-        }
+        public Task CreateAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
 
         private sealed class Pending(MemoryStore store, FileKind kind) : IPendingFile
         {

@@ -75,7 +75,7 @@ public sealed class OutputTests
         Assert.Equal(["path", "layout", "bytes_in", "bytes_stored", "blobs"], file.EnumerateObject().Select(p => p.Name));
         Assert.Equal(System.Text.Json.JsonValueKind.Null, file.GetProperty("layout").ValueKind);
         Assert.Equal(
-            ["snapshot", "bytes_in", "bytes_stored", "blobs", "base_blobs", "base_bytes_stored", "files", "codecs"],
+            ["snapshot", "bytes_in", "bytes_stored", "blobs", "base_blobs", "base_bytes_stored", "files", "codecs", "requests"],
             stats.EnumerateObject().Select(p => p.Name));
         Assert.Equal(["codec", "blobs", "bytes_in", "bytes_stored"], stats.GetProperty("codecs")[0].EnumerateObject().Select(p => p.Name));
     }
@@ -93,6 +93,55 @@ public sealed class OutputTests
         foreach (var args in new[] { new[] { "snapshots" }, ["ls", "latest"], ["check"], ["key", "list"], ["restore", "latest", "--target", ws.PathOf("restored")], ["unlock"] })
         {
             (await ws.RepoAsync([.. args, "--json"])).ShouldSucceed().Json();
+        }
+    }
+
+    /// <summary>The keys of the "requests" object: what a remote store counts (StoreStatistics).</summary>
+    private static readonly string[] RequestKeys = ["list", "get", "get_range", "head", "put", "delete", "retries", "bytes_up", "bytes_down", "total"];
+
+    [Fact]
+    public async Task Json_output_of_a_command_that_opened_a_repository_reports_its_requests_all_zero_for_a_local_folder()
+    {
+        using var ws = new Workspace();
+        string src = ws.PathOf("src");
+        FileTree.WriteRandom(Path.Combine(src, "a.bin"), 10_000);
+        var objects = new List<(string Command, System.Text.Json.JsonElement Json)>
+        {
+            ("init", (await ws.RepoAsync(["init", "--json", .. Workspace.CheapKdf])).ShouldSucceed().Json()),
+            ("backup", await ws.BackupAsync(src)),
+        };
+        foreach (var args in new[] { new[] { "check" }, ["stats"], ["restore", "latest", "--target", ws.PathOf("restored")], ["unlock"], ["parity"], ["forget", "--keep-last", "1", "--dry-run"] })
+        {
+            var run = (await ws.RepoAsync([.. args, "--json"])).ShouldSucceed();
+            Assert.Empty(run.StdErr);
+            objects.Add((string.Join(' ', args), run.Json()));
+        }
+
+        foreach (var (command, json) in objects)
+        {
+            Assert.True(json.TryGetProperty("requests", out var requests), $"`{command} --json` has no \"requests\"\n{json}");
+            Assert.Equal(RequestKeys, requests.EnumerateObject().Select(p => p.Name));
+            Assert.All(requests.EnumerateObject(), p => Assert.Equal(0, p.Value.GetInt64()));
+        }
+
+        // A list stays a list: scripts read `snapshots --json` and `ls --json` as arrays.
+        var snapshots = (await ws.RepoAsync("snapshots", "--json")).ShouldSucceed();
+        Assert.Empty(snapshots.StdErr);
+        Assert.Equal(System.Text.Json.JsonValueKind.Array, snapshots.Json().ValueKind);
+        Assert.Single(snapshots.Json().EnumerateArray());
+        Assert.Equal(System.Text.Json.JsonValueKind.Array, (await ws.RepoAsync("ls", "latest", "--json")).ShouldSucceed().Json().ValueKind);
+    }
+
+    [Fact]
+    public async Task Help_names_the_store_options_and_the_unit_of_a_rate()
+    {
+        using var ws = new Workspace();
+
+        var help = (await ws.RunAsync("snapshots", "--help")).ShouldSucceed();
+
+        foreach (var option in new[] { "--connections", "--limit-upload", "--limit-download", "--no-cache", "bytes per second", "s3:", "azure:" })
+        {
+            help.StdOutShouldContain(option);
         }
     }
 

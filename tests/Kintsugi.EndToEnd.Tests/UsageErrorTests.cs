@@ -98,9 +98,10 @@ public sealed partial class UsageErrorTests(SharedRepository shared) : IClassFix
 
     [Theory]
     [InlineData("--repo", "sftp:host:/srv/backups")]
-    [InlineData("--repo", "s3:http://minio:9000/bucket")]
-    [InlineData("KINTSUGI_REPOSITORY", "azure:container:/")]
-    public async Task A_remote_repository_url_is_a_usage_error_not_a_local_folder(string where, string url)
+    [InlineData("--repo", "rest:http://host:8000/")]
+    [InlineData("KINTSUGI_REPOSITORY", "b2:bucket:path")]
+    [InlineData("KINTSUGI_REPOSITORY", "gs:bucket:/")]
+    public async Task A_repository_url_of_a_kind_not_supported_is_a_usage_error_not_a_local_folder(string where, string url)
     {
         // Issue 12, §5: the URL was made a local folder of that name.
         using var ws = new Workspace();
@@ -110,8 +111,57 @@ public sealed partial class UsageErrorTests(SharedRepository shared) : IClassFix
 
         string line = (await ws.RunWithAsync(env, args)).ShouldFailCleanly(2);
 
-        Assert.Equal($"kintsugi: {where} {url}: remote repositories (s3:, azure:, sftp:…) are not supported yet; give a local folder (./{url} if a folder really has that name)", line);
+        string scheme = url[..url.IndexOf(':', StringComparison.Ordinal)];
+        Assert.Equal($"kintsugi: {where} {url}: {scheme}: repositories are not supported; give a local folder (or local:PATH), s3:http(s)://host[:port]/bucket[/prefix] or azure:container:/prefix (./{url} if a folder really has that name)", line);
         Assert.Equal(before, Directory.EnumerateFileSystemEntries(ws.Root).Order(StringComparer.Ordinal).ToList());
+    }
+
+    [Theory]
+    [InlineData("s3:bucket-without-endpoint")]
+    [InlineData("azure:")]
+    public async Task An_s3_or_azure_url_goes_to_its_store_and_is_never_made_a_local_folder(string url)
+    {
+        // Malformed for its store, so the store refuses it before any request: the message names the URL.
+        using var ws = new Workspace();
+        var before = Directory.EnumerateFileSystemEntries(ws.Root).Order(StringComparer.Ordinal).ToList();
+
+        string line = (await ws.RunAsync(["--repo", url, "--password-file", ws.PasswordFile, "init", .. Workspace.CheapKdf])).ShouldFailCleanly(1);
+
+        Assert.Contains(url, line, StringComparison.Ordinal);
+        Assert.DoesNotContain("not supported", line, StringComparison.Ordinal);
+        Assert.Equal(before, Directory.EnumerateFileSystemEntries(ws.Root).Order(StringComparer.Ordinal).ToList());
+    }
+
+    [Fact]
+    public async Task A_local_url_names_a_folder()
+    {
+        using var ws = new Workspace();
+        (await ws.RunAsync(["--repo", "local:" + ws.Repo, "--password-file", ws.PasswordFile, "init", .. Workspace.CheapKdf])).ShouldSucceed();
+        Assert.True(File.Exists(Path.Combine(ws.Repo, "config")));
+        (await ws.RunAsync("--repo", "local:repo", "--password-file", ws.PasswordFile, "snapshots")).ShouldSucceed();
+    }
+
+    [Theory]
+    [InlineData("--connections 0 snapshots", "--connections 0: give a number of connections from 1 to 256")]
+    [InlineData("snapshots --connections 257", "--connections 257: give a number of connections from 1 to 256")]
+    [InlineData("--connections many snapshots", "--connections many: give a number of connections from 1 to 256")]
+    [InlineData("--limit-upload 10X snapshots", "--limit-upload 10X: give a rate in bytes per second above 0, e.g. 500000, 512K, 10M or 1G (K, M, G: powers of 1024)")]
+    [InlineData("snapshots --limit-download 0", "--limit-download 0: give a rate in bytes per second above 0, e.g. 500000, 512K, 10M or 1G (K, M, G: powers of 1024)")]
+    [InlineData("--limit-download 99999999999G snapshots", "--limit-download 99999999999G: give a rate in bytes per second above 0, e.g. 500000, 512K, 10M or 1G (K, M, G: powers of 1024)")]
+    public async Task A_bad_store_option_is_a_usage_error_of_one_line(string args, string message)
+    {
+        Assert.Equal($"kintsugi: {message} (see `kintsugi snapshots --help`)", (await RunAsync(args)).ShouldFailCleanly(2));
+    }
+
+    [Theory]
+    [InlineData("--connections 1 --limit-upload 512K --limit-download 10MiB snapshots")]
+    [InlineData("snapshots --connections 256 --limit-upload 1G --limit-download 500000 --no-cache")]
+    [InlineData("--limit-upload 10m --limit-download 64kib snapshots")]
+    public async Task Good_store_options_are_accepted_and_change_nothing_for_a_local_repository(string args)
+    {
+        var result = (await RunAsync(args)).ShouldSucceed();
+        Assert.Empty(result.StdErr);
+        result.StdOutShouldContain("1 snapshots");
     }
 
     [Theory]

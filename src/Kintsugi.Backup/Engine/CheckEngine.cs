@@ -86,7 +86,7 @@ public sealed class CheckEngine
         {
             var index = await _repo.LoadIndexAsync((name, e) => Error($"index/{name}", e.Message), ct).ConfigureAwait(false);
             var byPack = index.Entries.GroupBy(e => e.Pack).ToDictionary(g => g.Key, g => g.ToList());
-            var packFiles = _repo.Store.List(FileKind.Pack);
+            var packFiles = await _repo.Store.ListAsync(FileKind.Pack, ct).ConfigureAwait(false);
             var onDisk = packFiles.ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
             var damaged = new ConcurrentDictionary<BlobId, string>();
 
@@ -194,7 +194,7 @@ public sealed class CheckEngine
             }
             await CheckKeySlotsAsync(Error, ct).ConfigureAwait(false);
             await CheckParityAsync(request.ReadData, Error, Warn, ct).ConfigureAwait(false);
-            if (problems.Any(p => p.Severity == "error") && _repo.Store.List(FileKind.Parity).Count > 0)
+            if (problems.Any(p => p.Severity == "error") && (await _repo.Store.ListAsync(FileKind.Parity, ct).ConfigureAwait(false)).Count > 0)
             {
                 Warn("parity", "this repository keeps parity: `kintsugi repair` rebuilds damaged and missing files where it can");
             }
@@ -212,7 +212,7 @@ public sealed class CheckEngine
     /// <summary>Every key slot's bytes must still hash to its name (a damaged slot no longer opens the repository).</summary>
     private async Task CheckKeySlotsAsync(Action<string, string> error, CancellationToken ct)
     {
-        foreach (var key in _repo.Store.List(FileKind.Key))
+        foreach (var key in await _repo.Store.ListAsync(FileKind.Key, ct).ConfigureAwait(false))
         {
             var bytes = await _repo.Store.GetAsync(FileKind.Key, key.Name, ct).ConfigureAwait(false);
             if (Convert.ToHexStringLower(SHA256.HashData(bytes)) != key.Name)
@@ -229,8 +229,8 @@ public sealed class CheckEngine
     /// </summary>
     private async Task CheckParityAsync(bool readData, Action<string, string> error, Action<string, string> warn, CancellationToken ct)
     {
-        var groups = _repo.Store.List(FileKind.Parity);
-        if (groups.Count == 0 && !_repo.Store.Exists(FileKind.ParitySettings, "settings"))
+        var groups = await _repo.Store.ListAsync(FileKind.Parity, ct).ConfigureAwait(false);
+        if (groups.Count == 0 && !await _repo.Store.ExistsAsync(FileKind.ParitySettings, "settings", ct).ConfigureAwait(false))
         {
             return;
         }

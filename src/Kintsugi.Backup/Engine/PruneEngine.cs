@@ -59,7 +59,7 @@ public sealed class PruneEngine
 
     private async Task<PruneResult> PruneAsync(PruneRequest request, CancellationToken ct)
     {
-        var indexFiles = _repo.Store.List(FileKind.Index).Select(f => f.Name).ToList();
+        var indexFiles = (await _repo.Store.ListAsync(FileKind.Index, ct).ConfigureAwait(false)).Select(f => f.Name).ToList();
         var allEntries = new List<IndexEntry>();
         foreach (var name in indexFiles)
         {
@@ -87,7 +87,7 @@ public sealed class PruneEngine
         var packs = allEntries.GroupBy(e => e.Pack).ToDictionary(g => g.Key, g => g.ToList());
         var home = ChooseCopies(packs, used);
         bool IsLive(IndexEntry e) => home.TryGetValue(e.Id, out var pack) && pack == e.Pack;
-        var onDisk = _repo.Store.List(FileKind.Pack).ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
+        var onDisk = (await _repo.Store.ListAsync(FileKind.Pack, ct).ConfigureAwait(false)).ToDictionary(f => f.Name, f => f.Size, StringComparer.Ordinal);
         var delete = new List<BlobId>();
         var repack = new List<BlobId>();
         var keep = new List<BlobId>();
@@ -165,7 +165,7 @@ public sealed class PruneEngine
         await parity.CoverAsync(doomed, ct: ct).ConfigureAwait(false);
         await parity.DeleteAsync(doomed, ct).ConfigureAwait(false);
         int replaced = doomed.Count(d => d.Item1 == FileKind.Index);
-        int temps = _repo.Store is LocalBlobStore local ? local.CleanTemporaryFiles(TimeSpan.Zero, _repo.Time.GetUtcNow()) : 0;
+        int temps = _repo.Store.Capabilities.HasTemporaryFiles ? await _repo.Store.CleanTemporaryFilesAsync(TimeSpan.Zero, _repo.Time.GetUtcNow(), ct).ConfigureAwait(false) : 0;
         return new PruneResult(delete.Count + unindexed.Count, repack.Count, (int)writer.PacksWritten, bytesFreed, blobsRemoved, blobsKept, replaced, temps, false);
     }
 

@@ -190,7 +190,7 @@ public sealed class StatsEngine
         ArgumentNullException.ThrowIfNull(snapshots);
         var restore = await RunAsync(snapshots, StatsMode.RestoreSize, ct).ConfigureAwait(false);
         var index = await _repo.LoadIndexAsync(ct: ct).ConfigureAwait(false);
-        var packs = _repo.Store.List(Storage.FileKind.Pack);
+        var packs = await _repo.Store.ListAsync(Storage.FileKind.Pack, ct).ConfigureAwait(false);
         var entries = onlyThese ? (await NeededAsync(snapshots, index, ct).ConfigureAwait(false)).Blobs.Values.ToList() : index.Entries.ToList();
         return new RepositoryStats(
             snapshots.Count, packs.Count, packs.Sum(p => p.Size), entries.Count,

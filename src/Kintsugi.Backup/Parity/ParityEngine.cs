@@ -76,7 +76,7 @@ public sealed class ParityEngine
 
     public async Task<ParitySettings?> LoadSettingsAsync(CancellationToken ct = default)
     {
-        if (!_store.Exists(FileKind.ParitySettings, "settings"))
+        if (!await _store.ExistsAsync(FileKind.ParitySettings, "settings", ct).ConfigureAwait(false))
         {
             return null;
         }
@@ -95,11 +95,11 @@ public sealed class ParityEngine
     /// <summary>Turns parity off: deletes the settings and every parity group. Returns how many groups were deleted.</summary>
     public async Task<int> DisableAsync(CancellationToken ct = default)
     {
-        if (_store.Exists(FileKind.ParitySettings, "settings"))
+        if (await _store.ExistsAsync(FileKind.ParitySettings, "settings", ct).ConfigureAwait(false))
         {
             await _store.DeleteAsync(FileKind.ParitySettings, "settings", ct).ConfigureAwait(false);
         }
-        var files = _store.List(FileKind.Parity);
+        var files = await _store.ListAsync(FileKind.Parity, ct).ConfigureAwait(false);
         foreach (var f in files)
         {
             await _store.DeleteAsync(FileKind.Parity, f.Name, ct).ConfigureAwait(false);
@@ -114,10 +114,10 @@ public sealed class ParityEngine
         var settings = await LoadSettingsAsync(ct).ConfigureAwait(false);
         var (groups, damaged) = await LoadGroupsAsync(ct).ConfigureAwait(false);
         var covered = groups.SelectMany(g => g.Group.Members).Select(m => (m.Kind, m.Name)).ToHashSet();
-        var files = ListProtected();
+        var files = await ListProtectedAsync(ct).ConfigureAwait(false);
         var coveredFiles = files.Where(f => covered.Contains((f.Kind, f.File.Name))).ToList();
         var uncovered = files.Where(f => !covered.Contains((f.Kind, f.File.Name))).ToList();
-        long parityBytes = _store.List(FileKind.Parity).Sum(f => f.Size);
+        long parityBytes = (await _store.ListAsync(FileKind.Parity, ct).ConfigureAwait(false)).Sum(f => f.Size);
         return new ParityStatus(settings, groups.Count, damaged.Select(d => d.Name).ToList(),
             coveredFiles.Count, coveredFiles.Sum(f => f.File.Size), uncovered.Count, uncovered.Sum(f => f.File.Size), parityBytes);
     }
@@ -126,7 +126,7 @@ public sealed class ParityEngine
     public async Task<IReadOnlyList<(FileKind Kind, string Name)>> MissingMembersAsync(CancellationToken ct = default)
     {
         var (groups, _) = await LoadGroupsAsync(ct).ConfigureAwait(false);
-        var present = ListProtected().Select(f => (f.Kind, f.File.Name)).ToHashSet();
+        var present = (await ListProtectedAsync(ct).ConfigureAwait(false)).Select(f => (f.Kind, f.File.Name)).ToHashSet();
         return [.. groups.SelectMany(g => g.Group.Members).Select(m => (m.Kind, m.Name)).Distinct().Where(m => !present.Contains(m))];
     }
 
@@ -135,7 +135,7 @@ public sealed class ParityEngine
     {
         var sha = await ParityGroupBuilder.HashFileAsync(_store, FileKind.Parity, file.Name, file.Size, ct).ConfigureAwait(false);
         // One replaced by a concurrent parity pass since it was listed is gone, not damaged.
-        return sha is null ? !_store.Exists(FileKind.Parity, file.Name) : Convert.ToHexStringLower(sha) == file.Name;
+        return sha is null ? !await _store.ExistsAsync(FileKind.Parity, file.Name, ct).ConfigureAwait(false) : Convert.ToHexStringLower(sha) == file.Name;
     }
 
     // ----- keeping parity up to date -----
@@ -158,7 +158,7 @@ public sealed class ParityEngine
         var (groups, _) = await LoadGroupsAsync(ct).ConfigureAwait(false);
         var kept = groups.Where(g => !dropped.Contains(g.Name)).ToList();
         var covered = kept.SelectMany(g => g.Group.Members).Select(m => (m.Kind, m.Name)).ToHashSet();
-        var uncovered = ListProtected().Where(f => !excluded.Contains((f.Kind, f.File.Name)) && !covered.Contains((f.Kind, f.File.Name))).ToList();
+        var uncovered = (await ListProtectedAsync(ct).ConfigureAwait(false)).Where(f => !excluded.Contains((f.Kind, f.File.Name)) && !covered.Contains((f.Kind, f.File.Name))).ToList();
         long sequence = groups.Select(g => g.Group.Sequence).DefaultIfEmpty(0).Max() + 1;
 
         int written = 0, deleted = 0, added = 0;
@@ -257,7 +257,7 @@ public sealed class ParityEngine
     {
         ArgumentNullException.ThrowIfNull(files);
         var set = files.Where(f => f.Kind is not FileKind.Lock and not FileKind.Parity and not FileKind.ParitySettings).ToHashSet();
-        if (set.Count > 0 && _store.List(FileKind.Parity).Count > 0)
+        if (set.Count > 0 && (await _store.ListAsync(FileKind.Parity, ct).ConfigureAwait(false)).Count > 0)
         {
             var (groups, _) = await LoadGroupsAsync(ct).ConfigureAwait(false);
             var drop = new List<string>();
@@ -353,7 +353,7 @@ public sealed class ParityEngine
         progress ??= new ParityProgress();
         long started = time.GetTimestamp();
         var (groups, damagedGroups) = await LoadGroupsAsync(ct).ConfigureAwait(false);
-        var files = ListProtected();
+        var files = await ListProtectedAsync(ct).ConfigureAwait(false);
         Interlocked.Add(ref progress.TotalBytesField, files.Sum(f => f.File.Size));
         var hashes = new Dictionary<(FileKind, string), byte[]?>();
         long bytesChecked = 0;
@@ -443,8 +443,8 @@ public sealed class ParityEngine
         }
     }
 
-    private Task<bool> ParityIntactAsync(LoadedGroup g, CancellationToken ct) =>
-        GroupFileIntactAsync(_store.List(FileKind.Parity).FirstOrDefault(f => f.Name == g.Name), ct);
+    private async Task<bool> ParityIntactAsync(LoadedGroup g, CancellationToken ct) =>
+        await GroupFileIntactAsync((await _store.ListAsync(FileKind.Parity, ct).ConfigureAwait(false)).FirstOrDefault(f => f.Name == g.Name), ct).ConfigureAwait(false);
 
     /// <summary>Rebuilds the damaged members of one group, stripe row by stripe row; for each, its bytes (null when some row has too much damage) and how many bytes were lost.</summary>
     private async Task<Dictionary<ParityMember, (byte[]? Content, long Lost)>> ReconstructAsync(LoadedGroup loaded, IReadOnlyList<ParityMember> damaged, CancellationToken ct)
@@ -516,14 +516,21 @@ public sealed class ParityEngine
 
     // ----- listing -----
 
-    private List<(FileKind Kind, StoredFile File)> ListProtected() =>
-        [.. ParityFile.ProtectedKinds.SelectMany(kind => _store.List(kind).Select(f => (kind, f)))];
+    private async Task<List<(FileKind Kind, StoredFile File)>> ListProtectedAsync(CancellationToken ct)
+    {
+        var result = new List<(FileKind Kind, StoredFile File)>();
+        foreach (var kind in ParityFile.ProtectedKinds)
+        {
+            result.AddRange((await _store.ListAsync(kind, ct).ConfigureAwait(false)).Select(f => (kind, f)));
+        }
+        return result;
+    }
 
     private async Task<(List<LoadedGroup> Groups, List<(string Name, string Problem)> Damaged)> LoadGroupsAsync(CancellationToken ct)
     {
         var groups = new List<LoadedGroup>();
         var damaged = new List<(string, string)>();
-        foreach (var f in _store.List(FileKind.Parity))
+        foreach (var f in await _store.ListAsync(FileKind.Parity, ct).ConfigureAwait(false))
         {
             string what = $"parity group {f.Name}";
             try
@@ -542,7 +549,7 @@ public sealed class ParityEngine
             catch (Exception e) when (e is KintsugiException or IOException)
             {
                 // A group replaced by a concurrent parity pass since the listing is gone, not damaged.
-                if (_store.Exists(FileKind.Parity, f.Name))
+                if (await _store.ExistsAsync(FileKind.Parity, f.Name, ct).ConfigureAwait(false))
                 {
                     damaged.Add((f.Name, e.Message));
                 }

@@ -358,11 +358,6 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
         }, cancellationToken);
     }
 
-    public bool Exists(FileKind kind, string name) => throw new NotSupportedException();
-
-    public IReadOnlyList<StoredFile> List(FileKind kind) => throw new NotSupportedException();
-
-    public void Create() => throw new NotSupportedException();
 
     // ----- uploads -----
 

@@ -35,7 +35,7 @@ public interface IBlobStore
     StoreStatistics Statistics => StoreStatistics.None;
 
     /// <summary>Whether the file exists.</summary>
-    Task<bool> ExistsAsync(FileKind kind, string name, CancellationToken cancellationToken = default) => Task.FromResult(Exists(kind, name));
+    Task<bool> ExistsAsync(FileKind kind, string name, CancellationToken cancellationToken = default);
 
     /// <summary>Whether the location holds nothing at all (init refuses a non-empty folder or prefix).</summary>
     Task<bool> IsEmptyAsync(CancellationToken cancellationToken = default);
@@ -57,31 +57,16 @@ public interface IBlobStore
     ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default);
 
     /// <summary>Lists the files of a kind, sorted by name (ordinal).</summary>
-    Task<IReadOnlyList<StoredFile>> ListAsync(FileKind kind, CancellationToken cancellationToken = default) => Task.FromResult(List(kind));
+    Task<IReadOnlyList<StoredFile>> ListAsync(FileKind kind, CancellationToken cancellationToken = default);
 
     /// <summary>Deletes a file; deleting a missing file is not an error.</summary>
     Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default);
 
     /// <summary>Creates the structure of a new repository (folders; nothing for object stores).</summary>
-    Task CreateAsync(CancellationToken cancellationToken = default)
-    {
-        Create();
-        return Task.CompletedTask;
-    }
+    Task CreateAsync(CancellationToken cancellationToken = default);
 
     /// <summary>Removes what writers that died left behind, older than <paramref name="olderThan"/>; returns how many.</summary>
     Task<int> CleanTemporaryFilesAsync(TimeSpan olderThan, DateTimeOffset now, CancellationToken cancellationToken = default) => Task.FromResult(0);
-
-    // The synchronous members below are being replaced by the asynchronous ones above; do not call them in new code.
-
-    /// <summary>Obsolete: use <see cref="ExistsAsync"/>.</summary>
-    bool Exists(FileKind kind, string name);
-
-    /// <summary>Obsolete: use <see cref="ListAsync"/>.</summary>
-    IReadOnlyList<StoredFile> List(FileKind kind);
-
-    /// <summary>Obsolete: use <see cref="CreateAsync"/>.</summary>
-    void Create();
 }
 
 /// <summary>A file being written to a store, appended to in order, and named when complete.</summary>

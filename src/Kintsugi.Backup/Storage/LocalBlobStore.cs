@@ -29,7 +29,9 @@ public sealed class LocalBlobStore : IBlobStore
 
     internal string TempDirectory => Path.Combine(_root, "tmp");
 
-    public void Create()
+    // Local work is quick and has nothing to wait for: the asynchronous members do it at once and return completed tasks.
+
+    public Task CreateAsync(CancellationToken cancellationToken = default)
     {
         try
         {
@@ -44,6 +46,7 @@ public sealed class LocalBlobStore : IBlobStore
             {
                 Directory.CreateDirectory(Path.Combine(data, i.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
             }
+            return Task.CompletedTask;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -106,7 +109,8 @@ public sealed class LocalBlobStore : IBlobStore
         }
     }
 
-    public bool Exists(FileKind kind, string name) => File.Exists(PathOf(kind, name));
+    public Task<bool> ExistsAsync(FileKind kind, string name, CancellationToken cancellationToken = default) =>
+        Task.FromResult(File.Exists(PathOf(kind, name)));
 
     public async Task PutAsync(FileKind kind, string name, ReadOnlyMemory<byte> data, bool overwrite = false, CancellationToken cancellationToken = default)
     {
@@ -387,7 +391,10 @@ public sealed class LocalBlobStore : IBlobStore
         }
     }
 
-    public IReadOnlyList<StoredFile> List(FileKind kind)
+    public Task<IReadOnlyList<StoredFile>> ListAsync(FileKind kind, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<StoredFile>>(List(kind));
+
+    private List<StoredFile> List(FileKind kind)
     {
         var result = new List<StoredFile>();
         switch (kind)
@@ -458,7 +465,7 @@ public sealed class LocalBlobStore : IBlobStore
     }
 
     /// <summary>Removes files left in <c>tmp/</c> by writers that died; returns how many.</summary>
-    public int CleanTemporaryFiles(TimeSpan olderThan, DateTimeOffset now)
+    private int CleanTemporaryFiles(TimeSpan olderThan, DateTimeOffset now)
     {
         int removed = 0;
         if (!Directory.Exists(TempDirectory))

@@ -133,12 +133,6 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
         };
     }
 
-    // The synchronous members are being removed from IBlobStore; a remote store never had them.
-    public bool Exists(FileKind kind, string name) => throw new NotSupportedException();
-
-    public IReadOnlyList<StoredFile> List(FileKind kind) => throw new NotSupportedException();
-
-    public void Create() => throw new NotSupportedException();
 
     public async Task CreateAsync(CancellationToken cancellationToken = default) =>
         await Run(RequestKind.Head, "checking the bucket", async (ct, _) =>

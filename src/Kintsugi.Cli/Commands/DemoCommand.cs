@@ -40,7 +40,7 @@ internal static class DemoCommand
             Directory.CreateDirectory(root);
             var store = new LocalBlobStore(repoPath);
             Repository repo;
-            if (!store.Exists(FileKind.Config, "config"))
+            if (!await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false))
             {
                 if (!File.Exists(passwordFile))
                 {

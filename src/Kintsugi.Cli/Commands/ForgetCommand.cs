@@ -82,7 +82,7 @@ internal static class ForgetCommand
             var repo = await ctx.OpenRepositoryAsync(ct).ConfigureAwait(false);
             var parity = new ParityEngine(repo.Store);
             // With parity, forgetting changes parity groups, which a backup's parity pass must not do at the same time.
-            bool exclusive = !dry && (doPrune || repo.Store.Exists(FileKind.ParitySettings, "settings") || repo.Store.List(FileKind.Parity).Count > 0);
+            bool exclusive = !dry && (doPrune || await repo.Store.ExistsAsync(FileKind.ParitySettings, "settings", ct).ConfigureAwait(false) || (await repo.Store.ListAsync(FileKind.Parity, ct).ConfigureAwait(false)).Count > 0);
             string lockName = doPrune ? "forget --prune" : "forget";
             // A dry run only reads: where the repository cannot be written (a read-only mount, a full disk) it goes on without a lock, as restore and check do.
             await using var repoLock = dry

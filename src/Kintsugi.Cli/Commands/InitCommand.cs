@@ -17,7 +17,7 @@ internal static class InitCommand
             var store = ctx.OpenStore();
             var parameters = kdf.Read(ctx);
             var paritySettings = ParityCommand.ParseOption(ctx.Parse.GetValue(parity));
-            if (store.Exists(Backup.Storage.FileKind.Config, "config"))
+            if (await store.ExistsAsync(Backup.Storage.FileKind.Config, "config", ct).ConfigureAwait(false))
             {
                 throw new KintsugiException(ErrorKind.RepositoryExists, $"a repository already exists at {store.Location}; use it as it is, or choose another path");
             }

@@ -25,7 +25,7 @@ internal static class ParityCommand
         var set = new Command("set", "Turn parity on (or change the scheme used for new groups) and protect every file not yet protected.") { scheme, stripe };
         set.SetHandler(async (ctx, ct) =>
         {
-            var store = RequireRepository(ctx);
+            var store = await RequireRepositoryAsync(ctx, ct).ConfigureAwait(false);
             var settings = ParseScheme(ctx.Parse.GetValue(scheme)!, ctx.Parse.GetValue(stripe));
             // Exclusive: a forget that started while parity was off would not know to keep groups in step.
             await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: true, CliContext.Host, "parity set", ctx.Time, ct).ConfigureAwait(false);
@@ -37,7 +37,7 @@ internal static class ParityCommand
         var update = new Command("update", "Protect every file not yet protected (backups do this themselves; this catches up after an interrupted one).");
         update.SetHandler(async (ctx, ct) =>
         {
-            var store = RequireRepository(ctx);
+            var store = await RequireRepositoryAsync(ctx, ct).ConfigureAwait(false);
             await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: false, CliContext.Host, "parity update", ctx.Time, ct).ConfigureAwait(false);
             var engine = new ParityEngine(store);
             var settings = await engine.LoadSettingsAsync(ct).ConfigureAwait(false)
@@ -48,7 +48,7 @@ internal static class ParityCommand
         var off = new Command("off", "Turn parity off and delete every parity group (the data is untouched).");
         off.SetHandler(async (ctx, ct) =>
         {
-            var store = RequireRepository(ctx);
+            var store = await RequireRepositoryAsync(ctx, ct).ConfigureAwait(false);
             await using var repoLock = await RepositoryLock.AcquireAsync(store, exclusive: true, CliContext.Host, "parity off", ctx.Time, ct).ConfigureAwait(false);
             int deleted = await new ParityEngine(store).DisableAsync(ct).ConfigureAwait(false);
             if (ctx.Json)
@@ -73,7 +73,7 @@ internal static class ParityCommand
         command.SetHandler(async (ctx, ct) =>
         {
             var store = ctx.OpenStore();
-            if (!store.Exists(FileKind.Config, "config") && store.List(FileKind.Parity).Count == 0)
+            if (!await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false) && (await store.ListAsync(FileKind.Parity, ct).ConfigureAwait(false)).Count == 0)
             {
                 throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is neither a Kintsugi repository nor holds parity groups; check --repo / KINTSUGI_REPOSITORY");
             }
@@ -142,10 +142,10 @@ internal static class ParityCommand
         }
     }
 
-    private static IBlobStore RequireRepository(CliContext ctx)
+    private static async Task<IBlobStore> RequireRepositoryAsync(CliContext ctx, CancellationToken ct)
     {
         var store = ctx.OpenStore();
-        if (!store.Exists(FileKind.Config, "config"))
+        if (!await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false))
         {
             throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; create one with `kintsugi init` or check --repo / KINTSUGI_REPOSITORY");
         }
@@ -154,7 +154,7 @@ internal static class ParityCommand
 
     private static async Task<int> StatusAsync(CliContext ctx, CancellationToken ct)
     {
-        var store = RequireRepository(ctx);
+        var store = await RequireRepositoryAsync(ctx, ct).ConfigureAwait(false);
         var status = await new ParityEngine(store).StatusAsync(ct).ConfigureAwait(false);
         long data = status.CoveredBytes + status.UncoveredBytes;
         if (ctx.Json)

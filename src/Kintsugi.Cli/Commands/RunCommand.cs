@@ -489,12 +489,12 @@ internal static class RunCommand
 
         private async Task<Repository> OpenOrCreateAsync(CancellationToken ct)
         {
-            var store = new LocalBlobStore(cfg.Repository);
+            var store = StoreFactory.Open(cfg.Repository);
             // A key file (`key-file:` in the config) opens with no key derivation. KINTSUGI_KEY_FILE is not read
             // here: like KINTSUGI_REPOSITORY, it names the repository of the shell, not the config's.
             if (cfg.KeyFile is { } keyFile)
             {
-                if (!store.Exists(FileKind.Config, "config"))
+                if (!await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false))
                 {
                     throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{cfg.Repository} is not a Kintsugi repository, and a key file cannot create one; create it with `kintsugi init`, then `kintsugi key add --new-key-file`");
                 }
@@ -508,7 +508,7 @@ internal static class RunCommand
                 : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") is { Length: > 0 } envPassword ? envPassword
                 : File.Exists(defaultPassword) ? CliContext.ReadPasswordFile(defaultPassword)
                 : null;
-            if (store.Exists(FileKind.Config, "config"))
+            if (await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false))
             {
                 string source = passwordFile is not null ? $"the password file {passwordFile} (from 'password-file' in the config)"
                     : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE") is { Length: > 0 } file ? $"the password file {file} (from KINTSUGI_PASSWORD_FILE)"

@@ -12,7 +12,7 @@ internal static class UnlockCommand
         command.SetHandler(async (ctx, ct) =>
         {
             var store = ctx.OpenStore();
-            if (!store.Exists(Backup.Storage.FileKind.Config, "config"))
+            if (!await store.ExistsAsync(Backup.Storage.FileKind.Config, "config", ct).ConfigureAwait(false))
             {
                 throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{store.Location} is not a Kintsugi repository; check --repo / KINTSUGI_REPOSITORY");
             }

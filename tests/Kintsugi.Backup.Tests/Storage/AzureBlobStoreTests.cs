@@ -607,14 +607,14 @@ public sealed class AzureBlobStoreTests(AzuriteFixture fixture, ITestOutputHelpe
         Files.Write(Path.Combine(box.Source, "sub", "empty"), []);
         string prefix = NewPrefix();
         using var azure = Store(prefix);
-        var store = new SynchronousMembers(azure);
+        var store = azure;
 
         var repo = await Repository.InitAsync(store, Sandbox.Password, Sandbox.Kdf, Sandbox.SmallChunks, Sandbox.Host, "tester", TimeProvider.System);
         var backup = await Sandbox.BackupAsync(repo, box.Source);
         Assert.Empty(backup.Issues);
         // Machine B: a fresh store object on the same URL, so everything restored comes from Azure.
         using var other = Store(prefix);
-        var reopened = await Repository.OpenAsync(new SynchronousMembers(other), Sandbox.Password, TimeProvider.System);
+        var reopened = await Repository.OpenAsync(other, Sandbox.Password, TimeProvider.System);
         var (target, restore) = await box.RestoreAsync(reopened, backup.Snapshot, "azure");
 
         Assert.Empty(restore.Issues);
@@ -624,43 +624,5 @@ public sealed class AzureBlobStoreTests(AzuriteFixture fixture, ITestOutputHelpe
         output.WriteLine($"restore: {other.Statistics.Snapshot()}");
         Assert.True(other.Statistics.Requests(RequestKind.GetRange) > 0);
         Assert.True(other.Statistics.BytesDown >= 3 << 20, "the restore read the packs from Azure");
-    }
-
-    /// <summary>
-    /// The repository still calls the synchronous Exists/List/Create that remote stores do not
-    /// implement (they are being removed from <see cref="IBlobStore"/>); until then this test
-    /// answers them by waiting on the asynchronous ones. Everything else goes straight through.
-    /// </summary>
-    private sealed class SynchronousMembers(AzureBlobStore inner) : IBlobStore
-    {
-        public string Location => inner.Location;
-
-        public StoreCapabilities Capabilities => inner.Capabilities;
-
-        public StoreStatistics Statistics => inner.Statistics;
-
-        public Task<bool> ExistsAsync(FileKind kind, string name, CancellationToken cancellationToken = default) => inner.ExistsAsync(kind, name, cancellationToken);
-
-        public Task<bool> IsEmptyAsync(CancellationToken cancellationToken = default) => inner.IsEmptyAsync(cancellationToken);
-
-        public Task PutAsync(FileKind kind, string name, ReadOnlyMemory<byte> data, bool overwrite = false, CancellationToken cancellationToken = default) => inner.PutAsync(kind, name, data, overwrite, cancellationToken);
-
-        public IPendingFile CreatePending(FileKind kind) => inner.CreatePending(kind);
-
-        public Task<byte[]> GetAsync(FileKind kind, string name, CancellationToken cancellationToken = default) => inner.GetAsync(kind, name, cancellationToken);
-
-        public ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAtAsync(kind, name, offset, buffer, cancellationToken);
-
-        public Task<IReadOnlyList<StoredFile>> ListAsync(FileKind kind, CancellationToken cancellationToken = default) => inner.ListAsync(kind, cancellationToken);
-
-        public Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default) => inner.DeleteAsync(kind, name, cancellationToken);
-
-        public Task CreateAsync(CancellationToken cancellationToken = default) => inner.CreateAsync(cancellationToken);
-
-        public bool Exists(FileKind kind, string name) => inner.ExistsAsync(kind, name).GetAwaiter().GetResult();
-
-        public IReadOnlyList<StoredFile> List(FileKind kind) => inner.ListAsync(kind).GetAwaiter().GetResult();
-
-        public void Create() => inner.CreateAsync().GetAwaiter().GetResult();
     }
 }

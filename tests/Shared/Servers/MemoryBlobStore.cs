@@ -11,9 +11,7 @@ public sealed class MemoryBlobStore : IBlobStore
 
     public string Location => "memory";
 
-    public bool Exists(FileKind kind, string name) => _files.ContainsKey((kind, name));
-
-    public Task<bool> ExistsAsync(FileKind kind, string name, CancellationToken cancellationToken = default) => Task.FromResult(Exists(kind, name));
+    public Task<bool> ExistsAsync(FileKind kind, string name, CancellationToken cancellationToken = default) => Task.FromResult(_files.ContainsKey((kind, name)));
 
     public Task<bool> IsEmptyAsync(CancellationToken cancellationToken = default) => Task.FromResult(_files.IsEmpty);
 
@@ -51,19 +49,13 @@ public sealed class MemoryBlobStore : IBlobStore
         return ValueTask.CompletedTask;
     }
 
-    public IReadOnlyList<StoredFile> List(FileKind kind) =>
-        [.. _files.Where(f => f.Key.Kind == kind).Select(f => new StoredFile(f.Key.Name, f.Value.Length)).OrderBy(f => f.Name, StringComparer.Ordinal)];
-
-    public Task<IReadOnlyList<StoredFile>> ListAsync(FileKind kind, CancellationToken cancellationToken = default) => Task.FromResult(List(kind));
+    public Task<IReadOnlyList<StoredFile>> ListAsync(FileKind kind, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<StoredFile>>([.. _files.Where(f => f.Key.Kind == kind).Select(f => new StoredFile(f.Key.Name, f.Value.Length)).OrderBy(f => f.Name, StringComparer.Ordinal)]);
 
     public Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
     {
         _files.TryRemove((kind, name), out _);
         return Task.CompletedTask;
-    }
-
-    public void Create()
-    {
     }
 
     public Task CreateAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
