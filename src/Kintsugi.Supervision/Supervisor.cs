@@ -38,6 +38,17 @@ public sealed class Supervisor
         _time = time;
     }
 
+    /// <summary>The config's copies, copied by the options' copier (by default: a backup of the checkpoint into each); null when there are none.</summary>
+    private CheckpointCopies? Copies()
+    {
+        if (_config.Copies.Count == 0)
+        {
+            return null;
+        }
+        var open = _options.OpenCopy ?? throw new InvalidOperationException("the config has copies but the options cannot open them (SupervisorOptions.OpenCopy)");
+        return new CheckpointCopies(_config.Copies, _options.Copier ?? new BackupCheckpointCopier(open, _options.Host), open);
+    }
+
     private sealed class WorkloadState(WorkloadSpec spec, Random random)
     {
         public WorkloadSpec Spec { get; } = spec;
@@ -124,7 +135,7 @@ public sealed class Supervisor
             _workloads.Add(w);
             if (spec.Checkpoints is not null)
             {
-                w.Guard = new CheckpointGuard(spec, _journal, _options.OpenRepository, _time, _options.Host, info => Post(() => OnCheckpoint(w, info)));
+                w.Guard = new CheckpointGuard(spec, _journal, _options.OpenRepository, _time, _options.Host, info => Post(() => OnCheckpoint(w, info)), _config.Repository, Copies());
                 w.Guard.Start();
             }
         }
@@ -841,7 +852,7 @@ public sealed class Supervisor
         }
         var (restored, marked) = done.Value;
         long skip = spec.SkipSteps > 0 ? spec.SkipSteps : faultStep is long fs && restored.Step is long cs ? Math.Max(1, fs - cs) : 0;
-        _journal.Append(EventTypes.Rollback, w.Spec.Name, r.Index, new { checkpoint = restored.Path, snapshot = restored.Snapshot, skip_steps = skip, marked_bad = marked, fault_step = faultStep });
+        _journal.Append(EventTypes.Rollback, w.Spec.Name, r.Index, new { checkpoint = restored.Path, snapshot = restored.Snapshot, repository = restored.RestoredFrom, skip_steps = skip, marked_bad = marked, fault_step = faultStep });
         await StartAsync(r, "rollback", restored.Path, skip).ConfigureAwait(false);
     }
 

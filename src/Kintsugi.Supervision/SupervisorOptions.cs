@@ -8,6 +8,12 @@ public sealed record SupervisorOptions
     /// <summary>Opens the repository for checkpoint backups and rollbacks (called lazily, at most once at a time).</summary>
     public required Func<CancellationToken, Task<Repository>> OpenRepository { get; init; }
 
+    /// <summary>Opens one of the config's copies (for copying checkpoints to it and restoring from it); required when the config has copies.</summary>
+    public Func<Config.CopySpec, CancellationToken, Task<Repository>>? OpenCopy { get; init; }
+
+    /// <summary>Copies protected checkpoints to the config's copies; null: each is backed up into them (<see cref="Checkpoints.BackupCheckpointCopier"/>).</summary>
+    public Checkpoints.ICheckpointCopier? Copier { get; init; }
+
     /// <summary>Receives every output line of every replica: workload, replica, line, whether it came from stderr.</summary>
     public Action<string, int, string, bool>? OnOutput { get; init; }
 

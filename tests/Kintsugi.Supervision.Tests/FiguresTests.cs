@@ -136,6 +136,29 @@ public sealed class FiguresTests
     }
 
     [Fact]
+    public void RPO_per_repository_is_the_age_of_the_newest_good_checkpoint_each_repository_holds()
+    {
+        object Copied(double checkpointMinute) => new { path = $"/ckpt/step-{checkpointMinute}", repository = "s3:https://h/b", snapshot = "ef01", source_snapshot = "abcd", bytes = 100L, duration_s = 1.0, checkpoint_time = Min(checkpointMinute).ToString("O") };
+        var script = new Script().Supervisor(0).Started(0, "train").Healthy(0, "train")
+            .At(41, EventTypes.CheckpointProtected, "train", null, new { path = "/ckpt/step-40", bytes = 100L, snapshot = "abcd", duration_s = 1.0, checkpoint_time = Min(40).ToString("O"), repository = "/srv/local" })
+            .At(45, EventTypes.CheckpointCopied, "train", null, Copied(40))
+            .At(56, EventTypes.CheckpointProtected, "train", null, new { path = "/ckpt/step-55", bytes = 100L, snapshot = "bcde", duration_s = 1.0, checkpoint_time = Min(55).ToString("O"), repository = "/srv/local" })
+            .At(57, EventTypes.CheckpointCopyFailed, "train", null, new { path = "/ckpt/step-55", repository = "s3:https://h/b", source_snapshot = "bcde", message = "503", duration_s = 1.0 });
+
+        var repositories = script.Figures("train").Repositories;
+        Assert.Equal([("/srv/local", "primary", 300.0), ("s3:https://h/b", "copy", 1200.0)], repositories.Select(r => (r.Repository, r.Role, Math.Round(r.RpoSeconds, 6))));
+        Assert.Equal(Min(40), repositories[1].LastCheckpoint);
+        // Before the copy was made, only the primary holds a checkpoint.
+        Assert.Equal(["/srv/local"], script.Figures("train", toMinute: 44).Repositories.Select(r => r.Repository));
+        // The retry after the next checkpoint brings the copy up to date.
+        script.At(58, EventTypes.CheckpointCopied, "train", null, Copied(55));
+        Assert.Equal(300, script.Figures("train").Repositories[1].RpoSeconds, 6);
+        // A checkpoint marked bad protects nothing, in any repository.
+        script.At(59, EventTypes.CheckpointBad, "train", null, new { path = "/ckpt/step-55" });
+        Assert.All(script.Figures("train").Repositories, r => Assert.Equal(1200, r.RpoSeconds, 6));
+    }
+
+    [Fact]
     public void Without_a_protected_checkpoint_RPO_is_null()
     {
         var f = new Script().Supervisor(0).Started(0, "train").Healthy(0, "train").Written(10, "train", 100).Figures("train");

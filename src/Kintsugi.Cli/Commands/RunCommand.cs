@@ -101,10 +101,12 @@ internal static class RunCommand
                 journal.Append(EventTypes.Error, null, null, new { message = e.Message });
                 throw new UsageException(e.Message);
             }
-            var repository = new RepositoryAccess(cfg, ctx);
+            var repository = RepositoryAccess.Primary(cfg, ctx);
+            var copies = cfg.Copies.ToDictionary(c => c, c => RepositoryAccess.Copy(cfg, c, ctx));
             var options = new SupervisorOptions
             {
                 OpenRepository = repository.OpenAsync,
+                OpenCopy = (copy, ct) => copies[copy].OpenAsync(ct),
                 Host = CliContext.Host,
                 BaseEnvironment = inherited,
                 OnOutput = ctx.Quiet ? null : (workload, replica, line, stderr) =>
@@ -131,8 +133,8 @@ internal static class RunCommand
                 }
                 catch (KintsugiException e)
                 {
-                    journal.Append(EventTypes.Error, null, null, new { message = $"cannot open the repository {cfg.Repository}: {e.Message}" });
-                    throw new KintsugiException(e.Kind, $"repository {cfg.Repository}: {e.Message}", e);
+                    journal.Append(EventTypes.Error, null, null, new { message = $"cannot open the repository {RepositoryLabel.Of(cfg.Repository)}: {e.Message}" });
+                    throw new KintsugiException(e.Kind, $"repository {RepositoryLabel.Of(cfg.Repository)}: {e.Message}", e);
                 }
             }
             bool supervising = true;
@@ -303,7 +305,8 @@ internal static class RunCommand
                 Ok = true,
                 Strategy = cfg.Strategy == Strategy.OneForAll ? "one-for-all" : "one-for-one",
                 Journal = cfg.Journal,
-                Repository = cfg.Repository,
+                Repository = RepositoryLabel.Of(cfg.Repository),
+                Copies = cfg.Copies.Select(c => RepositoryLabel.Of(c.Repository)).ToList(),
                 Workloads = cfg.Workloads.Select(w => new { w.Name, w.Replicas, w.Command, Cwd = w.WorkingDirectory, w.Port, CheckpointDir = w.Checkpoints?.Directory }).ToList(),
             });
             return;
@@ -312,7 +315,7 @@ internal static class RunCommand
         {
             int n = cfg.Workloads.Count;
             string names = string.Join(", ", cfg.Workloads.Select(w => w.Replicas > 1 ? $"{w.Name} ×{w.Replicas}" : w.Name));
-            ctx.Out.WriteLine($"{path}: ok: {n} workload{(n == 1 ? "" : "s")} ({names}); journal {cfg.Journal}; repository {cfg.Repository}");
+            ctx.Out.WriteLine($"{path}: ok: {n} workload{(n == 1 ? "" : "s")} ({names}); journal {cfg.Journal}; repository {RepositoryLabel.Of(cfg.Repository)}{(cfg.Copies.Count == 0 ? "" : "; copies " + string.Join(", ", cfg.Copies.Select(c => RepositoryLabel.Of(c.Repository))))}");
         }
     }
 
@@ -465,12 +468,26 @@ internal static class RunCommand
     }
 
     /// <summary>
-    /// Opens the checkpoint repository once, on first use. The embedded default (.kintsugi/repository
-    /// beside the config, no password given) is created on first use with a generated password in
-    /// .kintsugi/password.
+    /// Opens a checkpoint repository (the main one or a copy) once, on first use. The embedded default
+    /// (.kintsugi/repository beside the config, no password given) is created on first use with a
+    /// generated password in .kintsugi/password; so is a copy that does not exist yet, with the main
+    /// repository's password unless it has its own.
     /// </summary>
-    private sealed class RepositoryAccess(SupervisorConfig cfg, CliContext ctx)
+    private sealed class RepositoryAccess(string location, string? passwordFile, string? keyFile, string defaultPassword, StoreOptions storeOptions, CliContext ctx)
     {
+        /// <summary>The main repository: 'repository', 'password-file', 'key-file'; its default password file is beside a local one, else in .kintsugi/ beside the config.</summary>
+        public static RepositoryAccess Primary(SupervisorConfig cfg, CliContext ctx) =>
+            new(cfg.Repository, cfg.PasswordFile, cfg.KeyFile, DefaultPassword(cfg), new StoreOptions { Time = ctx.Time }, ctx);
+
+        /// <summary>A copy: its own password or key file, else the main repository's password file or the environment; its upload limit.</summary>
+        public static RepositoryAccess Copy(SupervisorConfig cfg, CopySpec copy, CliContext ctx) =>
+            new(copy.Repository, copy.KeyFile is null ? copy.PasswordFile ?? cfg.PasswordFile : null, copy.KeyFile, DefaultPassword(cfg), new StoreOptions { Time = ctx.Time, UploadBytesPerSecond = copy.LimitUpload }, ctx);
+
+        private static string DefaultPassword(SupervisorConfig cfg) =>
+            StoreFactory.IsRemote(cfg.Repository)
+                ? Path.Combine(Path.GetDirectoryName(cfg.SourcePath)!, ".kintsugi", "password")
+                : Path.Combine(Path.GetDirectoryName(cfg.Repository)!, "password");
+
         private readonly SemaphoreSlim _gate = new(1, 1);
         private Repository? _repo;
 
@@ -489,26 +506,26 @@ internal static class RunCommand
 
         private async Task<Repository> OpenOrCreateAsync(CancellationToken ct)
         {
-            var store = StoreFactory.Open(cfg.Repository);
+            var store = StoreFactory.Open(location, storeOptions);
+            string label = RepositoryLabel.Of(location);
             // A key file (`key-file:` in the config) opens with no key derivation. KINTSUGI_KEY_FILE is not read
             // here: like KINTSUGI_REPOSITORY, it names the repository of the shell, not the config's.
-            if (cfg.KeyFile is { } keyFile)
+            bool exists = await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false);
+            if (keyFile is not null)
             {
-                if (!await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false))
+                if (!exists)
                 {
-                    throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{cfg.Repository} is not a Kintsugi repository, and a key file cannot create one; create it with `kintsugi init`, then `kintsugi key add --new-key-file`");
+                    throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{label} is not a Kintsugi repository, and a key file cannot create one; create it with `kintsugi init`, then `kintsugi key add --new-key-file`");
                 }
                 return await Repository.OpenWithKeyFileAsync(store, keyFile, ctx.Time, "'key-file' in the config", ct).ConfigureAwait(false);
             }
-            string? passwordFile = cfg.PasswordFile;
-            string defaultPassword = Path.Combine(Path.GetDirectoryName(cfg.Repository)!, "password");
             string? password = passwordFile is not null ? CliContext.ReadPasswordFile(passwordFile)
                 : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE") is { Length: > 0 } envFile ? CliContext.ReadPasswordFile(envFile)
                 : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_COMMAND") is { Length: > 0 } envCommand ? CliContext.RunPasswordCommand(envCommand, "KINTSUGI_PASSWORD_COMMAND")
                 : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") is { Length: > 0 } envPassword ? envPassword
                 : File.Exists(defaultPassword) ? CliContext.ReadPasswordFile(defaultPassword)
                 : null;
-            if (await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false))
+            if (exists)
             {
                 string source = passwordFile is not null ? $"the password file {passwordFile} (from 'password-file' in the config)"
                     : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE") is { Length: > 0 } file ? $"the password file {file} (from KINTSUGI_PASSWORD_FILE)"
@@ -517,7 +534,7 @@ internal static class RunCommand
                     : $"the password file {defaultPassword}";
                 try
                 {
-                    return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {cfg.Repository} needs a password: set 'password-file' or 'key-file' in the config, KINTSUGI_PASSWORD_FILE (a file), KINTSUGI_PASSWORD_COMMAND or KINTSUGI_PASSWORD (the password itself), or write it in {defaultPassword}"), ctx.Time, ct).ConfigureAwait(false);
+                    return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {label} needs a password: set 'password-file' or 'key-file' in the config, KINTSUGI_PASSWORD_FILE (a file), KINTSUGI_PASSWORD_COMMAND or KINTSUGI_PASSWORD (the password itself), or write it in {defaultPassword}"), ctx.Time, ct).ConfigureAwait(false);
                 }
                 catch (KintsugiException e) when (e.Kind == ErrorKind.WrongPassword)
                 {

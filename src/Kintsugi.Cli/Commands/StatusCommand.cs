@@ -172,6 +172,11 @@ internal static class StatusCommand
         Row("MTTR", f.MttrSeconds is null ? "-" : $"{Duration(f.MttrSeconds)} ({Count(f.Recoveries, "recovery", "recoveries")})");
         Row("RTO", f.RtoLastSeconds is null ? "-" : $"{Duration(f.RtoLastSeconds)} last, {Duration(f.RtoMaxSeconds)} max");
         Row("RPO", f.RpoSeconds is null ? "- (no protected checkpoint)" : $"{Duration(f.RpoSeconds)} (newest protected checkpoint {Units.Time(f.LastProtectedCheckpoint!.Value)})");
+        if (f.Repositories.Any(r => r.Role == "copy"))
+        {
+            // With copies, the RPO of each repository: a disaster that takes the local one loses back to the copy's.
+            Row("RPO per repository", string.Join("\n", f.Repositories.Select(r => $"{r.Role} {r.Repository}: {Duration(r.RpoSeconds)} (newest {Units.Time(r.LastCheckpoint)})")));
+        }
         Row("ETTR", f.Ettr is { } e ? $"{Percent(e)} (lost {Duration(f.LostSeconds)})" : "-");
         Row("recovery rate R", f.RecoveryRate is { } r ? $"{Ratio(r)} ({Units.Bytes(f.ProtectedBytes)} protected of {Units.Bytes(f.WrittenBytes)} written)" : "-");
         Row("adaptation rate A", f.AdaptationRate is { } ad ? $"{Ratio(ad)} ({Count(f.Adjustments, "adjusting decision", "adjusting decisions")} in {Count(f.Evaluations, "evaluation", "evaluations")})" : "-");

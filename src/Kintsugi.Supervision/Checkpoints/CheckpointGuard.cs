@@ -10,7 +10,14 @@ using Kintsugi.Supervision.Journal;
 namespace Kintsugi.Supervision.Checkpoints;
 
 /// <summary>A checkpoint the guard knows: where, how big, which step, when written, and its snapshot once protected.</summary>
-public sealed record CheckpointInfo(string Path, long Bytes, long? Step, DateTimeOffset WrittenAt, string? Snapshot);
+public sealed record CheckpointInfo(string Path, long Bytes, long? Step, DateTimeOffset WrittenAt, string? Snapshot)
+{
+    /// <summary>After a restore: the repository that served it (<see cref="RepositoryLabel"/>); null when it was not restored.</summary>
+    public string? RestoredFrom { get; init; }
+}
+
+/// <summary>The repositories beyond the main one that each protected checkpoint is copied to, how, and how each is opened (for a restore).</summary>
+public sealed record CheckpointCopies(IReadOnlyList<CopySpec> Targets, ICheckpointCopier Copier, Func<CopySpec, CancellationToken, Task<Repository>> OpenRepository);
 
 /// <summary>
 /// Watches a workload's checkpoint folder. A checkpoint is a file or folder directly inside it whose
@@ -18,8 +25,10 @@ public sealed record CheckpointInfo(string Path, long Bytes, long? Step, DateTim
 /// mtime have not changed for the settle time, so one being written is never taken half-written.
 /// Each new complete checkpoint is journaled and, when configured, backed up into the repository (one
 /// at a time, in the background), tagged with the workload and step; snapshots beyond keep-last are
-/// forgotten. A rollback restores the newest good checkpoint from the repository, verified, and
-/// moves newer ones aside into .bad/.
+/// forgotten. Once protected, a checkpoint is copied to each of the config's 'copies' (one at a
+/// time, after the main repository, in the background; a failed copy is retried after the next
+/// checkpoint). A rollback restores the newest good checkpoint from the nearest repository that holds
+/// it (local ones first, the main one first among them), verified, and moves newer ones aside into .bad/.
 /// </summary>
 public sealed partial class CheckpointGuard : IAsyncDisposable
 {
@@ -40,12 +49,26 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
     private readonly Lock _lock = new();
     private readonly SemaphoreSlim _backupSlot = new(1, 1);
     private readonly List<Task> _backups = [];
+    private readonly string _repositoryLabel;
+    private readonly CheckpointCopies? _copies;
+    private readonly SemaphoreSlim _copySlot = new(1, 1);
+    private readonly List<Task> _copyPasses = [];
+
+    /// <summary>Checkpoint path → copy repository label → its snapshot there.</summary>
+    private readonly Dictionary<string, Dictionary<string, string>> _copied = new(StringComparer.Ordinal);
+
+    /// <summary>Per repository label: snapshots forgotten since its last prune.</summary>
+    private readonly Dictionary<string, int> _forgottenSincePrune = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private ITimer? _timer;
     private int _polling;
 
-    public CheckpointGuard(WorkloadSpec workload, EventJournal journal, Func<CancellationToken, Task<Repository>> openRepository, TimeProvider time, string host, Action<CheckpointInfo> onComplete)
+    /// <param name="repository">The main repository as configured (journaled without secrets); null: "repository".</param>
+    /// <param name="copies">Where protected checkpoints are copied to; null for none.</param>
+    public CheckpointGuard(WorkloadSpec workload, EventJournal journal, Func<CancellationToken, Task<Repository>> openRepository, TimeProvider time, string host, Action<CheckpointInfo> onComplete, string? repository = null, CheckpointCopies? copies = null)
     {
+        _repositoryLabel = repository is null ? "repository" : RepositoryLabel.Of(repository);
+        _copies = copies is { Targets.Count: > 0 } ? copies : null;
         ArgumentNullException.ThrowIfNull(workload);
         _workload = workload;
         _spec = workload.Checkpoints ?? throw new ArgumentException("the workload has no checkpoints", nameof(workload));
@@ -77,6 +100,13 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
             {
                 var written = DateTimeOffset.TryParse(e.GetString("checkpoint_time"), CultureInfo.InvariantCulture, DateTimeStyles.None, out var t) ? t : e.Time;
                 _complete[path] = new CheckpointInfo(path, e.GetInt64("bytes") ?? 0, StepOf(path), written, e.GetString("snapshot"));
+            }
+        }
+        foreach (var e in _journal.Read(workload: _workload.Name, type: EventTypes.CheckpointCopied))
+        {
+            if (e.GetString("path") is { } path && _complete.ContainsKey(path) && e.GetString("repository") is { } repository && e.GetString("snapshot") is { } snapshot)
+            {
+                CopiesOf(path)[repository] = snapshot;
             }
         }
         foreach (var e in _journal.Read(workload: _workload.Name, type: EventTypes.CheckpointBad))
@@ -167,6 +197,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                             _pending.Remove(path);
                             var info = new CheckpointInfo(path, m.size, StepOf(path), new DateTimeOffset(m.mtime, TimeSpan.Zero), null);
                             _complete[path] = info;
+                            _copied.Remove(path);
                             settled.Add(info);
                         }
                     }
@@ -236,8 +267,10 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                 snapshot,
                 duration_s = Math.Round((_time.GetUtcNow() - started).TotalSeconds, 3),
                 checkpoint_time = info.WrittenAt.ToString("O", CultureInfo.InvariantCulture),
+                repository = _repositoryLabel,
             });
-            await ForgetOldAsync(repo, ct).ConfigureAwait(false);
+            ScheduleCopies();
+            await ForgetOldAsync(repo, null, ct).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -252,8 +285,140 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         }
     }
 
-    /// <summary>Keeps the newest keep-last protected snapshots of this workload (that are not bad); forgets the rest.</summary>
-    private async Task ForgetOldAsync(Repository repo, CancellationToken ct)
+    /// <summary>The copies made of the checkpoint at <paramref name="path"/> (under <see cref="_lock"/> or before polling starts).</summary>
+    private Dictionary<string, string> CopiesOf(string path)
+    {
+        if (!_copied.TryGetValue(path, out var copies))
+        {
+            copies = new Dictionary<string, string>(StringComparer.Ordinal);
+            _copied[path] = copies;
+        }
+        return copies;
+    }
+
+    /// <summary>A copy pass in the background, after the ones before it: never in the way of the workload or of the main repository's backups.</summary>
+    private void ScheduleCopies()
+    {
+        if (_copies is null)
+        {
+            return;
+        }
+        lock (_lock)
+        {
+            _copyPasses.RemoveAll(t => t.IsCompleted);
+            _copyPasses.Add(Task.Run(() => CopyPendingAsync(_copies, _stop.Token)));
+        }
+    }
+
+    /// <summary>
+    /// For each copy repository in turn: copies the protected checkpoints (of the newest keep-last)
+    /// still on disk that it lacks, oldest first, one at a time. A failure is journaled and ends that
+    /// repository's turn; the next pass (after the next checkpoint is protected) tries again.
+    /// </summary>
+    private async Task CopyPendingAsync(CheckpointCopies copies, CancellationToken ct)
+    {
+        try
+        {
+            await _copySlot.WaitAsync(ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return;
+        }
+        try
+        {
+            foreach (var target in copies.Targets)
+            {
+                await CopyToAsync(copies, target, ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            _copySlot.Release();
+        }
+    }
+
+    private async Task CopyToAsync(CheckpointCopies copies, CopySpec target, CancellationToken ct)
+    {
+        string label = RepositoryLabel.Of(target.Repository);
+        List<CheckpointInfo> pending;
+        lock (_lock)
+        {
+            pending = _complete.Values
+                .Where(c => c.Snapshot is not null && !_bad.ContainsKey(c.Path))
+                .OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt)
+                .TakeLast(_spec.KeepLast)
+                .Where(c => !(_copied.TryGetValue(c.Path, out var m) && m.ContainsKey(label)))
+                .ToList();
+        }
+        bool copiedAny = false;
+        foreach (var c in pending)
+        {
+            if (!Path.Exists(c.Path))
+            {
+                continue;
+            }
+            string? parent;
+            lock (_lock)
+            {
+                parent = _complete.Values
+                    .Where(o => o.Path != c.Path && !_bad.ContainsKey(o.Path) && (o.Step ?? 0) <= (c.Step ?? 0) && _copied.TryGetValue(o.Path, out var m) && m.ContainsKey(label))
+                    .OrderBy(o => o.Step ?? 0).ThenBy(o => o.WrittenAt).LastOrDefault() is { } previous ? _copied[previous.Path][label] : null;
+            }
+            var started = _time.GetUtcNow();
+            try
+            {
+                var outcome = await copies.Copier.CopyAsync(new CheckpointCopyRequest { Workload = _workload.Name, Checkpoint = c, Parent = parent, Exclude = new PathFilter(_spec.Exclude) }, target, ct).ConfigureAwait(false);
+                lock (_lock)
+                {
+                    CopiesOf(c.Path)[label] = outcome.Snapshot;
+                }
+                copiedAny = true;
+                _journal.Append(EventTypes.CheckpointCopied, _workload.Name, null, new
+                {
+                    path = c.Path,
+                    repository = label,
+                    snapshot = outcome.Snapshot,
+                    source_snapshot = c.Snapshot,
+                    bytes = outcome.Bytes,
+                    duration_s = Math.Round((_time.GetUtcNow() - started).TotalSeconds, 3),
+                    checkpoint_time = c.WrittenAt.ToString("O", CultureInfo.InvariantCulture),
+                });
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                _journal.Append(EventTypes.CheckpointCopyFailed, _workload.Name, null, new
+                {
+                    path = c.Path,
+                    repository = label,
+                    source_snapshot = c.Snapshot,
+                    message = e.Message,
+                    duration_s = Math.Round((_time.GetUtcNow() - started).TotalSeconds, 3),
+                });
+                break;
+            }
+        }
+        if (copiedAny)
+        {
+            try
+            {
+                await ForgetOldAsync(await copies.OpenRepository(target, ct).ConfigureAwait(false), label, ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"forgetting old checkpoints in the copy {label} failed: {e.Message}" });
+            }
+        }
+    }
+
+    /// <summary>
+    /// Keeps the newest keep-last protected snapshots of this workload (that are not bad) in the main
+    /// repository, or in the copy <paramref name="copyLabel"/>; forgets the rest.
+    /// </summary>
+    private async Task ForgetOldAsync(Repository repo, string? copyLabel, CancellationToken ct)
     {
         var mine = (await repo.LoadSnapshotsAsync(onError: (_, _) => { }, ct: ct).ConfigureAwait(false))
             .Where(s => s.Snapshot.HasTag("workload:" + _workload.Name))
@@ -284,38 +449,52 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         {
             return;
         }
-        foreach (var old in forget)
+        string label = copyLabel ?? _repositoryLabel;
+        int forgotten;
+        lock (_lock)
         {
-            _forgottenSincePrune++;
-            lock (_lock)
+            foreach (var old in forget)
             {
-                foreach (var c in _complete.Values.Where(c => c.Snapshot == old.Id.ToString()).ToList())
+                string id = old.Id.ToString();
+                if (copyLabel is null)
                 {
-                    _complete[c.Path] = c with { Snapshot = null };
+                    foreach (var c in _complete.Values.Where(c => c.Snapshot == id).ToList())
+                    {
+                        _complete[c.Path] = c with { Snapshot = null };
+                    }
+                }
+                else
+                {
+                    foreach (var copies in _copied.Values.Where(m => m.TryGetValue(copyLabel, out var s) && s == id))
+                    {
+                        copies.Remove(copyLabel);
+                    }
                 }
             }
+            forgotten = _forgottenSincePrune[label] = _forgottenSincePrune.GetValueOrDefault(label) + forget.Count;
         }
         // Forgetting frees nothing by itself; every so often the data only forgotten snapshots used is
-        // pruned. Backups of this guard are serialised by its slot, so none runs meanwhile; another
-        // process's lock makes this one wait for the next round.
-        if (_forgottenSincePrune >= Math.Max(PruneEvery, _spec.KeepLast))
+        // pruned. Backups (and copies) of this guard are serialised by their slot, so none runs in this
+        // repository meanwhile; another process's lock makes this one wait for the next round.
+        if (forgotten >= Math.Max(PruneEvery, _spec.KeepLast))
         {
             try
             {
                 await new PruneEngine(repo).RunAsync(new PruneRequest { Host = _host }, ct).ConfigureAwait(false);
-                _forgottenSincePrune = 0;
+                lock (_lock)
+                {
+                    _forgottenSincePrune[label] = 0;
+                }
             }
             catch (KintsugiException e) when (e.Kind == ErrorKind.Locked)
             {
-                _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"prune of forgotten checkpoints postponed: {e.Message}" });
+                _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"prune of forgotten checkpoints{(copyLabel is null ? "" : " in the copy " + copyLabel)} postponed: {e.Message}" });
             }
         }
     }
 
     /// <summary>Forgotten snapshots between two prunes of the repository (at least keep-last).</summary>
     public const int PruneEvery = 10;
-
-    private int _forgottenSincePrune;
 
     /// <summary>Complete, good checkpoints present in the folder, oldest first.</summary>
     public IReadOnlyList<CheckpointInfo> Local()
@@ -438,6 +617,10 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                 {
                     _badSnapshots.Add(c.Snapshot);
                 }
+                if (_copied.Remove(c.Path, out var copies))
+                {
+                    _badSnapshots.UnionWith(copies.Values);
+                }
             }
             marked.Add(c.Path);
             _journal.Append(EventTypes.CheckpointBad, _workload.Name, null, new { path = c.Path, snapshot = c.Snapshot });
@@ -445,35 +628,70 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         return marked;
     }
 
-    /// <summary>Restores the newest protected checkpoint <paramref name="good"/> selects that can be restored; each failure is journaled and added to <paramref name="failures"/>.</summary>
+    /// <summary>A repository holding a checkpoint: its label, the snapshot there, how to open it, and how it is named in messages.</summary>
+    private sealed record Holder(string Label, string Snapshot, Func<CancellationToken, Task<Repository>> Open, string Name);
+
+    /// <summary>
+    /// The repositories that hold <paramref name="c"/>, nearest first: local folders before remote
+    /// stores, and the main repository before its copies.
+    /// </summary>
+    private List<Holder> HoldersOf(CheckpointInfo c)
+    {
+        var holders = new List<Holder>();
+        if (c.Snapshot is { } snapshot)
+        {
+            holders.Add(new Holder(_repositoryLabel, snapshot, _openRepository, "the repository"));
+        }
+        if (_copies is not null && _copied.TryGetValue(c.Path, out var copies))
+        {
+            foreach (var target in _copies.Targets)
+            {
+                string label = RepositoryLabel.Of(target.Repository);
+                if (copies.TryGetValue(label, out var copy))
+                {
+                    holders.Add(new Holder(label, copy, ct => _copies.OpenRepository(target, ct), "the copy " + label));
+                }
+            }
+        }
+        // OrderBy is stable: among local (or remote) ones, the main repository and then the config's order.
+        return [.. holders.OrderBy(h => StoreFactory.IsRemote(h.Label) ? 1 : 0)];
+    }
+
+    /// <summary>Restores the newest protected checkpoint <paramref name="good"/> selects that can be restored, from the nearest repository that can; each failure is journaled and added to <paramref name="failures"/>.</summary>
     private async Task<CheckpointInfo?> RestoreNewestAsync(Func<CheckpointInfo, bool> good, CancellationToken ct, List<string>? failures = null)
     {
-        List<CheckpointInfo> candidates;
+        List<(CheckpointInfo Checkpoint, List<Holder> Holders)> candidates;
         lock (_lock)
         {
-            candidates = _complete.Values.Where(c => c.Snapshot is not null && !_bad.ContainsKey(c.Path) && good(c)).OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).ToList();
+            candidates = _complete.Values.Where(c => !_bad.ContainsKey(c.Path) && good(c)).OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt)
+                .Select(c => (c, HoldersOf(c))).Where(x => x.Item2.Count > 0).ToList();
         }
         for (int i = candidates.Count - 1; i >= 0; i--)
         {
-            try
+            var (checkpoint, holders) = candidates[i];
+            foreach (var holder in holders)
             {
-                return await RestoreAsync(candidates[i], ct).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-            {
-                // That snapshot is gone or damaged, or the folder refuses it; an older good one, or the copy on disk, will do.
-                _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"checkpoint {candidates[i].Path} could not be restored from the repository: {e.Message}" });
-                failures?.Add($"{candidates[i].Path}: from the repository: {e.Message}");
+                try
+                {
+                    await RestoreAsync(checkpoint, holder, ct).ConfigureAwait(false);
+                    return checkpoint with { Snapshot = holder.Snapshot, RestoredFrom = holder.Label };
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                {
+                    // That snapshot is gone or damaged, or the folder refuses it; another repository, an older good one, or the copy on disk, will do.
+                    _journal.Append(EventTypes.Error, _workload.Name, null, new { message = $"checkpoint {checkpoint.Path} could not be restored from {holder.Name}: {e.Message}" });
+                    failures?.Add($"{checkpoint.Path}: from {holder.Name}: {e.Message}");
+                }
             }
         }
         return null;
     }
 
-    /// <summary>Restores one protected checkpoint from the repository into its place, verified.</summary>
-    private async Task<CheckpointInfo> RestoreAsync(CheckpointInfo chosen, CancellationToken ct)
+    /// <summary>Restores one protected checkpoint from a repository that holds it into its place, verified.</summary>
+    private async Task RestoreAsync(CheckpointInfo chosen, Holder holder, CancellationToken ct)
     {
-        var repo = await _openRepository(ct).ConfigureAwait(false);
-        var snapshot = await repo.FindSnapshotAsync(chosen.Snapshot!, ct).ConfigureAwait(false);
+        var repo = await holder.Open(ct).ConfigureAwait(false);
+        var snapshot = await repo.FindSnapshotAsync(holder.Snapshot, ct).ConfigureAwait(false);
         string staging = Path.Combine(_spec.Directory, ".restore-" + Guid.NewGuid().ToString("N"));
         try
         {
@@ -504,7 +722,6 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                 Directory.Delete(staging, recursive: true);
             }
         }
-        return chosen;
     }
 
     /// <summary>
@@ -537,7 +754,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
     /// </summary>
     public Task SettleRemainingAsync(CancellationToken ct) => SettleAsync(_ => true, ct);
 
-    /// <summary>Waits for backups in flight.</summary>
+    /// <summary>Waits for backups in flight (not for copies: a rollback must not wait for an off-site upload).</summary>
     public async Task FlushAsync()
     {
         Task[] pending;
@@ -548,16 +765,29 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
         await Task.WhenAll(pending).ConfigureAwait(false);
     }
 
+    /// <summary>Waits for backups and then for the copies they started.</summary>
+    public async Task FlushCopiesAsync()
+    {
+        await FlushAsync().ConfigureAwait(false);
+        Task[] pending;
+        lock (_lock)
+        {
+            pending = [.. _copyPasses];
+        }
+        await Task.WhenAll(pending).ConfigureAwait(false);
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_timer is not null)
         {
             await _timer.DisposeAsync().ConfigureAwait(false);
         }
-        await FlushAsync().ConfigureAwait(false);
+        await FlushCopiesAsync().ConfigureAwait(false);
         await _stop.CancelAsync().ConfigureAwait(false);
         _stop.Dispose();
         _backupSlot.Dispose();
+        _copySlot.Dispose();
     }
 }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Kintsugi.Backup;
 using Kintsugi.Backup.Engine;
+using Kintsugi.Backup.Storage;
 using Kintsugi.Supervision.Policies;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
@@ -80,13 +81,17 @@ public static class ConfigLoader
         string journal = Path.Combine(baseDir, ".kintsugi", "journal.db");
         var strategy = Strategy.OneForOne;
         var workloads = new List<WorkloadSpec>();
+        var copies = new List<(CopySpec Spec, YamlNode Node)>();
         bool sawWorkloads = false;
-        foreach (var (key, value) in root.MappingWithExtensions("repository", "password-file", "key-file", "journal", "strategy", "workloads"))
+        foreach (var (key, value) in root.MappingWithExtensions("repository", "password-file", "key-file", "journal", "strategy", "copies", "workloads"))
         {
             switch (key)
             {
                 case "repository":
-                    repository = Path.GetFullPath(value.NonEmpty(), baseDir);
+                    repository = RepositoryLocation(value, baseDir);
+                    break;
+                case "copies":
+                    copies.AddRange(value.Sequence().Select(item => (ParseCopy(item, baseDir), item)));
                     break;
                 case "password-file":
                     passwordFile = Path.GetFullPath(value.NonEmpty(), baseDir);
@@ -123,6 +128,7 @@ public static class ConfigLoader
         {
             throw keyFileNode.Value.Error("this and 'password-file' each open the repository; keep one");
         }
+        CheckCopies(repository, copies);
         if (!sawWorkloads || workloads.Count == 0)
         {
             throw root.Error("no workloads: add a 'workloads' section with at least one workload");
@@ -139,10 +145,120 @@ public static class ConfigLoader
             PasswordFile = passwordFile,
             KeyFile = keyFile,
             Journal = journal,
+            Copies = [.. copies.Select(c => c.Spec)],
             Strategy = strategy,
             Workloads = workloads,
         };
     }
+
+    /// <summary>
+    /// A repository as written in the config: a remote URL (s3:…, azure:…) is kept as it is (it is no
+    /// path, so it is not made relative to the config's folder); a folder, or local:FOLDER, is made absolute.
+    /// </summary>
+    private static string RepositoryLocation(YamlNode node, string baseDir)
+    {
+        string value = node.NonEmpty().Trim();
+        if (value.StartsWith("s3:", StringComparison.Ordinal))
+        {
+            // s3:http(s)://host[:port]/bucket[/prefix]
+            return Uri.TryCreate(value["s3:".Length..], UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath.Trim('/').Length > 0
+                ? value
+                : throw node.Error($"'{value}' is not an S3 repository URL; write s3:https://HOST/BUCKET[/PREFIX] (e.g. s3:https://s3.amazonaws.com/bucket/checkpoints)");
+        }
+        if (value.StartsWith("azure:", StringComparison.Ordinal))
+        {
+            // azure:container:/prefix
+            string rest = value["azure:".Length..];
+            int colon = rest.IndexOf(':', StringComparison.Ordinal);
+            string container = colon < 0 ? rest : rest[..colon];
+            return container.Length > 0 && (colon < 0 || rest[(colon + 1)..].StartsWith('/'))
+                ? value
+                : throw node.Error($"'{value}' is not an Azure repository URL; write azure:CONTAINER:/PREFIX (e.g. azure:checkpoints:/job1)");
+        }
+        string path = value.StartsWith("local:", StringComparison.Ordinal) ? value["local:".Length..] : value;
+        return path.Length > 0 ? Path.GetFullPath(path, baseDir) : throw node.Error("local: needs a folder after it");
+    }
+
+    /// <summary>One item of 'copies': a repository URL or folder, or a mapping with 'repository' and its own credentials and upload limit.</summary>
+    private static CopySpec ParseCopy(YamlNode item, string baseDir)
+    {
+        if (item.IsEmpty)
+        {
+            throw item.Error("an empty copy; give a repository URL or folder (e.g. s3:https://HOST/BUCKET/PREFIX), or remove the item");
+        }
+        if (item.IsScalar)
+        {
+            return new CopySpec { Repository = RepositoryLocation(item, baseDir), At = item.Position };
+        }
+        if (!item.IsMapping)
+        {
+            throw item.Error("expected a repository URL or folder, or a mapping with 'repository'");
+        }
+        string? repository = null;
+        string? passwordFile = null;
+        string? keyFile = null;
+        YamlNode? keyFileNode = null;
+        long limit = 0;
+        foreach (var (key, value) in item.Mapping("repository", "password-file", "key-file", "limit-upload"))
+        {
+            switch (key)
+            {
+                case "repository":
+                    repository = RepositoryLocation(value, baseDir);
+                    break;
+                case "password-file":
+                    passwordFile = Path.GetFullPath(value.NonEmpty(), baseDir);
+                    break;
+                case "key-file":
+                    keyFile = Path.GetFullPath(value.NonEmpty(), baseDir);
+                    keyFileNode = value;
+                    break;
+                case "limit-upload":
+                    limit = ByteRate(value);
+                    break;
+            }
+        }
+        if (keyFileNode is not null && passwordFile is not null)
+        {
+            throw keyFileNode.Value.Error("this and 'password-file' each open the copy's repository; keep one");
+        }
+        return new CopySpec
+        {
+            Repository = repository ?? throw item.Error("a copy needs 'repository' (a URL such as s3:https://HOST/BUCKET/PREFIX, or a folder)"),
+            PasswordFile = passwordFile,
+            KeyFile = keyFile,
+            LimitUpload = limit,
+            At = item.Position,
+        };
+    }
+
+    /// <summary>Bytes per second: a whole number, optionally with K, M or G (powers of 1024), e.g. 50M.</summary>
+    private static long ByteRate(YamlNode node)
+    {
+        string s = node.Scalar.Trim();
+        long unit = s.Length > 0 ? char.ToUpperInvariant(s[^1]) switch { 'K' => 1L << 10, 'M' => 1L << 20, 'G' => 1L << 30, _ => 1 } : 1;
+        string digits = unit == 1 ? s : s[..^1];
+        return long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long n) && n > 0 && n <= long.MaxValue / unit
+            ? n * unit
+            : throw node.Error($"expected bytes per second, a positive whole number optionally with K, M or G (e.g. 50M), got '{s}'");
+    }
+
+    /// <summary>A copy must name a repository other than the main one and the other copies (a copy onto itself protects nothing).</summary>
+    private static void CheckCopies(string repository, List<(CopySpec Spec, YamlNode Node)> copies)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal) { SameRepositoryKey(repository) };
+        foreach (var (spec, node) in copies)
+        {
+            if (!seen.Add(SameRepositoryKey(spec.Repository)))
+            {
+                throw node.Error(SameRepositoryKey(spec.Repository) == SameRepositoryKey(repository)
+                    ? $"{spec.Repository} is the main 'repository' itself; a copy must go to another repository"
+                    : $"{spec.Repository} is listed twice in 'copies'; remove one");
+            }
+        }
+    }
+
+    private static string SameRepositoryKey(string repository) => StoreFactory.IsRemote(repository) ? repository.TrimEnd('/') : Path.TrimEndingDirectorySeparator(repository);
 
     /// <summary>A syntax error, at the best position known: YamlDotNet's own, else the open bracket, the indenting tab or the last event read.</summary>
     private static ConfigException NotYaml(string file, string text, TrackingParser parser, Mark? at, string message)

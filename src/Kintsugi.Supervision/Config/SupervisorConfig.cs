@@ -14,7 +14,7 @@ public sealed record SupervisorConfig
 {
     /// <summary>The file it was loaded from; relative paths in it are relative to its folder.</summary>
     public required string SourcePath { get; init; }
-    /// <summary>Repository for checkpoint backups (absolute).</summary>
+    /// <summary>Repository for checkpoint backups: an absolute folder, or a remote URL (s3:…, azure:…) as written.</summary>
     public required string Repository { get; init; }
     /// <summary>Password file of the repository (absolute), or null to take it from the environment.</summary>
     public string? PasswordFile { get; init; }
@@ -22,8 +22,25 @@ public sealed record SupervisorConfig
     public string? KeyFile { get; init; }
     /// <summary>The SQLite journal (absolute).</summary>
     public required string Journal { get; init; }
+    /// <summary>Further repositories each protected checkpoint is copied to, in order, after the primary one.</summary>
+    public IReadOnlyList<CopySpec> Copies { get; init; } = [];
     public Strategy Strategy { get; init; } = Strategy.OneForOne;
     public required IReadOnlyList<WorkloadSpec> Workloads { get; init; }
+}
+
+/// <summary>A repository that protected checkpoints are copied to (typically off-site), with its own credentials.</summary>
+public sealed record CopySpec
+{
+    /// <summary>An absolute folder, or a remote URL (s3:…, azure:…) as written.</summary>
+    public required string Repository { get; init; }
+    /// <summary>Password file of this repository (absolute), or null: the main repository's password (its file or the environment).</summary>
+    public string? PasswordFile { get; init; }
+    /// <summary>Key file of this repository (absolute), or null.</summary>
+    public string? KeyFile { get; init; }
+    /// <summary>Upload limit in bytes per second while copying to it, 0 for none.</summary>
+    public long LimitUpload { get; init; }
+    /// <summary>Where the item is written, "file:line:column"; null when not loaded from a file.</summary>
+    public string? At { get; init; }
 }
 
 /// <summary>One supervised program, run as <see cref="Replicas"/> copies.</summary>

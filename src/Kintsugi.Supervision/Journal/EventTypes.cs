@@ -45,7 +45,7 @@ public static class EventTypes
     /// <summary>A restart (after the backoff). Data: attempt (int), delay_s (double), adjustments (string[]: e.g. "env BATCH_SIZE 64 -> 32").</summary>
     public const string Restart = "action.restart";
 
-    /// <summary>A rollback. Data: checkpoint (string: path restored), snapshot (string: id), skip_steps (int), marked_bad (string[]).</summary>
+    /// <summary>A rollback. Data: checkpoint (string: path restored), snapshot (string: id, in the repository that served it), repository (string|null: the repository it was restored from, without secrets; null when resumed from the file on disk as it is), skip_steps (int), marked_bad (string[]).</summary>
     public const string Rollback = "action.rollback";
 
     /// <summary>A replica taken out and replaced. Data: old_pid (int|null).</summary>
@@ -60,8 +60,19 @@ public static class EventTypes
     /// <summary>A complete checkpoint appeared. Data: path (string), bytes (long), step (long|null).</summary>
     public const string CheckpointWritten = "checkpoint.written";
 
-    /// <summary>A checkpoint reached the repository. Data: path (string), bytes (long), snapshot (string), duration_s (double), checkpoint_time (string, ISO 8601: when the checkpoint was written).</summary>
+    /// <summary>A checkpoint reached the repository. Data: path (string), bytes (long), snapshot (string), duration_s (double), checkpoint_time (string, ISO 8601: when the checkpoint was written), repository (string: the main repository, without secrets).</summary>
     public const string CheckpointProtected = "checkpoint.protected";
+
+    /// <summary>
+    /// A protected checkpoint was copied to one of the config's 'copies'. Data: path (string),
+    /// repository (string: the copy, without secrets), snapshot (string: its id in the copy),
+    /// source_snapshot (string: its id in the main repository), bytes (long: uploaded to the copy),
+    /// duration_s (double), checkpoint_time (string, ISO 8601).
+    /// </summary>
+    public const string CheckpointCopied = "checkpoint.copied";
+
+    /// <summary>A copy of a protected checkpoint failed; it is tried again after the next checkpoint is protected. Data: path (string), repository (string), source_snapshot (string), message (string), duration_s (double).</summary>
+    public const string CheckpointCopyFailed = "checkpoint.copy-failed";
 
     /// <summary>A checkpoint was marked bad (newer than the fault a rollback recovers from). Data: path (string), snapshot (string|null: its snapshot, if it was protected).</summary>
     public const string CheckpointBad = "checkpoint.bad";

@@ -163,10 +163,14 @@ internal sealed class JournalFold(DateTimeOffset from, DateTimeOffset to)
             case EventTypes.CheckpointProtected:
                 w.Checkpoints = true;
                 w.Protected.Add(new WorkloadTimeline.ProtectedCheckpoint(_seq, e.GetTime("checkpoint_time") ?? e.Time, e.GetString("path")));
+                w.HeldIn.Add((w.Protected[^1], e.GetString("repository") ?? "repository", false));
                 if (inWindow)
                 {
                     w.ProtectedBytes += (long)(e.GetDouble("bytes") ?? 0);
                 }
+                break;
+            case EventTypes.CheckpointCopied:
+                w.HeldIn.Add((new WorkloadTimeline.ProtectedCheckpoint(_seq, e.GetTime("checkpoint_time") ?? e.Time, e.GetString("path")), e.GetString("repository") ?? "copy", true));
                 break;
             case EventTypes.CheckpointBad:
                 if (e.GetString("path") is { } bad)
@@ -223,6 +227,13 @@ internal sealed class JournalFold(DateTimeOffset from, DateTimeOffset to)
 
         var good = w.Protected.Where(p => !w.Bad.Any(b => b.Seq > p.Seq && b.Path == p.Path)).ToList();
         DateTimeOffset? newest = good.Count == 0 ? null : good.Max(p => p.CheckpointTime);
+        // Per repository, the newest good checkpoint it holds: the main one first, then the copies as they first appear.
+        var repositories = w.HeldIn.Where(h => !w.Bad.Any(b => b.Seq > h.Checkpoint.Seq && b.Path == h.Checkpoint.Path))
+            .GroupBy(h => (h.Repository, h.Copy))
+            .OrderBy(g => g.Key.Copy)
+            .Select(g => (g.Key, Newest: g.Max(h => h.Checkpoint.CheckpointTime)))
+            .Select(x => new RepositoryRpo(x.Key.Repository, x.Key.Copy ? "copy" : "primary", Math.Max(0, (to - x.Newest).TotalSeconds), x.Newest))
+            .ToList();
 
         var lost = Interval.Merge(w.FailureLog.Select(f => LostWork(w, good, f)));
         double lostSeconds = Interval.Seconds(Interval.Intersect(up, lost), from, to);
@@ -248,6 +259,7 @@ internal sealed class JournalFold(DateTimeOffset from, DateTimeOffset to)
             RtoMaxSeconds = recoveries.Count > 0 ? recoveries.Max() : null,
             RpoSeconds = newest is { } n ? Math.Max(0, (to - n).TotalSeconds) : null,
             LastProtectedCheckpoint = newest,
+            Repositories = repositories,
             LostSeconds = lostSeconds,
             ProductiveSeconds = productive,
             Ettr = w.Checkpoints && observedSeconds > 0 ? Math.Min(1, productive / observedSeconds) : null,

@@ -35,6 +35,8 @@ public sealed class PrometheusMetrics
     private readonly Gauge[] _gauges;
     private readonly Counter[] _counters;
     private readonly Gauge _state;
+    private readonly Gauge _repositoryRpo;
+    private readonly HashSet<(string Workload, string Repository, string Role)> _repositoryLabels = [];
     private readonly Gauge _running;
     private readonly Func<IReadOnlyList<WorkloadFigures>> _figures;
     private readonly Func<bool> _supervisorRunning;
@@ -52,6 +54,7 @@ public sealed class PrometheusMetrics
         _gauges = [.. GaugeFigures.Select(g => factory.CreateGauge(g.Name, g.Help, WorkloadLabel))];
         _counters = [.. CounterFigures.Select(c => factory.CreateCounter(c.Name, c.Help, WorkloadLabel))];
         _state = factory.CreateGauge("kintsugi_workload_state", "Current state of the workload: 1 for the state it is in, 0 for the others.", "workload", "state");
+        _repositoryRpo = factory.CreateGauge("kintsugi_repository_rpo_seconds", "Age of the newest good checkpoint a repository holds (role primary: the main repository; copy: one of the config's copies).", "workload", "repository", "role");
         _registry.AddBeforeCollectCallback(Refresh);
     }
 
@@ -84,6 +87,25 @@ public sealed class PrometheusMetrics
                 // A counter only goes up: the count since the supervisor started, which never shrinks.
                 _counters[i].WithLabels(f.Workload).IncTo(CounterFigures[i].Value(f));
             }
+        }
+        var seen = new HashSet<(string Workload, string Repository, string Role)>();
+        foreach (var f in figures)
+        {
+            foreach (var r in f.Repositories)
+            {
+                _repositoryRpo.WithLabels(f.Workload, r.Repository, r.Role).Set(r.RpoSeconds);
+                seen.Add((f.Workload, r.Repository, r.Role));
+            }
+        }
+        lock (_repositoryLabels)
+        {
+            // A repository no longer in the figures (its checkpoints all marked bad) loses its series.
+            foreach (var gone in _repositoryLabels.Except(seen).ToList())
+            {
+                _repositoryRpo.RemoveLabelled(gone.Workload, gone.Repository, gone.Role);
+            }
+            _repositoryLabels.Clear();
+            _repositoryLabels.UnionWith(seen);
         }
         foreach (var f in figures)
         {

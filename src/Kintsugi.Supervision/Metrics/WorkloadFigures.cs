@@ -2,6 +2,13 @@ using Kintsugi.Supervision.Journal;
 
 namespace Kintsugi.Supervision.Metrics;
 
+/// <summary>
+/// The RPO of one repository: the age at the window's end of the newest good checkpoint it holds
+/// (checkpoint.protected for the primary, checkpoint.copied for a copy). Repository is the label the
+/// journal gives it (its URL or folder, without secrets); Role is "primary" or "copy".
+/// </summary>
+public sealed record RepositoryRpo(string Repository, string Role, double RpoSeconds, DateTimeOffset LastCheckpoint);
+
 /// <summary>Where a workload stands, from the newest events (docs/METRICS.md, "State").</summary>
 public enum WorkloadState
 {
@@ -90,6 +97,9 @@ public sealed record WorkloadFigures
 
     /// <summary>checkpoint_time of the newest good protected checkpoint.</summary>
     public DateTimeOffset? LastProtectedCheckpoint { get; init; }
+
+    /// <summary>RPO per repository that holds good checkpoints of the workload: the main one (primary) and each copy.</summary>
+    public IReadOnlyList<RepositoryRpo> Repositories { get; init; } = [];
 
     /// <summary>Healthy time within the window whose work failures threw away.</summary>
     public double LostSeconds { get; init; }

@@ -30,6 +30,9 @@ internal sealed class WorkloadTimeline(string name, DateTimeOffset firstSeen)
 
     public List<ProtectedCheckpoint> Protected { get; } = [];
 
+    /// <summary>checkpoint.protected (role primary) and checkpoint.copied (role copy) events, with the repository of each.</summary>
+    public List<(ProtectedCheckpoint Checkpoint, string Repository, bool Copy)> HeldIn { get; } = [];
+
     /// <summary>checkpoint.written events: the checkpoints a restart may resume from.</summary>
     public List<WrittenCheckpoint> Written { get; } = [];
 
