@@ -27,7 +27,15 @@ public sealed class Repository
         Config = config;
         KeyId = keyId;
         Time = time;
+        // Remote metadata is cached per repository id (README, "Repositories"); a local folder needs no cache.
+        Cache = store.Capabilities.IsRemote && store.CacheDirectory is { Length: > 0 } root ? MetadataCache.Open(root, config.Id) : null;
     }
+
+    /// <summary>How many whole files (index, snapshots) are read at once: a local disk is busy with a few, a remote store waits on each request.</summary>
+    private int ReadParallelism => Store.Capabilities.IsRemote ? 16 : Environment.ProcessorCount;
+
+    /// <summary>The local cache of a remote repository's index, snapshot and tree files; null when not cached.</summary>
+    public MetadataCache? Cache { get; }
 
     public IBlobStore Store { get; }
 
@@ -226,8 +234,9 @@ public sealed class Repository
     public async Task<MasterIndex> LoadIndexAsync(Action<string, KintsugiException>? onError = null, CancellationToken ct = default)
     {
         var files = await Store.ListAsync(FileKind.Index, ct).ConfigureAwait(false);
+        Cache?.Retain("index", files.Select(f => f.Name).ToHashSet(StringComparer.Ordinal));
         var tables = new IndexEntryTable[files.Count];
-        await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Environment.ProcessorCount }, async (i, token) =>
+        await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = ReadParallelism }, async (i, token) =>
         {
             try
             {
@@ -259,7 +268,7 @@ public sealed class Repository
     private async Task<IndexEntryTable> LoadIndexTableAsync(string name, CancellationToken ct)
     {
         string what = $"index file {name[..Math.Min(8, name.Length)]}";
-        var data = await Store.GetAsync(FileKind.Index, name, ct).ConfigureAwait(false);
+        var data = await GetNamedByHashAsync(FileKind.Index, "index", name, ct).ConfigureAwait(false);
         if (BlobId.HashOf(data).ToString() != name)
         {
             throw KintsugiException.Corrupt(what, "its content does not match its name");
@@ -300,20 +309,57 @@ public sealed class Repository
         return name;
     }
 
+    /// <summary>
+    /// A file named by the hash of its bytes (index, snapshot): from the cache when a cached copy
+    /// still hashes to its name, else from the store (and then cached, if it hashes right).
+    /// </summary>
+    private async Task<byte[]> GetNamedByHashAsync(FileKind kind, string folder, string name, CancellationToken ct)
+    {
+        if (Cache?.Get(folder, name, d => BlobId.HashOf(d).ToString() == name) is { } cached)
+        {
+            return cached;
+        }
+        var data = await Store.GetAsync(kind, name, ct).ConfigureAwait(false);
+        if (Cache is not null && BlobId.HashOf(data).ToString() == name)
+        {
+            Cache.Put(folder, name, data);
+        }
+        return data;
+    }
+
     // ----- snapshots -----
 
     public async Task<IReadOnlyList<SnapshotRef>> LoadSnapshotsAsync(Action<string, KintsugiException>? onError = null, CancellationToken ct = default)
     {
-        var result = new List<SnapshotRef>();
-        foreach (var file in await Store.ListAsync(FileKind.Snapshot, ct).ConfigureAwait(false))
+        var files = await Store.ListAsync(FileKind.Snapshot, ct).ConfigureAwait(false);
+        Cache?.Retain("snapshots", files.Select(f => f.Name).ToHashSet(StringComparer.Ordinal));
+        // Several at a time: on a remote store each is a request.
+        var loaded = new (SnapshotRef? Snapshot, KintsugiException? Error)[files.Count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = ReadParallelism }, async (i, token) =>
         {
             try
             {
-                result.Add(await LoadSnapshotAsync(file.Name, ct).ConfigureAwait(false));
+                loaded[i] = (await LoadSnapshotAsync(files[i].Name, token).ConfigureAwait(false), null);
             }
-            catch (KintsugiException e) when (onError is not null)
+            catch (KintsugiException e)
             {
-                onError(file.Name, e);
+                loaded[i] = (null, e);
+            }
+        }).ConfigureAwait(false);
+        var result = new List<SnapshotRef>(files.Count);
+        for (int i = 0; i < files.Count; i++)
+        {
+            if (loaded[i].Error is { } e)
+            {
+                if (onError is null)
+                {
+                    throw e;
+                }
+                onError(files[i].Name, e);
+            }
+            else
+            {
+                result.Add(loaded[i].Snapshot!);
             }
         }
         result.Sort((a, b) => a.Snapshot.Time.CompareTo(b.Snapshot.Time));
@@ -323,7 +369,7 @@ public sealed class Repository
     public async Task<SnapshotRef> LoadSnapshotAsync(string name, CancellationToken ct = default)
     {
         string what = $"snapshot {name[..Math.Min(8, name.Length)]}";
-        var data = await Store.GetAsync(FileKind.Snapshot, name, ct).ConfigureAwait(false);
+        var data = await GetNamedByHashAsync(FileKind.Snapshot, "snapshots", name, ct).ConfigureAwait(false);
         var id = BlobId.HashOf(data);
         if (id.ToString() != name)
         {
@@ -408,6 +454,34 @@ public sealed class Repository
         return BlobSealer.Open(Key, entry, sealedBytes);
     }
 
+    /// <summary>A tree blob's plaintext: from the cache when the cached sealed bytes authenticate and match the id, else from its pack (then cached).</summary>
+    private async Task<byte[]> ReadTreeBlobAsync(IndexEntry entry, CancellationToken ct)
+    {
+        if (Cache is null)
+        {
+            return await ReadBlobAsync(entry, ct).ConfigureAwait(false);
+        }
+        string name = entry.Id.ToString();
+        byte[]? plain = null;
+        if (Cache.Get("trees", name, sealedBytes =>
+            {
+                plain = sealedBytes.Length == entry.StoredLength ? BlobSealer.Open(Key, entry, sealedBytes) : null;
+                return plain is not null;
+            }) is not null && plain is not null)
+        {
+            return plain;
+        }
+        if (entry.StoredLength > PackFormat.MaxBlobStoredLength || entry.RawLength > PackFormat.MaxBlobRawLength)
+        {
+            throw KintsugiException.Corrupt($"blob {entry.Id.Short}", "lengths out of range");
+        }
+        var sealedFromPack = new byte[entry.StoredLength];
+        await Store.ReadAtAsync(FileKind.Pack, entry.Pack.ToString(), entry.Offset, sealedFromPack, ct).ConfigureAwait(false);
+        var result = BlobSealer.Open(Key, entry, sealedFromPack);
+        Cache.Put("trees", name, sealedFromPack);
+        return result;
+    }
+
     public async Task<Tree> LoadTreeAsync(MasterIndex index, BlobId id, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(index);
@@ -416,7 +490,7 @@ public sealed class Repository
         {
             throw KintsugiException.Corrupt($"tree {id.Short}", "the blob is not a tree");
         }
-        var json = await ReadBlobAsync(entry, ct).ConfigureAwait(false);
+        var json = await ReadTreeBlobAsync(entry, ct).ConfigureAwait(false);
         try
         {
             var tree = JsonSerializer.Deserialize(json, FormatJson.Default.Tree) ?? throw new JsonException("null");

@@ -262,9 +262,26 @@ internal sealed class CliContext
                 UploadBytesPerSecond = up is null ? 0 : StoreSettings.ParseRate(up, "--limit-upload"),
                 DownloadBytesPerSecond = down is null ? 0 : StoreSettings.ParseRate(down, "--limit-download"),
                 CacheDirectory = Parse.GetValue(GlobalOptions.NoCache) ? null : DefaultCacheDirectory(),
+                StallTimeout = DurationFromEnvironment("KINTSUGI_STALL_TIMEOUT") ?? new StoreOptions().StallTimeout,
+                RetryBudget = DurationFromEnvironment("KINTSUGI_RETRY_BUDGET") ?? new StoreOptions().RetryBudget,
                 Time = Time,
             };
         }
+    }
+
+    /// <summary>A duration from the environment (KINTSUGI_STALL_TIMEOUT, KINTSUGI_RETRY_BUDGET: how long a remote request may move no byte, and how long failures are retried); null when unset.</summary>
+    private static TimeSpan? DurationFromEnvironment(string variable)
+    {
+        string? text = Environment.GetEnvironmentVariable(variable);
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+        if (!Supervision.Config.DurationSyntax.TryParse(text, out var value) || value <= TimeSpan.Zero)
+        {
+            throw new UsageException($"{variable}={text}: give a positive duration such as {Supervision.Config.DurationSyntax.Example}");
+        }
+        return value;
     }
 
     /// <summary>$XDG_CACHE_HOME/kintsugi (when it is an absolute path, as the XDG spec asks), else ~/.cache/kintsugi.</summary>

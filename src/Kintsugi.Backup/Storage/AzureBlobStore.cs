@@ -86,6 +86,8 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
 
     public StoreCapabilities Capabilities => StoreCapabilities.Remote;
 
+    public string? CacheDirectory => _options.CacheDirectory;
+
     public StoreStatistics Statistics { get; }
 
     /// <summary>Files up to this size are one Put Blob; bigger ones are staged in blocks and committed with one block list.</summary>
@@ -218,8 +220,14 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
         }, cancellationToken).ConfigureAwait(false);
     }
 
-    public Task PutAsync(FileKind kind, string name, ReadOnlyMemory<byte> data, bool overwrite = false, CancellationToken cancellationToken = default) =>
-        UploadAsync(_location.ObjectName(kind, name), new UploadSource(data), overwrite, cancellationToken);
+    public Task PutAsync(FileKind kind, string name, ReadOnlyMemory<byte> data, bool overwrite = false, CancellationToken cancellationToken = default)
+    {
+        if (overwrite)
+        {
+            _windows.Forget(name);
+        }
+        return UploadAsync(_location.ObjectName(kind, name), new UploadSource(data), overwrite, cancellationToken);
+    }
 
     public IPendingFile CreatePending(FileKind kind) => new PendingUpload(this, kind);
 
@@ -249,7 +257,47 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
         }, cancellationToken);
     }
 
-    public async ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    /// <summary>A pack's blobs, read one by one, are fetched a window at a time (<see cref="Storage.ReadWindows"/>).</summary>
+    private readonly ReadWindows _windows = new(ReadWindows.RemoteWindowSize, ReadWindows.RemoteMaxWindows);
+
+    public ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+        kind == FileKind.Pack && buffer.Length > 0
+            ? _windows.ReadAsync(name, offset, buffer, (o, n, ct) => FetchAsync(kind, name, o, n, ct), (o, b, ct) => ReadExactAsync(kind, name, o, b, ct), cancellationToken)
+            : ReadExactAsync(kind, name, offset, buffer, cancellationToken);
+
+    /// <summary>Up to <paramref name="length"/> bytes at <paramref name="offset"/> (fewer at the end of the blob, none past it).</summary>
+    private Task<byte[]> FetchAsync(FileKind kind, string name, long offset, int length, CancellationToken cancellationToken)
+    {
+        string objectName = _location.ObjectName(kind, name);
+        var blob = _container.GetBlobClient(objectName);
+        return RunAsync(RequestKind.GetRange, objectName, async dog =>
+        {
+            try
+            {
+                var response = await blob.DownloadStreamingAsync(new BlobDownloadOptions { Range = new HttpRange(offset, length) }, dog.Token).ConfigureAwait(false);
+                using var result = response.Value;
+                long n = result.Details.ContentLength;
+                if (n < 0 || n > length)
+                {
+                    // The range was ignored: the exact read that follows says what is wrong.
+                    return Array.Empty<byte>();
+                }
+                var data = new byte[n];
+                await ReadBodyAsync(result.Content, data, dog).ConfigureAwait(false);
+                return data;
+            }
+            catch (RequestFailedException e) when (e.Status == 404 && e.ErrorCode != BlobErrorCode.ContainerNotFound)
+            {
+                throw Missing(objectName, e);
+            }
+            catch (RequestFailedException e) when (e.Status == 416)
+            {
+                return [];
+            }
+        }, cancellationToken);
+    }
+
+    private async ValueTask ReadExactAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         string objectName = _location.ObjectName(kind, name);
@@ -343,6 +391,7 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
     public Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
     {
         string objectName = _location.ObjectName(kind, name);
+        _windows.Forget(name);
         var blob = _container.GetBlobClient(objectName);
         return RunAsync(RequestKind.Delete, objectName, async dog =>
         {
@@ -698,6 +747,10 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
     /// <summary>Transient (retry, perhaps after the delay the service asked for) or permanent; a cancellation the caller asked for is never retried.</summary>
     internal static FailureClass Classify(Exception e, CancellationToken caller)
     {
+        if (RemoteRequests.IsUnknownHost(e))
+        {
+            return FailureClass.Permanent;
+        }
         switch (e)
         {
             case KintsugiException:

@@ -31,6 +31,9 @@ public interface IBlobStore
 
     StoreCapabilities Capabilities => StoreCapabilities.Local;
 
+    /// <summary>Where this store's metadata may be cached (remote stores: <see cref="StoreOptions.CacheDirectory"/>); null: not cached.</summary>
+    string? CacheDirectory => null;
+
     /// <summary>Requests made and bytes moved so far (all zero for a local folder).</summary>
     StoreStatistics Statistics => StoreStatistics.None;
 

@@ -21,6 +21,11 @@ public sealed class ReadWindows
         MaxWindows = maxWindows;
     }
 
+    /// <summary>What remote stores use: 8 MiB windows (half a pack), at most 8 held (64 MiB).</summary>
+    public const int RemoteWindowSize = 8 << 20;
+
+    public const int RemoteMaxWindows = 8;
+
     public int WindowSize { get; }
 
     public int MaxWindows { get; }

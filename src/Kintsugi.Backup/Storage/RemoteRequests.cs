@@ -108,4 +108,20 @@ public sealed class RemoteRequests : IDisposable
         }, cancellationToken);
 
     public void Dispose() => _connections.Dispose();
+
+    /// <summary>
+    /// Whether the failure is a host name that does not resolve (a mistyped endpoint or storage
+    /// account): permanent, not worth the retry budget.
+    /// </summary>
+    public static bool IsUnknownHost(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+        {
+            if (x is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.HostNotFound })
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 }

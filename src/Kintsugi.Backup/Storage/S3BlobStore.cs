@@ -90,6 +90,8 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
 
     public StoreCapabilities Capabilities => StoreCapabilities.Remote;
 
+    public string? CacheDirectory => _options.CacheDirectory;
+
     public StoreStatistics Statistics { get; }
 
     private static AWSCredentials Credentials(S3Location location, Func<string, string?> environment)
@@ -178,6 +180,10 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
     public async Task PutAsync(FileKind kind, string name, ReadOnlyMemory<byte> data, bool overwrite = false, CancellationToken cancellationToken = default)
     {
         string key = Key(kind, name);
+        if (overwrite)
+        {
+            _windows.Forget(name);
+        }
         if (!overwrite && await HeadAsync(key, cancellationToken).ConfigureAwait(false) is not null)
         {
             return;
@@ -248,7 +254,45 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
         }, cancellationToken);
     }
 
-    public async ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    /// <summary>A pack's blobs, read one by one, are fetched a window at a time (<see cref="Storage.ReadWindows"/>).</summary>
+    private readonly ReadWindows _windows = new(ReadWindows.RemoteWindowSize, ReadWindows.RemoteMaxWindows);
+
+    public ValueTask ReadAtAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+        kind == FileKind.Pack && buffer.Length > 0
+            ? _windows.ReadAsync(name, offset, buffer, (o, n, ct) => FetchAsync(kind, name, o, n, ct), (o, b, ct) => ReadExactAsync(kind, name, o, b, ct), cancellationToken)
+            : ReadExactAsync(kind, name, offset, buffer, cancellationToken);
+
+    /// <summary>Up to <paramref name="length"/> bytes at <paramref name="offset"/> (fewer at the end of the object, none past it).</summary>
+    private Task<byte[]> FetchAsync(FileKind kind, string name, long offset, int length, CancellationToken cancellationToken)
+    {
+        string key = Key(kind, name);
+        return Run(RequestKind.GetRange, $"reading {key}", async (ct, watchdog) =>
+        {
+            var request = new GetObjectRequest { BucketName = _location.Bucket, Key = key, ByteRange = new ByteRange(offset, offset + length - 1) };
+            GetObjectResponse response;
+            try
+            {
+                response = await GetObject(request, kind, name, ct).ConfigureAwait(false);
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
+            {
+                return [];
+            }
+            using (response)
+            {
+                if (response.ContentLength < 0 || response.ContentLength > length)
+                {
+                    // The range was ignored: the exact read that follows says what is wrong.
+                    return [];
+                }
+                var data = new byte[response.ContentLength];
+                await ReadBodyAsync(response.ResponseStream, data, key, watchdog, ct).ConfigureAwait(false);
+                return data;
+            }
+        }, cancellationToken);
+    }
+
+    private async ValueTask ReadExactAsync(FileKind kind, string name, long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         string key = Key(kind, name);
@@ -389,6 +433,7 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
     public async Task DeleteAsync(FileKind kind, string name, CancellationToken cancellationToken = default)
     {
         string key = Key(kind, name);
+        _windows.Forget(name);
         await Run(RequestKind.Delete, $"deleting {key}", async (ct, _) =>
         {
             try
@@ -440,7 +485,7 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
     /// <summary>Transient (retried within the budget) or permanent; a cancellation the caller asked for is never retried.</summary>
     internal static FailureClass Classify(Exception e, CancellationToken caller)
     {
-        if (caller.IsCancellationRequested || e is KintsugiException)
+        if (caller.IsCancellationRequested || e is KintsugiException || RemoteRequests.IsUnknownHost(e))
         {
             return FailureClass.Permanent;
         }

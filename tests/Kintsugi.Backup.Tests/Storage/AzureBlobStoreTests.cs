@@ -525,7 +525,7 @@ public sealed class AzureBlobStoreTests(AzuriteFixture fixture, ITestOutputHelpe
         var rng = new Random(TestSeed.Get(output));
         string prefix = NewPrefix();
         var stall = new StallFirstBody();
-        using var store = new AzureBlobStore(AzureBlobLocation.Parse($"azure:{AzuriteFixture.Container}:/{prefix}"), Options() with { StallTimeout = TimeSpan.FromMilliseconds(300), RetryBudget = TimeSpan.FromMinutes(1) }, o => o.AddPolicy(stall, HttpPipelinePosition.PerRetry));
+        using var store = new AzureBlobStore(AzureBlobLocation.Parse($"azure:{AzuriteFixture.Container}:/{prefix}"), Options() with { StallTimeout = TimeSpan.FromSeconds(2), RetryBudget = TimeSpan.FromMinutes(1) }, o => o.AddPolicy(stall, HttpPipelinePosition.PerRetry));
         var data = Files.RandomBytes(rng, 100_000);
         string name = Hex(rng);
         await store.PutAsync(FileKind.Pack, name, data);

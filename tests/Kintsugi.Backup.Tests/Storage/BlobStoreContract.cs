@@ -302,3 +302,9 @@ public sealed class S3BlobStoreContractTests(S3rverFixture fixture) : BlobStoreC
     protected override Task<IBlobStore> CreateStoreAsync() =>
         Task.FromResult<IBlobStore>(StoreFactory.Open(fixture.Server.Url("c" + Guid.NewGuid().ToString("N")[..12]), new StoreOptions { Environment = fixture.Server.Environment, RetryBudget = TimeSpan.FromSeconds(20) }));
 }
+
+public sealed class AzureBlobStoreContractTests(AzuriteFixture fixture) : BlobStoreContract, IClassFixture<AzuriteFixture>
+{
+    protected override Task<IBlobStore> CreateStoreAsync() =>
+        Task.FromResult<IBlobStore>(StoreFactory.Open($"azure:{AzuriteFixture.Container}:/c{Guid.NewGuid().ToString("N")[..12]}", new StoreOptions { Environment = fixture.Server.Environment(), RetryBudget = TimeSpan.FromSeconds(20) }));
+}

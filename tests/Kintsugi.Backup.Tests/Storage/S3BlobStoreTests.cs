@@ -206,7 +206,7 @@ public sealed class S3BlobStoreTests(S3rverFixture fixture) : IClassFixture<S3rv
         using var faults = new FaultHandler((_, _) => null, stall: () => Interlocked.Increment(ref stalls) == 1);
         using var store = Store(handler: faults, options: new StoreOptions
         {
-            StallTimeout = TimeSpan.FromMilliseconds(500),
+            StallTimeout = TimeSpan.FromSeconds(2),
             RetryBaseDelay = TimeSpan.FromMilliseconds(10),
         });
 
