@@ -20,6 +20,13 @@ public sealed class CopyTests(ITestOutputHelper output) : IDisposable
     private Task<Repository> InitDestinationAsync(Repository source, IBlobStore? store = null) =>
         Repository.InitAsync(store ?? new LocalBlobStore(DestinationPath), "another password", Sandbox.Kdf, null, Sandbox.Host, "tester", TimeProvider.System, settingsFrom: source);
 
+    /// <summary>A destination with its own keys and chunking, as plain `kintsugi init` makes it: its blob ids differ from the source's.</summary>
+    private Task<Repository> InitUnrelatedAsync(IBlobStore? store = null) =>
+        Repository.InitAsync(store ?? new LocalBlobStore(DestinationPath), "another password", Sandbox.Kdf, Sandbox.SmallChunks, Sandbox.Host, "tester", TimeProvider.System);
+
+    private Task<Repository> InitDestinationAsync(Repository source, bool sharedIds) =>
+        sharedIds ? InitDestinationAsync(source) : InitUnrelatedAsync();
+
     private static Task<CopyResult> CopyAsync(Repository source, Repository destination, IReadOnlyList<SnapshotRef> snapshots, IProgress<CopyProgress>? progress = null, CancellationToken ct = default) =>
         new CopyEngine(source, destination).RunAsync(new CopyRequest { Snapshots = snapshots, Host = Sandbox.Host }, progress, ct);
 
@@ -138,14 +145,16 @@ public sealed class CopyTests(ITestOutputHelper output) : IDisposable
         await AssertCheckPassesAsync(destination);
     }
 
-    [Fact]
-    public async Task An_interrupted_copy_writes_no_snapshot_and_the_next_run_reuses_what_it_stored()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task An_interrupted_copy_writes_no_snapshot_and_the_next_run_reuses_what_it_stored(bool sharedIds)
     {
         var rng = new Random(TestSeed.Get(output));
         var source = await _box.InitAsync();
         WriteFiles(rng, "a", 12, 700_000);
         var snapshot = (await Sandbox.BackupAsync(source, _box.Source)).Snapshot;
-        var destination = await InitDestinationAsync(source);
+        var destination = await InitDestinationAsync(source, sharedIds);
 
         using var cancel = new CancellationTokenSource();
         long toCopy = 0;
@@ -163,22 +172,26 @@ public sealed class CopyTests(ITestOutputHelper output) : IDisposable
         output.WriteLine($"interrupted after indexing {indexed} of {toCopy} blobs");
         Assert.True(indexed > 0, "the packs stored before the interruption are indexed");
 
+        // Where ids differ the resumed copy re-reads every blob to learn its new id, but stores only what is not indexed.
         var resumed = await CopyAsync(source, destination, [snapshot]);
         Assert.Equal(1, resumed.SnapshotsCopied);
+        Assert.Equal(sharedIds, resumed.IdsShared);
         Assert.Equal(toCopy - indexed, resumed.BlobsCopied);
         await AssertRestoresAsync(destination, (await destination.LoadSnapshotsAsync()).Single(), "resumed");
         await AssertCheckPassesAsync(destination);
     }
 
-    [Fact]
-    public async Task The_snapshot_is_written_after_every_pack_and_index_file_it_needs()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task The_snapshot_is_written_after_every_pack_and_index_file_it_needs(bool sharedIds)
     {
         var rng = new Random(TestSeed.Get(output));
         var source = await _box.InitAsync();
         WriteFiles(rng, "a", 8, 500_000);
         await Sandbox.BackupAsync(source, _box.Source);
         var recording = new RecordingStore(new LocalBlobStore(DestinationPath));
-        var destination = await InitDestinationAsync(source, recording);
+        var destination = sharedIds ? await InitDestinationAsync(source, recording) : await InitUnrelatedAsync(recording);
         recording.Writes.Clear();
 
         await CopyAsync(source, destination, await source.LoadSnapshotsAsync());
@@ -211,20 +224,104 @@ public sealed class CopyTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public async Task A_destination_with_other_blob_ids_or_the_source_itself_is_refused()
+    public async Task The_source_itself_is_refused()
     {
         var source = await _box.InitAsync();
         Files.Write(Path.Combine(_box.Source, "x"), [1, 2, 3]);
         await Sandbox.BackupAsync(source, _box.Source);
-        var unrelated = await Repository.InitAsync(new LocalBlobStore(DestinationPath), "x", Sandbox.Kdf, null, Sandbox.Host, "tester", TimeProvider.System);
         var snapshots = await source.LoadSnapshotsAsync();
 
-        var e = await Assert.ThrowsAsync<KintsugiException>(() => CopyAsync(source, unrelated, snapshots));
-        Assert.Contains("--copy-settings-from", e.Message, StringComparison.Ordinal);
         var sameAgain = await _box.OpenAsync();
-        e = await Assert.ThrowsAsync<KintsugiException>(() => CopyAsync(source, sameAgain, snapshots));
+        var e = await Assert.ThrowsAsync<KintsugiException>(() => CopyAsync(source, sameAgain, snapshots));
         Assert.Contains("same repository", e.Message, StringComparison.Ordinal);
-        Assert.Empty(await unrelated.LoadSnapshotsAsync());
+        Assert.Single(await source.LoadSnapshotsAsync());
+    }
+
+    [Fact]
+    public async Task Copying_into_a_repository_with_other_blob_ids_re_identifies_every_blob_and_restores_each_snapshot_bit_exact()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        var source = await _box.InitAsync();
+        string model = Path.Combine(_box.Source, "model.safetensors");
+        var embedding = Fp32(rng, 12288 * 64);
+        var versions = new List<byte[]>();
+        for (int v = 0; v < 3; v++)
+        {
+            WriteFiles(rng, $"v{v}", 2, 200_000);
+            for (int k = 0; k < 200; k++)
+            {
+                Fp32(rng, 64).CopyTo(embedding, rng.Next(12288) * 256);
+            }
+            WriteSafetensors(model, "embedding.weight", [12288, 64], embedding);
+            versions.Add(File.ReadAllBytes(model));
+            await Sandbox.BackupAsync(source, _box.Source);
+        }
+        var snapshots = await source.LoadSnapshotsAsync();
+        var sourceIndex = await source.LoadIndexAsync();
+        Assert.Contains(sourceIndex.Entries, e => e.IsDelta);
+        var destination = await InitUnrelatedAsync();
+        Assert.False(CopyEngine.SharesIds(source, destination));
+
+        var copied = await CopyAsync(source, destination, snapshots);
+        Assert.False(copied.IdsShared);
+        Assert.Equal(3, copied.SnapshotsCopied);
+        var copies = await destination.LoadSnapshotsAsync();
+        Assert.Equal(snapshots.Select(s => s.Id.ToString()), copies.Select(c => c.Snapshot.Original!));
+        Assert.Equal(snapshots.Select(s => s.Snapshot.Paths), copies.Select(c => c.Snapshot.Paths));
+        var destinationIndex = await destination.LoadIndexAsync();
+        Assert.All(copies, c => Assert.False(sourceIndex.Contains(BlobId.Parse(c.Snapshot.Tree)), "the copy's tree has a new id"));
+        // Every source blob the snapshots reach has exactly one counterpart, and none is a delta.
+        var reached = new HashSet<BlobId>();
+        foreach (var s in snapshots)
+        {
+            reached.UnionWith(await RepoFacts.BlobsOfAsync(source, s));
+        }
+        Assert.Equal(reached.Count, destinationIndex.Count);
+        Assert.Equal(reached.Count, copied.BlobsCopied);
+        Assert.DoesNotContain(destinationIndex.Entries, e => e.IsDelta);
+        Assert.Equal(sourceIndex.Entries.Count(e => e.Kind is BlobKind.TensorPiece or BlobKind.Delta), destinationIndex.Entries.Count(e => e.Kind == BlobKind.TensorPiece));
+        Assert.DoesNotContain(destinationIndex.Entries, e => sourceIndex.Contains(e.Id));
+
+        for (int v = 0; v < 3; v++)
+        {
+            var (target, result) = await _box.RestoreAsync(destination, copies[v], $"v{v}");
+            Assert.Empty(result.Issues);
+            Assert.True(versions[v].AsSpan().SequenceEqual(File.ReadAllBytes(Sandbox.Restored(target, model))), $"checkpoint {v} restores bit-exact from the copy");
+        }
+        await AssertRestoresAsync(destination, copies[^1], "latest");
+        await AssertCheckPassesAsync(destination);
+
+        var again = await CopyAsync(source, destination, snapshots);
+        Assert.Equal((0, 3, 0L, 0L), (again.SnapshotsCopied, again.SnapshotsSkipped, again.BlobsCopied, again.BytesCopied));
+        Assert.Equal(copies.Select(c => c.Id), again.Snapshots.Select(s => s.Destination));
+        // A copy of the copy, back into the source, is recognised by its first id.
+        Assert.Equal(0, (await CopyAsync(destination, source, copies)).SnapshotsCopied);
+        Assert.Equal(3, (await source.LoadSnapshotsAsync()).Count);
+    }
+
+    [Fact]
+    public async Task Snapshots_sharing_files_share_their_re_identified_blobs_and_a_later_copy_moves_only_what_is_new()
+    {
+        var rng = new Random(TestSeed.Get(output));
+        var source = await _box.InitAsync();
+        WriteFiles(rng, "a", 4, 300_000);
+        var first = (await Sandbox.BackupAsync(source, _box.Source)).Snapshot;
+        Files.Write(Path.Combine(_box.Source, "b", "copy-of-a0.bin"), File.ReadAllBytes(Path.Combine(_box.Source, "a", "f0.bin")));
+        var second = await Sandbox.BackupAsync(source, _box.Source);
+        var destination = await InitUnrelatedAsync();
+
+        var one = await CopyAsync(source, destination, [first]);
+        Assert.Equal(1, one.SnapshotsCopied);
+        Assert.Equal((await RepoFacts.BlobsOfAsync(source, first)).Count, one.BlobsCopied);
+        var two = await CopyAsync(source, destination, await source.LoadSnapshotsAsync());
+        Assert.Equal((1, 1), (two.SnapshotsCopied, two.SnapshotsSkipped));
+        // The duplicate file added no content in the source; its copy adds none either: only the changed folder listings move.
+        Assert.Equal(second.Snapshot.Snapshot.Summary!.BlobsAdded, two.BlobsCopied);
+        Assert.Equal(
+            (await source.LoadIndexAsync()).Entries.Count(e => e.Kind != BlobKind.Tree),
+            (await destination.LoadIndexAsync()).Entries.Count(e => e.Kind != BlobKind.Tree));
+        await AssertRestoresAsync(destination, (await destination.LoadSnapshotsAsync())[^1], "second");
+        await AssertCheckPassesAsync(destination);
     }
 
     private static byte[] Fp32(Random rng, int count)

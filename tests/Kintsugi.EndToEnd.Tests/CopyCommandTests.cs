@@ -30,9 +30,10 @@ public sealed class CopyCommandTests
         var sourceIds = (await ws.SnapshotsAsync()).Select(s => s.GetProperty("id").GetString()).ToList();
 
         var copy = (await ws.RunAsync("--repo", destination, "--password-file", password, "copy", "--from-repo", ws.Repo, "--from-password-file", ws.PasswordFile, "--all")).ShouldSucceed();
-        Assert.Equal(3, copy.StdOutLines.Count);
+        Assert.Equal(4, copy.StdOutLines.Count);
         Assert.All(sourceIds, id => copy.StdOutShouldContain($"snapshot {id![..8]} of "));
         copy.StdOutShouldContain("copied 2 snapshots");
+        Assert.Equal("ids shared: blobs moved as stored", copy.StdOutLines[^1]);
 
         var copies = (await ws.RunAsync("--repo", destination, "--password-file", password, "snapshots", "--json")).ShouldSucceed().Json().EnumerateArray().ToList();
         Assert.Equal(sourceIds, copies.Select(s => s.GetProperty("original").GetString()).ToList());
@@ -60,6 +61,8 @@ public sealed class CopyCommandTests
         Assert.Equal(0, json.GetProperty("snapshots_skipped").GetInt32());
         Assert.True(json.GetProperty("blobs_copied").GetInt64() > 0);
         Assert.True(json.GetProperty("bytes_copied").GetInt64() > 600_000);
+        Assert.True(json.GetProperty("ids_shared").GetBoolean());
+        Assert.Equal("moved-as-stored", json.GetProperty("mode").GetString());
         var snapshot = Assert.Single(json.GetProperty("snapshots").EnumerateArray().ToList());
         Assert.Equal(first, snapshot.GetProperty("id").GetString());
         Assert.False(snapshot.GetProperty("skipped").GetBoolean());
@@ -90,11 +93,33 @@ public sealed class CopyCommandTests
         Assert.Contains("wrong password", line, StringComparison.Ordinal);
         Assert.Contains("source repository", line, StringComparison.Ordinal);
         Assert.Contains("--from-password-file", line, StringComparison.Ordinal);
+        Assert.Empty((await ws.RunAsync("--repo", destination, "--password-file", password, "snapshots", "--json")).ShouldSucceed().Json().EnumerateArray());
+    }
 
-        // A destination made without --copy-settings-from names blobs otherwise: refused, naming the fix.
+    [Fact]
+    public async Task Copy_into_a_repository_with_other_blob_ids_re_identifies_the_blobs_says_so_and_restores_bit_exact()
+    {
+        using var ws = new Workspace();
+        var (src, _, password) = await TwoRepositoriesAsync(ws);
         string unrelated = ws.PathOf("unrelated");
         (await ws.RunAsync(["--repo", unrelated, "--password-file", password, "init", .. Workspace.CheapKdf])).ShouldSucceed();
-        Assert.Contains("--copy-settings-from", (await ws.RunAsync("--repo", unrelated, "--password-file", password, "copy", "--from-repo", ws.Repo, "--from-password-file", ws.PasswordFile, "--all")).ShouldFailCleanly(1), StringComparison.Ordinal);
-        Assert.Empty((await ws.RunAsync("--repo", destination, "--password-file", password, "snapshots", "--json")).ShouldSucceed().Json().EnumerateArray());
+        string[] dst = ["--repo", unrelated, "--password-file", password];
+
+        var copy = (await ws.RunAsync([.. dst, "copy", "--from-repo", ws.Repo, "--from-password-file", ws.PasswordFile, "--all"])).ShouldSucceed();
+        copy.StdOutShouldContain("copied 2 snapshots");
+        Assert.StartsWith("ids differ: blobs re-identified", copy.StdOutLines[^1], StringComparison.Ordinal);
+        Assert.Contains($"kintsugi init --copy-settings-from {ws.Repo}", copy.StdOutLines[^1], StringComparison.Ordinal);
+
+        string target = ws.PathOf("restored");
+        (await ws.RunAsync([.. dst, "restore", "latest", "--target", target])).ShouldSucceed();
+        FileTree.AssertSameTree(src, target + src);
+        (await ws.RunAsync([.. dst, "check", "--read-data"])).ShouldSucceed();
+
+        var again = (await ws.RunAsync([.. dst, "copy", "--from-repo", ws.Repo, "--from-password-file", ws.PasswordFile, "--all", "--json"])).ShouldSucceed().Json();
+        Assert.Equal((0, 2), (again.GetProperty("snapshots_copied").GetInt32(), again.GetProperty("snapshots_skipped").GetInt32()));
+        Assert.Equal(0, again.GetProperty("blobs_copied").GetInt64());
+        Assert.False(again.GetProperty("ids_shared").GetBoolean());
+        Assert.Equal("re-identified", again.GetProperty("mode").GetString());
+        Assert.Equal(2, (await ws.RunAsync([.. dst, "snapshots", "--json"])).ShouldSucceed().Json().GetArrayLength());
     }
 }

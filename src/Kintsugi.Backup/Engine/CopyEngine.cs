@@ -16,11 +16,19 @@ public sealed record CopyRequest
 /// <summary>One selected snapshot: its copy in the destination, new or found there already.</summary>
 public sealed record CopiedSnapshot(SnapshotRef Source, BlobId Destination, bool Skipped);
 
-/// <summary>How far a copy is: blobs and their sealed bytes written to the destination so far, of those it lacks.</summary>
+/// <summary>
+/// How far a copy is. Where the repositories share ids: blobs and their sealed bytes written to the
+/// destination so far, of those it lacks. Where ids differ, whether the destination lacks a content
+/// blob is known only once its plaintext is read and hashed, so the counts are of blobs processed
+/// (read, and stored where lacking) and their raw bytes, of all the copied snapshots reach.
+/// </summary>
 public readonly record struct CopyProgress(long BlobsCopied, long BlobsToCopy, long BytesCopied, long BytesToCopy);
 
-/// <summary>What a copy did.</summary>
-public sealed record CopyResult(IReadOnlyList<CopiedSnapshot> Snapshots, long BlobsCopied, long BytesCopied, long PacksWritten, IReadOnlyList<string> Warnings)
+/// <summary>
+/// What a copy did: blobs and sealed bytes written to the destination, and whether the two
+/// repositories share blob ids (blobs moved as stored) or not (blobs re-identified).
+/// </summary>
+public sealed record CopyResult(IReadOnlyList<CopiedSnapshot> Snapshots, long BlobsCopied, long BytesCopied, long PacksWritten, IReadOnlyList<string> Warnings, bool IdsShared)
 {
     public int SnapshotsCopied => Snapshots.Count(s => !s.Skipped);
 
@@ -29,14 +37,19 @@ public sealed record CopyResult(IReadOnlyList<CopiedSnapshot> Snapshots, long Bl
 
 /// <summary>
 /// Copies snapshots, with every blob they need, from one repository to another, moving only the
-/// blobs the destination lacks. Blob ids are keyed (docs/FORMAT.md §3.3), so the destination must
-/// share the source's id key (<c>kintsugi init --copy-settings-from</c>): then ids, trees and delta
-/// bases mean the same in both and nothing is rewritten; each blob is opened with the source's
-/// encryption key and sealed again with the destination's, its encoding kept as stored.
+/// blobs the destination lacks. Blob ids are keyed (docs/FORMAT.md §3.3), so there are two ways:
+/// <list type="bullet">
+/// <item>The destination shares the source's id key (<c>kintsugi init --copy-settings-from</c>): ids,
+/// trees and delta bases mean the same in both and nothing is rewritten; each blob is opened with
+/// the source's encryption key and sealed again with the destination's, its encoding kept as stored.</item>
+/// <item>The id keys differ: every blob is re-identified (see CopyEngine.Translation.cs). Content is
+/// read as plaintext, named by the destination's key and stored whole where lacking; trees are
+/// rewritten with the new ids, bottom-up, and the snapshot names its new tree.</item>
+/// </list>
 /// The write order is the crash-safety argument: packs, then the index naming them (every few
 /// packs, so a killed copy leaves work the next run reuses), then the snapshots, last.
 /// </summary>
-public sealed class CopyEngine
+public sealed partial class CopyEngine
 {
     /// <summary>Index entries are saved after this many packs, so an interrupted copy keeps what it moved.</summary>
     internal const int PacksPerIndexFile = 4;
@@ -70,10 +83,7 @@ public sealed class CopyEngine
         {
             throw new KintsugiException(ErrorKind.InvalidInput, $"{_source.Store.Location} and {_destination.Store.Location} are the same repository; copy to another one");
         }
-        if (!SharesIds(_source, _destination))
-        {
-            throw new KintsugiException(ErrorKind.InvalidInput, $"the repository at {_destination.Store.Location} does not share blob ids with {_source.Store.Location}; create the destination with `kintsugi init --copy-settings-from {_source.Store.Location}`");
-        }
+        bool idsShared = SharesIds(_source, _destination);
         await using var sourceLock = await _source.LockAsync(exclusive: false, request.Host, "copy (source)", ct).ConfigureAwait(false);
         await using var destinationLock = await _destination.LockAsync(exclusive: false, request.Host, "copy", ct).ConfigureAwait(false);
 
@@ -81,30 +91,39 @@ public sealed class CopyEngine
         var outcome = new List<(SnapshotRef Source, BlobId? Existing)>();
         foreach (var snap in request.Snapshots.DistinctBy(s => s.Id).OrderBy(s => s.Snapshot.Time))
         {
-            outcome.Add((snap, present.FirstOrDefault(d => IsCopyOf(d, snap))?.Id));
+            outcome.Add((snap, present.FirstOrDefault(d => IsCopyOf(d, snap, compareTrees: idsShared))?.Id));
         }
         var toCopy = outcome.Where(o => o.Existing is null).Select(o => o.Source).ToList();
         if (toCopy.Count == 0)
         {
-            return new CopyResult(outcome.Select(o => new CopiedSnapshot(o.Source, o.Existing!.Value, true)).ToList(), 0, 0, 0, []);
+            return new CopyResult(outcome.Select(o => new CopiedSnapshot(o.Source, o.Existing!.Value, true)).ToList(), 0, 0, 0, [], idsShared);
         }
 
         var sourceIndex = await _source.LoadIndexAsync(ct: ct).ConfigureAwait(false);
         var destinationIndex = await _destination.LoadIndexAsync(ct: ct).ConfigureAwait(false);
-        var needed = new List<IndexEntry>();
-        var seen = new HashSet<BlobId>();
-        foreach (var snap in toCopy)
+        long blobs, bytes, packs;
+        Dictionary<BlobId, BlobId> trees;
+        if (idsShared)
         {
-            await CollectAsync(snap, sourceIndex, destinationIndex, seen, needed, ct).ConfigureAwait(false);
+            var needed = new List<IndexEntry>();
+            var seen = new HashSet<BlobId>();
+            foreach (var snap in toCopy)
+            {
+                await CollectAsync(snap, sourceIndex, destinationIndex, seen, needed, ct).ConfigureAwait(false);
+            }
+            (blobs, bytes, packs) = await CopyBlobsAsync(needed, progress, ct).ConfigureAwait(false);
+            trees = toCopy.ToDictionary(s => s.Id, s => BlobId.Parse(s.Snapshot.Tree));
         }
-
-        var (blobs, bytes, packs) = await CopyBlobsAsync(needed, progress, ct).ConfigureAwait(false);
+        else
+        {
+            (trees, blobs, bytes, packs) = await TranslateAsync(toCopy, sourceIndex, destinationIndex, progress, ct).ConfigureAwait(false);
+        }
 
         // Last: a snapshot is visible only once every blob it needs is indexed in the destination.
         var copies = new Dictionary<BlobId, BlobId>();
         foreach (var snap in toCopy)
         {
-            var copy = snap.Snapshot with { Original = snap.Snapshot.Original ?? snap.Id.ToString() };
+            var copy = snap.Snapshot with { Tree = trees[snap.Id].ToString(), Original = snap.Snapshot.Original ?? snap.Id.ToString() };
             copies[snap.Id] = await _destination.SaveSnapshotAsync(copy, ct).ConfigureAwait(false);
         }
         var warnings = new List<string>();
@@ -112,14 +131,16 @@ public sealed class CopyEngine
         var result = outcome.Select(o => o.Existing is { } existing
             ? new CopiedSnapshot(o.Source, existing, true)
             : new CopiedSnapshot(o.Source, copies[o.Source.Id], false)).ToList();
-        return new CopyResult(result, blobs, bytes, packs, warnings);
+        return new CopyResult(result, blobs, bytes, packs, warnings, idsShared);
     }
 
     /// <summary>
     /// Whether <paramref name="candidate"/> (in the destination) is <paramref name="snap"/> or a copy
     /// of it: the same id, or the same first id (<c>original</c>, which copy and tag keep), tree and tags.
+    /// Between repositories whose ids differ the trees cannot be compared (a copy's tree was
+    /// re-identified): pass <paramref name="compareTrees"/> false, and the first id and tags decide.
     /// </summary>
-    public static bool IsCopyOf(SnapshotRef candidate, SnapshotRef snap)
+    public static bool IsCopyOf(SnapshotRef candidate, SnapshotRef snap, bool compareTrees = true)
     {
         ArgumentNullException.ThrowIfNull(candidate);
         ArgumentNullException.ThrowIfNull(snap);
@@ -129,7 +150,7 @@ public sealed class CopyEngine
         }
         string first = snap.Snapshot.Original ?? snap.Id.ToString();
         return (candidate.Snapshot.Original ?? candidate.Id.ToString()) == first
-            && candidate.Snapshot.Tree == snap.Snapshot.Tree
+            && (!compareTrees || candidate.Snapshot.Tree == snap.Snapshot.Tree)
             && (candidate.Snapshot.Tags ?? []).Order(StringComparer.Ordinal).SequenceEqual((snap.Snapshot.Tags ?? []).Order(StringComparer.Ordinal), StringComparer.Ordinal);
     }
 
@@ -197,6 +218,21 @@ public sealed class CopyEngine
     {
         long total = needed.Sum(e => (long)e.StoredLength);
         long blobs = 0, bytes = 0;
+        long packs = await WritePacksAsync(writer => CopyPacksAsync(needed, writer, length =>
+        {
+            blobs++;
+            bytes += length;
+        }, () => progress?.Report(new CopyProgress(blobs, needed.Count, bytes, total)), ct), ct).ConfigureAwait(false);
+        return (blobs, bytes, packs);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="fill"/> with a pack writer for the destination, and indexes what it
+    /// stored every <see cref="PacksPerIndexFile"/> packs and at the end, or when the copy is
+    /// stopped, so the next run finds those blobs. Returns the packs written.
+    /// </summary>
+    private async Task<long> WritePacksAsync(Func<PackWriter, Task> fill, CancellationToken ct)
+    {
         var unindexed = new List<IndexEntry>();
         int unindexedPacks = 0;
         await using var writer = new PackWriter(_destination.Store, _destination.Key, _destination.Config.PackSize, async (entries, token) =>
@@ -211,11 +247,7 @@ public sealed class CopyEngine
         });
         try
         {
-            await CopyPacksAsync(needed, writer, length =>
-            {
-                blobs++;
-                bytes += length;
-            }, () => progress?.Report(new CopyProgress(blobs, needed.Count, bytes, total)), ct).ConfigureAwait(false);
+            await fill(writer).ConfigureAwait(false);
             await writer.FlushAsync(ct).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (unindexed.Count > 0)
@@ -228,7 +260,7 @@ public sealed class CopyEngine
         {
             await _destination.SaveIndexAsync(unindexed, ct).ConfigureAwait(false);
         }
-        return (blobs, bytes, writer.PacksWritten);
+        return writer.PacksWritten;
     }
 
     /// <summary>Reads the needed blobs pack by pack, in offset order, so neighbouring blobs come in one ranged read, and hands each, sealed for the destination, to the writer.</summary>

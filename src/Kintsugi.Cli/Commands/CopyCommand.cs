@@ -19,7 +19,8 @@ internal static class CopyCommand
             "copy",
             "Copy snapshots, with everything they need, from another repository (--from-repo) into this one (--repo), moving only what this one lacks. "
             + "A snapshot copied before is skipped, so a second run copies nothing, and an interrupted copy resumes where it stopped. "
-            + "This repository must be made with `kintsugi init --copy-settings-from SOURCE`, which shares the source's blob ids and chunking.")
+            + "Any two repositories will do. One made with `kintsugi init --copy-settings-from SOURCE` shares the source's blob ids and chunking, so blobs move as stored; "
+            + "otherwise every blob is read, re-identified with this repository's key and stored whole (tensor deltas too), which costs more reading and space.")
         {
             named, all,
         };
@@ -68,6 +69,8 @@ internal static class CopyCommand
                     blobs_copied = result.BlobsCopied,
                     bytes_copied = result.BytesCopied,
                     packs_written = result.PacksWritten,
+                    ids_shared = result.IdsShared,
+                    mode = result.IdsShared ? "moved-as-stored" : "re-identified",
                 });
                 return ExitCodes.Ok;
             }
@@ -80,6 +83,12 @@ internal static class CopyCommand
             ctx.Say(result.SnapshotsCopied == 0
                 ? $"nothing to copy: {(result.SnapshotsSkipped == 0 ? "no snapshot was selected" : $"{(result.SnapshotsSkipped == 1 ? "the snapshot is" : $"all {result.SnapshotsSkipped} snapshots are")} already in {dst.Store.Location}")}"
                 : $"copied {Count(result.SnapshotsCopied, "snapshot")} ({result.SnapshotsSkipped} already there): {Count(result.BlobsCopied, "blob")}, {Units.Bytes(result.BytesCopied)} in {Count(result.PacksWritten, "pack")}");
+            if (result.SnapshotsCopied > 0)
+            {
+                ctx.Say(result.IdsShared
+                    ? "ids shared: blobs moved as stored"
+                    : CliContext.Printable($"ids differ: blobs re-identified (read, hashed and stored whole); a repository made with `kintsugi init --copy-settings-from {src.Store.Location}` shares ids, and copies into it move blobs as stored"));
+            }
             return ExitCodes.Ok;
         });
         return command;
