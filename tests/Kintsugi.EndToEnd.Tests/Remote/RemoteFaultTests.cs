@@ -223,12 +223,14 @@ public sealed class RemoteFaultTests(RemoteFaultTests.Emulators servers, ITestOu
     {
         var t = await TargetAsync(kind);
         string src = AddData("a", 1);
-        t.Proxy.Fail(HttpStatusCode.ServiceUnavailable, times: 2, when: IsPackUpload);
-        t.Proxy.Fail(HttpStatusCode.InternalServerError, times: 1, when: IsMetadataUpload);
-        t.Proxy.DropRequest(10_000, times: 1, when: IsPackUpload);
+        var unavailable = t.Proxy.Fail(HttpStatusCode.ServiceUnavailable, times: 2, when: IsPackUpload);
+        var failed = t.Proxy.Fail(HttpStatusCode.InternalServerError, times: 1, when: IsMetadataUpload);
+        var dropped = t.Proxy.DropRequest(10_000, times: 1, when: IsPackUpload);
 
         var json = (await RunAsync(t, "backup", "--json", src)).ShouldSucceed().Json();
 
+        output.WriteLine($"fired: 503 {unavailable.Fired}, 500 {failed.Fired}, dropped {dropped.Fired}; requests {json.GetProperty("requests")}; proxy saw {string.Join(", ", t.Proxy.Requests)}");
+        Assert.Equal((2, 1, 1), (unavailable.Fired, failed.Fired, dropped.Fired));
         Assert.Equal(4, Retries(json));
         Assert.Equal(t.Proxy.CountOf("PUT"), json.GetProperty("requests").GetProperty("put").GetInt64());
     }
