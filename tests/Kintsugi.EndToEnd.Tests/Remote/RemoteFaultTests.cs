@@ -216,6 +216,9 @@ public sealed class RemoteFaultTests(RemoteFaultTests.Emulators servers, ITestOu
         Assert.True(readRetries >= 6, $"expected the 6 failed downloads counted in requests.retries, got {readRetries}");
     }
 
+    // Fails for S3 at the time of writing (Azure passes): of the 4 failed attempts the proxy saw, the S3 store counted
+    // 3 retries and one PUT fewer than arrived; the uncounted one is most likely the dropped upload, which .NET's
+    // SocketsHttpHandler sends again by itself on a reused connection, below Polly and the counters.
     [Theory]
     [InlineData("s3")]
     [InlineData("azure")]
