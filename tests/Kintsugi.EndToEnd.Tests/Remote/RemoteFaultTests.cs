@@ -216,25 +216,31 @@ public sealed class RemoteFaultTests(RemoteFaultTests.Emulators servers, ITestOu
         Assert.True(readRetries >= 6, $"expected the 6 failed downloads counted in requests.retries, got {readRetries}");
     }
 
-    // Fails for S3 at the time of writing (Azure passes): of the 4 failed attempts the proxy saw, the S3 store counted
-    // 3 retries and one PUT fewer than arrived; the uncounted one is most likely the dropped upload, which .NET's
-    // SocketsHttpHandler sends again by itself on a reused connection, below Polly and the counters.
+    // Fails for S3 at the time of writing (Azure passes): see the report of issue 14's fault tests. The errors the
+    // proxy answers are each counted; a dropped upload is suspected to be sent again by .NET's SocketsHttpHandler on
+    // its own (a reused connection that failed before any answer), below Polly and the counters.
     [Theory]
     [InlineData("s3")]
     [InlineData("azure")]
-    public async Task The_counted_retries_match_the_faults_injected(string kind)
+    public async Task The_counted_retries_and_requests_match_what_the_server_saw(string kind)
     {
         var t = await TargetAsync(kind);
         string src = AddData("a", 1);
         var unavailable = t.Proxy.Fail(HttpStatusCode.ServiceUnavailable, times: 2, when: IsPackUpload);
         var failed = t.Proxy.Fail(HttpStatusCode.InternalServerError, times: 1, when: IsMetadataUpload);
+        var answered = (await RunAsync(t, "backup", "--json", src)).ShouldSucceed().Json();
+        output.WriteLine($"errors answered: fired 503 {unavailable.Fired}, 500 {failed.Fired}; requests {answered.GetProperty("requests")}; proxy saw {string.Join(", ", t.Proxy.Requests)}");
+        Assert.Equal((2, 1), (unavailable.Fired, failed.Fired));
+        Assert.Equal(3, Retries(answered));
+        Assert.Equal(t.Proxy.CountOf("PUT"), answered.GetProperty("requests").GetProperty("put").GetInt64());
+
+        AddData("b", 1);
+        t.Proxy.ClearRequests();
         var dropped = t.Proxy.DropRequest(10_000, times: 1, when: IsPackUpload);
-
         var json = (await RunAsync(t, "backup", "--json", src)).ShouldSucceed().Json();
-
-        output.WriteLine($"fired: 503 {unavailable.Fired}, 500 {failed.Fired}, dropped {dropped.Fired}; requests {json.GetProperty("requests")}; proxy saw {string.Join(", ", t.Proxy.Requests)}");
-        Assert.Equal((2, 1, 1), (unavailable.Fired, failed.Fired, dropped.Fired));
-        Assert.Equal(4, Retries(json));
+        output.WriteLine($"upload dropped: fired {dropped.Fired}; requests {json.GetProperty("requests")}; proxy saw {string.Join(", ", t.Proxy.Requests)}");
+        Assert.Equal(1, dropped.Fired);
+        Assert.Equal(1, Retries(json));
         Assert.Equal(t.Proxy.CountOf("PUT"), json.GetProperty("requests").GetProperty("put").GetInt64());
     }
 
