@@ -16,7 +16,7 @@ namespace Kintsugi.Backup.Tests.Storage;
 /// <summary>The fault proxy itself, in front of a real s3rver, driven by plain unsigned HTTP (s3rver accepts it).</summary>
 public sealed class FaultProxyTests : IClassFixture<FaultProxyTests.S3rver>, IAsyncLifetime
 {
-    private const string Bucket = "test";
+    private const string Bucket = S3rverServer.Bucket;
 
     private readonly S3rver _s3;
     private readonly ITestOutputHelper _output;
@@ -379,11 +379,9 @@ public sealed class FaultProxyTests : IClassFixture<FaultProxyTests.S3rver>, IAs
     [Fact]
     public async Task Shared_key_signed_requests_verify_through_the_proxy_to_azurite()
     {
-        const string Account = "devstoreaccount1";
-        const string AccountKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-        using var azurite = new Emulator("azurite-blob", port => ["--blobHost", "127.0.0.1", "--blobPort", port, "-l", "{folder}", "--skipApiVersionCheck", "--silent"], Account);
-        await using var proxy = FaultProxy.Start(azurite.Url, ErrorStyle.Azure);
-        var blobs = new BlobServiceClient(new Uri(proxy.Url, Account), new StorageSharedKeyCredential(Account, AccountKey));
+        await using var azurite = await AzuriteServer.StartAsync();
+        await using var proxy = FaultProxy.Start(new Uri($"http://127.0.0.1:{azurite.Port}/"), ErrorStyle.Azure);
+        var blobs = new BlobServiceClient(new Uri(proxy.Url, AzuriteServer.Account), new StorageSharedKeyCredential(AzuriteServer.Account, AzuriteServer.Key));
         BlobContainerClient container = blobs.GetBlobContainerClient("test");
         byte[] body = RandomBytes(3 * 1024 * 1024);
         ProxyFault fault = proxy.Fail(HttpStatusCode.ServiceUnavailable, when: r => r.Method == "PUT");
@@ -397,99 +395,21 @@ public sealed class FaultProxyTests : IClassFixture<FaultProxyTests.S3rver>, IAs
         Assert.StartsWith("SharedKey", proxy.Requests[0].Header("Authorization"), StringComparison.Ordinal);
     }
 
-    /// <summary>One s3rver for the class.</summary>
-    public sealed class S3rver() : Emulator("s3rver", port => ["-d", "{folder}", "-a", "127.0.0.1", "-p", port, "--configure-bucket", Bucket, "--silent"], Bucket);
-
-    /// <summary>An npm-installed emulator on a free port with its own folder, killed at the end.</summary>
-    public class Emulator : IDisposable
+    /// <summary>One s3rver for the class (the shared server of tests/Shared/Servers).</summary>
+    public sealed class S3rver : IAsyncLifetime
     {
-        private readonly Process _process;
-        private readonly string _folder;
+        internal S3rverServer Server { get; private set; } = null!;
 
-        public Emulator(string program, Func<string, string[]> arguments, string probePath)
+        public Uri Url => new(Server.Endpoint + "/");
+
+        public async Task InitializeAsync() => Server = await S3rverServer.StartAsync();
+
+        public async Task DisposeAsync()
         {
-            ArgumentNullException.ThrowIfNull(arguments);
-            _folder = Directory.CreateTempSubdirectory("faults-" + program + "-").FullName;
-            int port = FreePort();
-            var start = new ProcessStartInfo(TestServers.Program(program))
+            if (Server is not null)
             {
-                UseShellExecute = false,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            foreach (string arg in arguments(port.ToString(System.Globalization.CultureInfo.InvariantCulture)))
-            {
-                start.ArgumentList.Add(arg == "{folder}" ? _folder : arg);
+                await Server.DisposeAsync();
             }
-            _process = Process.Start(start) ?? throw new InvalidOperationException(program + " did not start");
-            _process.OutputDataReceived += (_, _) => { };
-            _process.ErrorDataReceived += (_, _) => { };
-            _process.BeginOutputReadLine();
-            _process.BeginErrorReadLine();
-            Url = new Uri($"http://127.0.0.1:{port}/");
-            try
-            {
-                WaitUntilAnswering(program, new Uri(Url, probePath));
-            }
-            catch
-            {
-                Dispose();
-                throw;
-            }
-        }
-
-        public Uri Url { get; }
-
-        public void Dispose()
-        {
-            try
-            {
-                _process.Kill(entireProcessTree: true);
-                _process.WaitForExit(10_000);
-            }
-            catch (InvalidOperationException)
-            {
-                // already exited
-            }
-            _process.Dispose();
-            Directory.Delete(_folder, recursive: true);
-            GC.SuppressFinalize(this);
-        }
-
-        private void WaitUntilAnswering(string program, Uri probe)
-        {
-            using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-            var clock = Stopwatch.StartNew();
-            while (true)
-            {
-                if (_process.HasExited)
-                {
-                    throw new InvalidOperationException($"{program} exited with {_process.ExitCode} before answering");
-                }
-                try
-                {
-                    using HttpResponseMessage response = client.GetAsync(probe).GetAwaiter().GetResult();
-                    return; // any HTTP answer: it is listening
-                }
-                catch (HttpRequestException)
-                {
-                    // not listening yet
-                }
-                if (clock.Elapsed > TimeSpan.FromSeconds(30))
-                {
-                    throw new TimeoutException(program + " did not answer within 30 s");
-                }
-                Thread.Sleep(100);
-            }
-        }
-
-        private static int FreePort()
-        {
-            var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-            listener.Stop();
-            return port;
         }
     }
 }
