@@ -97,7 +97,7 @@ R=(restic -r "$RS3" --cacert "$work/cert.pem")
 results="$work/results.tsv"; : > "$results"
 # s3rver logs response sizes as the npm "bytes" package writes them: 612b, 3.03mb, 8mb (powers of 1024).
 log_down_since() {
-  tail -n +"$(( $1 + 1 ))" "$work/s3rver.log" | sed -nE 's/^\S*info\S*: \S+ [0-9]{3} [0-9]+ms ([0-9.]+)([kmgt]?b)\s*$/\1 \2/p' \
+  tail -n +"$(( $1 + 1 ))" "$work/s3rver.log" | sed -nE 's/^\S*info\S*: \S+ [0-9]{3} [0-9,]+ms ([0-9.]+)([kmgt]?b)\s*$/\1 \2/p' \
     | awk '{m = $2 == "kb" ? 1024 : $2 == "mb" ? 1048576 : $2 == "gb" ? 1073741824 : $2 == "tb" ? 1099511627776 : 1; s += $1 * m} END {printf "%.0f\n", s}'
 }
 stored_bytes() { find "$work/s3/bench/$1" -name '*._S3rver_object' -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
@@ -113,7 +113,7 @@ kintsugi_step() {
     || { echo "kintsugi $* ($store) failed:" >&2; cat "$work/err.txt" >&2; exit 1; }
   e=$(now); sleep 0.5
   local logged=""
-  [ "$store" = s3rver ] && logged=$(tail -n +"$(( before + 1 ))" "$work/s3rver.log" | grep -cE '^\S*info\S*: \S+ [0-9]{3} [0-9]+ms ' || true)
+  [ "$store" = s3rver ] && logged=$(tail -n +"$(( before + 1 ))" "$work/s3rver.log" | grep -cE '^\S*info\S*: \S+ [0-9]{3} [0-9,]+ms ' || true)
   out=$(jq -r '.requests | "\(.total) \(.bytes_up) \(.bytes_down)"' "$work/out.json")
   echo "kintsugi $store $phase $(echo "$e - $s" | bc -l) $out ${logged:--}" >> "$results"
 }
@@ -127,7 +127,7 @@ restic_step() {
   "${R[@]}" "$@" > "$work/out.txt" 2>&1 || { echo "restic $* failed:" >&2; cat "$work/out.txt" >&2; exit 1; }
   e=$(now); sleep 0.5
   local n down up
-  n=$(tail -n +"$(( before + 1 ))" "$work/s3rver.log" | grep -cE '^\S*info\S*: \S+ [0-9]{3} [0-9]+ms ' || true)
+  n=$(tail -n +"$(( before + 1 ))" "$work/s3rver.log" | grep -cE '^\S*info\S*: \S+ [0-9]{3} [0-9,]+ms ' || true)
   down=$(log_down_since "$before"); up=$(( $(stored_bytes restic) - stored0 ))
   echo "restic s3rver $phase $(echo "$e - $s" | bc -l) $n $up $down $n" >> "$results"
 }
