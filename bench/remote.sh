@@ -51,6 +51,7 @@ for x in openssl python3 bc; do command -v $x >/dev/null || { echo "$x is needed
 have_restic=0; command -v restic >/dev/null && have_restic=1
 
 if [ -n "$kintsugi" ]; then
+  kintsugi=$(realpath "$kintsugi")
   case "$kintsugi" in
     *.dll) K=(dotnet "$kintsugi"); kdesc="dotnet $kintsugi" ;;
     *) K=("$kintsugi"); kdesc="$kintsugi (published binary)" ;;

@@ -5,9 +5,9 @@
 #
 #   bench/step-time.sh [--steps N] [--checkpoint-every K] [--width W] [--limit RATE] [--kintsugi PATH] [--keep]
 #
-#   --steps N             training steps per run (default 400)
-#   --checkpoint-every K  a checkpoint every K steps (default 50)
-#   --width W             the model: 4 linear layers W×W (default 2048: 16.8 M parameters, a 64 MiB checkpoint)
+#   --steps N             training steps per run (default 200)
+#   --checkpoint-every K  a checkpoint every K steps (default 25)
+#   --width W             the model: 4 linear layers W×W (default 1024: 4.2 M parameters, a 16 MiB checkpoint), batch 16
 #   --limit RATE          limit-upload of the copy in the third run (default 10M)
 #   --kintsugi PATH       a published kintsugi binary or kintsugi.dll; default: build src/Kintsugi.Cli in Release
 #
@@ -17,7 +17,7 @@
 # so what the copy costs is CPU and memory bandwidth taken from the job. Emulators as for
 # bench/remote.sh (KINTSUGI_SERVERS_DIR or <repo>/.servers).
 set -euo pipefail
-steps=400 every=50 width=2048 limit=10M kintsugi="" keep=0
+steps=200 every=25 width=1024 limit=10M kintsugi="" keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) steps=$2; shift 2 ;;
@@ -36,6 +36,7 @@ S3RVER=$servers/node_modules/.bin/s3rver
 [ -x "$S3RVER" ] || { echo "$S3RVER is missing: run ./test.sh once, or set KINTSUGI_SERVERS_DIR" >&2; exit 2; }
 /usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "/usr/bin/python3 has no torch (apt-get install python3-torch)" >&2; exit 2; }
 if [ -n "$kintsugi" ]; then
+  kintsugi=$(realpath "$kintsugi")
   case "$kintsugi" in *.dll) K=(dotnet "$kintsugi") ;; *) K=("$kintsugi") ;; esac
 else
   dotnet build -c Release "$root/src/Kintsugi.Cli" -v q -nologo >/dev/null
@@ -66,7 +67,7 @@ torch.set_num_threads(1)
 torch.manual_seed(0)
 model = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(4)])
 opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-x, y = torch.randn(64, width), torch.randn(64, width)
+x, y = torch.randn(16, width), torch.randn(16, width)
 ckpt = os.environ.get("KINTSUGI_CHECKPOINT_DIR", "ckpt")
 os.makedirs(ckpt, exist_ok=True)
 with open(out, "w") as f:
