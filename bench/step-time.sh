@@ -8,7 +8,7 @@
 #   --steps N             training steps per run (default 200)
 #   --checkpoint-every K  a checkpoint every K steps (default 25)
 #   --width W             the model: 4 linear layers W×W (default 1024: 4.2 M parameters, a 16 MiB checkpoint), batch 16
-#   --limit RATE          limit-upload of the copy in the third run (default 10M)
+#   --limit RATE          limit-upload of the copy in the third run (default 2M)
 #   --kintsugi PATH       a published kintsugi binary or kintsugi.dll; default: build src/Kintsugi.Cli in Release
 #
 # The step time is measured by the job itself (time.perf_counter around forward, backward and the
@@ -17,7 +17,7 @@
 # so what the copy costs is CPU and memory bandwidth taken from the job. Emulators as for
 # bench/remote.sh (KINTSUGI_SERVERS_DIR or <repo>/.servers).
 set -euo pipefail
-steps=200 every=25 width=1024 limit=10M kintsugi="" keep=0
+steps=200 every=25 width=1024 limit=2M kintsugi="" keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) steps=$2; shift 2 ;;
@@ -102,7 +102,8 @@ YAML
   (cd "$dir" && "${K[@]}" run --config "$dir/kintsugi.yaml" > "$dir/run.out" 2>&1) || { echo "kintsugi run ($name) failed:" >&2; tail -20 "$dir/run.out" >&2; exit 1; }
   e=$(date +%s.%N)
   local copied
-  copied=$("${K[@]}" events --journal "$dir/journal.db" --type checkpoint.copied --limit 0 --json 2>/dev/null | jq length || echo "?")
+  copied=$("${K[@]}" events --journal "$dir/journal.db" --type checkpoint.copied --limit 0 --json 2>/dev/null \
+    | jq -r 'if length == 0 then "0" else "\(length): \(map(.data.bytes) | add / 1048576 * 10 | round / 10) MiB, \(map(.data.duration_s) | sort | .[length / 2 | floor]) s median" end' || echo "?")
   /usr/bin/python3 - "$dir/steps.txt" "$name" "$(echo "$e - $s" | bc -l)" "$copied" <<'PY'
 import statistics, sys
 t = sorted(float(l) for l in open(sys.argv[1]))
@@ -112,7 +113,7 @@ PY
 }
 echo "$steps steps, a checkpoint every $every steps ($(( 4 * width * (width + 1) * 4 / 1048576 )) MiB), $(nproc) cores"
 echo
-echo "| run | steps | step ms (median) | step ms (p90) | run s | copies journaled |"
+echo "| run | steps | step ms (median) | step ms (p90) | run s | copies journaled (uploaded, median duration) |"
 echo "|---|---:|---:|---:|---:|---:|"
 run_case none "no copies" ""
 run_case copy "copy to s3rver" "copies: [ \"s3:http://127.0.0.1:$port/bench/copy1\" ]"
