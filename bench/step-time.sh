@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --limit) limit=$2; shift 2 ;;
     --kintsugi) kintsugi=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
