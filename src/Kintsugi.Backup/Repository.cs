@@ -306,6 +306,7 @@ public sealed class Repository
         var data = SealedFile.Seal(Key, SealedFileType.Index, IndexFile.Serialize(packs));
         string name = BlobId.HashOf(data).ToString();
         await Store.PutAsync(FileKind.Index, name, data, cancellationToken: ct).ConfigureAwait(false);
+        Cache?.Put("index", name, data);
         return name;
     }
 
@@ -437,6 +438,7 @@ public sealed class Repository
         var data = SealedFile.Seal(Key, SealedFileType.Snapshot, JsonSerializer.SerializeToUtf8Bytes(snapshot, FormatJson.Default.Snapshot));
         var id = BlobId.HashOf(data);
         await Store.PutAsync(FileKind.Snapshot, id.ToString(), data, cancellationToken: ct).ConfigureAwait(false);
+        Cache?.Put("snapshots", id.ToString(), data);
         return id;
     }
 

@@ -32,6 +32,15 @@ public sealed record AzureBlobLocation
             throw Invalid(url, "it does not start with azure:");
         }
         string rest = url[Scheme.Length..];
+        // '@' (user info), '?' (a SAS token), ';' (a connection string), '#' and '://' (an https URL) never belong in
+        // azure:CONTAINER:/PREFIX and may carry a secret: refused, and the line names only what comes before them.
+        int secret = rest.IndexOfAny(['@', '?', ';', '#']);
+        int doubleSlash = rest.IndexOf("://", StringComparison.Ordinal);
+        int cut = secret < 0 ? doubleSlash : doubleSlash < 0 ? secret : Math.Min(secret, doubleSlash);
+        if (cut >= 0)
+        {
+            throw Invalid(Scheme + rest[..cut] + "…", "it holds '@', '?', ';', '#' or '://', as a URL, SAS token or connection string would; give credentials in AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN (and AZURE_STORAGE_ENDPOINT for another endpoint)");
+        }
         int colon = rest.IndexOf(':', StringComparison.Ordinal);
         string container = colon < 0 ? rest : rest[..colon];
         string path = colon < 0 ? "" : rest[(colon + 1)..];

@@ -51,7 +51,8 @@ public sealed record S3Location(string Url, Uri Endpoint, string Bucket, string 
         }
         if (uri.Query.Length > 0 || uri.Fragment.Length > 0)
         {
-            throw Bad(url, "it has a query or a fragment", Form);
+            // A query may carry a presigned signature: the line names the URL without it.
+            throw Bad(url[..url.IndexOfAny(['?', '#'])] + "?…", "it has a query or a fragment (credentials belong in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never in the URL)", Form);
         }
         string path = Uri.UnescapeDataString(uri.AbsolutePath).Trim('/');
         int slash = path.IndexOf('/', StringComparison.Ordinal);

@@ -240,8 +240,19 @@ public sealed class RemoteFaultTests(RemoteFaultTests.Emulators servers, ITestOu
         var json = (await RunAsync(t, "backup", "--json", src)).ShouldSucceed().Json();
         output.WriteLine($"upload dropped: fired {dropped.Fired}; requests {json.GetProperty("requests")}; proxy saw {string.Join(", ", t.Proxy.Requests)}");
         Assert.Equal(1, dropped.Fired);
-        Assert.Equal(1, Retries(json));
-        Assert.Equal(t.Proxy.CountOf("PUT"), json.GetProperty("requests").GetProperty("put").GetInt64());
+        long put = json.GetProperty("requests").GetProperty("put").GetInt64();
+        if (kind == "s3")
+        {
+            // Known undercount: .NET's SocketsHttpHandler sends a request again by itself when a pooled
+            // connection closes before any answer, below the store's counters (README, "Repositories").
+            Assert.InRange(Retries(json), 0, 1);
+            Assert.InRange(t.Proxy.CountOf("PUT") - put, 0, dropped.Fired - Retries(json));
+        }
+        else
+        {
+            Assert.Equal(1, Retries(json));
+            Assert.Equal(t.Proxy.CountOf("PUT"), put);
+        }
     }
 
     [Theory]
