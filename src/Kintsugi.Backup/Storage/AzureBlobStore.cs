@@ -544,7 +544,7 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
     /// A request body: a range of an <see cref="UploadSource"/>, read by the HTTP client at the
     /// upload limit, each read counted and shown to the stall watchdog as progress.
     /// </summary>
-    private sealed class UploadBody(UploadSource source, long offset, long length, AzureBlobStore store, Watchdog dog) : Stream
+    private sealed class UploadBody(UploadSource source, long offset, long length, AzureBlobStore store, StallWatchdog dog) : Stream
     {
         private long _position;
 
@@ -672,7 +672,7 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
     // ----- downloads -----
 
     /// <summary>Reads a response body into <paramref name="into"/>, at the download limit, counting bytes and progress; a body that ends early is a transient failure.</summary>
-    private async Task ReadBodyAsync(Stream body, Memory<byte> into, Watchdog dog)
+    private async Task ReadBodyAsync(Stream body, Memory<byte> into, StallWatchdog dog)
     {
         int done = 0;
         while (done < into.Length)
@@ -700,13 +700,13 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
     /// permanent failure becomes one line naming the URL and what to do, and a transient one that
     /// outlasted the retry budget one line naming its cause.
     /// </summary>
-    private async Task<T> RunAsync<T>(RequestKind kind, string what, Func<Watchdog, Task<T>> attempt, CancellationToken cancellationToken)
+    private async Task<T> RunAsync<T>(RequestKind kind, string what, Func<StallWatchdog, Task<T>> attempt, CancellationToken cancellationToken)
     {
         try
         {
             return await _requests.RunAsync(kind, async token =>
             {
-                using var dog = new Watchdog(_options.StallTimeout, _options.Time, token);
+                using var dog = new StallWatchdog(_options.StallTimeout, _options.Time, token);
                 try
                 {
                     return await attempt(dog).ConfigureAwait(false);
@@ -820,45 +820,6 @@ public sealed class AzureBlobStore : IBlobStore, IDisposable
 
     private static bool IsHexName(string name) =>
         name.Length == 64 && name.All(c => char.IsAsciiDigit(c) || c is >= 'a' and <= 'f');
-
-    /// <summary>
-    /// Cancels an attempt when no byte has moved for the stall timeout: small requests get the
-    /// timeout as a whole, transfers get it afresh at every read or write that moved bytes.
-    /// </summary>
-    private sealed class Watchdog : IDisposable
-    {
-        private readonly CancellationTokenSource _stall;
-        private readonly CancellationTokenSource _linked;
-        private readonly TimeSpan _timeout;
-
-        public Watchdog(TimeSpan timeout, TimeProvider time, CancellationToken caller)
-        {
-            _timeout = timeout;
-            _stall = new CancellationTokenSource(timeout, time);
-            _linked = CancellationTokenSource.CreateLinkedTokenSource(caller, _stall.Token);
-        }
-
-        public CancellationToken Token => _linked.Token;
-
-        public bool Fired => _stall.IsCancellationRequested;
-
-        public void Progress()
-        {
-            try
-            {
-                _stall.CancelAfter(_timeout);
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-        }
-
-        public void Dispose()
-        {
-            _linked.Dispose();
-            _stall.Dispose();
-        }
-    }
 
     /// <summary>A response body that broke off; not an <see cref="IOException"/>, so that the SDK's own download retry (uncounted, outside the budget) leaves it to <see cref="RemoteRequests"/>.</summary>
     private sealed class BodyReadException(Exception inner) : Exception(inner.Message, inner);

@@ -351,7 +351,7 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
         new(ErrorKind.Corrupt, $"{What(kind)} {name} is damaged (it ends before byte {end}); run `kintsugi check --read-data` to see what is affected", inner);
 
     /// <summary>Reads exactly <paramref name="buffer"/>.Length bytes of a response body, minding the download limit and the stall watchdog.</summary>
-    private async Task ReadBodyAsync(Stream body, Memory<byte> buffer, string key, Watchdog watchdog, CancellationToken ct)
+    private async Task ReadBodyAsync(Stream body, Memory<byte> buffer, string key, StallWatchdog watchdog, CancellationToken ct)
     {
         int done = 0;
         while (done < buffer.Length)
@@ -361,7 +361,7 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
             {
                 throw new IOException($"the response for {key} ended after {done} of {buffer.Length} bytes");
             }
-            watchdog.Kick();
+            watchdog.Progress();
             Statistics.CountDown(n);
             await _download.WaitAsync(n, ct).ConfigureAwait(false);
             done += n;
@@ -452,13 +452,13 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
     /// when no byte moved for the stall timeout (the body streams kick it), and what failed for good
     /// is turned into one line naming the repository.
     /// </summary>
-    private async Task<T> Run<T>(RequestKind kind, string what, Func<CancellationToken, Watchdog, Task<T>> operation, CancellationToken cancellationToken)
+    private async Task<T> Run<T>(RequestKind kind, string what, Func<CancellationToken, StallWatchdog, Task<T>> operation, CancellationToken cancellationToken)
     {
         try
         {
             return await _requests.RunAsync(kind, async ct =>
             {
-                using var watchdog = new Watchdog(_options.StallTimeout, _options.Time, ct);
+                using var watchdog = new StallWatchdog(_options.StallTimeout, _options.Time, ct);
                 var attempt = new AttemptState();
                 CurrentAttempt.Value = attempt;
                 try
@@ -546,42 +546,6 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
         public TimeSpan? RetryAfter { get; set; }
     }
 
-    /// <summary>Cancels an attempt that moved no byte for the stall timeout; progress kicks it.</summary>
-    internal sealed class Watchdog : IDisposable
-    {
-        private readonly CancellationTokenSource _source;
-        private readonly CancellationTokenRegistration _link;
-        private readonly TimeSpan _timeout;
-
-        public Watchdog(TimeSpan timeout, TimeProvider time, CancellationToken outer)
-        {
-            _timeout = timeout;
-            _source = new CancellationTokenSource(timeout, time);
-            _link = outer.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), _source);
-        }
-
-        public CancellationToken Token => _source.Token;
-
-        public bool Fired => _source.IsCancellationRequested;
-
-        public void Kick()
-        {
-            try
-            {
-                _source.CancelAfter(_timeout);
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-        }
-
-        public void Dispose()
-        {
-            _link.Dispose();
-            _source.Dispose();
-        }
-    }
-
     /// <summary>The SDK's HTTP client over our handler, which records a Retry-After the service sent.</summary>
     private sealed class ClientFactory(HttpMessageHandler inner) : HttpClientFactory
     {
@@ -612,7 +576,7 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
     /// An upload body: minds the upload limit and kicks the watchdog as the SDK reads it, and counts
     /// the bytes once (the SDK may read it twice: once to sign it, once to send it).
     /// </summary>
-    private sealed class TransferStream(Stream inner, long length, BandwidthLimiter limiter, Watchdog watchdog, Action<long> count) : Stream
+    private sealed class TransferStream(Stream inner, long length, BandwidthLimiter limiter, StallWatchdog watchdog, Action<long> count) : Stream
     {
         private long _highWater;
 
@@ -652,7 +616,7 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
 
         private long Moved(int n)
         {
-            watchdog.Kick();
+            watchdog.Progress();
             long end = inner.Position;
             long fresh = Math.Max(0, end - _highWater);
             _highWater = Math.Max(_highWater, end);
