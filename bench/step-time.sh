@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# A small PyTorch training job under `kintsugi run` whose checkpoints are copied to an S3 store
-# (s3rver) by `copies:`, run three times: no copies, copies, copies with limit-upload. Prints the
-# job's median and 90th-percentile step time per run: what the off-site copy costs the job.
+# A small PyTorch training job under `kintsugi run` whose checkpoints are protected in a local
+# repository and copied to an S3 store (s3rver) by `copies:`, run five times: checkpoints not backed
+# up at all; protected without copies; protected and copied with `protection: { priority: normal }`
+# (inside the supervisor, at its priority); the same at the default `priority: low` (a helper
+# process at nice 10, I/O best-effort 7); and low with the copy's limit-upload. Prints the job's
+# median and 90th-percentile step time per run: what protecting and copying checkpoints costs the job.
 #
 #   bench/step-time.sh [--steps N] [--checkpoint-every K] [--width W] [--limit RATE] [--kintsugi PATH] [--keep]
 #
@@ -88,8 +91,8 @@ with open(out, "w") as f:
             os.replace(tmp, os.path.join(ckpt, f"step-{step:06d}.pt"))
 PY
 
-run_case() { # ID NAME COPIES-YAML
-  local name=$2 copies=$3 dir="$work/$1"
+run_case() { # ID NAME EXTRA-YAML [BACKUP]
+  local name=$2 copies=$3 backup=${4:-on-change} dir="$work/$1"
   mkdir -p "$dir"
   cat > "$dir/kintsugi.yaml" <<YAML
 repository: $dir/repo
@@ -99,7 +102,7 @@ $copies
 workloads:
   trainer:
     command: [/usr/bin/python3, $work/job.py, "$steps", "$every", "$width", "$dir/steps.txt"]
-    checkpoints: { dir: ckpt, backup: on-change, keep-last: 3, settle: 200ms }
+    checkpoints: { dir: ckpt, backup: $backup, keep-last: 3, settle: 200ms }
 YAML
   local s e
   s=$(date +%s.%N)
@@ -119,7 +122,10 @@ echo "$steps steps, a checkpoint every $every steps ($(( 4 * width * (width + 1)
 echo
 echo "| run | steps | step ms (median) | step ms (p90) | run s | copies journaled (uploaded, median duration) |"
 echo "|---|---:|---:|---:|---:|---:|"
-run_case none "no copies" ""
-run_case copy "copy to s3rver" "copies: [ \"s3:https://127.0.0.1:$port/bench/copy1\" ]"
-run_case limited "copy, limit-upload $limit" "copies:
+run_case off "checkpoints not backed up" "" off
+run_case none "protected, no copies (low)" ""
+run_case normal "copy to s3rver, priority normal" "protection: { priority: normal }
+copies: [ \"s3:https://127.0.0.1:$port/bench/copy0\" ]"
+run_case copy "copy to s3rver, priority low" "copies: [ \"s3:https://127.0.0.1:$port/bench/copy1\" ]"
+run_case limited "copy, priority low, limit-upload $limit" "copies:
   - { repository: \"s3:https://127.0.0.1:$port/bench/copy2\", limit-upload: $limit }"

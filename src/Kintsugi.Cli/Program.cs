@@ -50,6 +50,7 @@ internal static class Program
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(StatusCommand.Create());
         root.Subcommands.Add(EventsCommand.Create());
+        root.Subcommands.Add(ProtectWorkerCommand.Create());
 
         // Every --help ends with the exit codes, said once there rather than in each command's
         // description (where the root's list of commands would repeat them for every command).

@@ -46,7 +46,9 @@ public sealed class Supervisor
             return null;
         }
         var open = _options.OpenCopy ?? throw new InvalidOperationException("the config has copies but the options cannot open them (SupervisorOptions.OpenCopy)");
-        return new CheckpointCopies(_config.Copies, _options.Copier ?? new BackupCheckpointCopier(open, _options.Host), open);
+        var copier = _options.Copier
+            ?? (_options.CheckpointBackup is { } runner ? new BackupCheckpointCopier(runner, _options.Host) : new BackupCheckpointCopier(open, _options.Host));
+        return new CheckpointCopies(_config.Copies, copier, open);
     }
 
     private sealed class WorkloadState(WorkloadSpec spec, Random random)
@@ -135,7 +137,7 @@ public sealed class Supervisor
             _workloads.Add(w);
             if (spec.Checkpoints is not null)
             {
-                w.Guard = new CheckpointGuard(spec, _journal, _options.OpenRepository, _time, _options.Host, info => Post(() => OnCheckpoint(w, info)), _config.Repository, Copies());
+                w.Guard = new CheckpointGuard(spec, _journal, _options.OpenRepository, _time, _options.Host, info => Post(() => OnCheckpoint(w, info)), _config.Repository, Copies(), _options.CheckpointBackup);
                 w.Guard.Start();
             }
         }

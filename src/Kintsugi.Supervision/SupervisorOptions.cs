@@ -14,6 +14,9 @@ public sealed record SupervisorOptions
     /// <summary>Copies protected checkpoints to the config's copies; null: each is backed up into them (<see cref="Checkpoints.BackupCheckpointCopier"/>).</summary>
     public Checkpoints.ICheckpointCopier? Copier { get; init; }
 
+    /// <summary>Runs every checkpoint backup (main repository and copies); null: in this process (<see cref="Checkpoints.InProcessCheckpointBackup"/>).</summary>
+    public Checkpoints.ICheckpointBackupRunner? CheckpointBackup { get; init; }
+
     /// <summary>Receives every output line of every replica: workload, replica, line, whether it came from stderr.</summary>
     public Action<string, int, string, bool>? OnOutput { get; init; }
 

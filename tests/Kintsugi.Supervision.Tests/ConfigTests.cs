@@ -334,7 +334,7 @@ public sealed class ConfigTests
     [InlineData("workloads:\n  t: &t\n    command: [a]\n    env: { <<: *t }\n", "kintsugi.yaml:3:14: workloads.t.env.command: expected a single value")]
     [InlineData("x: &x { <<: *x }\nworkloads:\n  t:\n    command: [a]\n", "unknown field 'x'")]
     [InlineData("x-loop: &x { A: a }\nworkloads:\n  t:\n    command: [a]\n    x-note: hi\n", "kintsugi.yaml:5:5: workloads.t: unknown field 'x-note'")]
-    [InlineData("workloads:\n  t:\n    command: [a]\nrepositry: r\n", "kintsugi.yaml:4:1: unknown field 'repositry' (expected one of: repository, password-file, key-file, journal, strategy, copies, workloads; or x-NAME for an extension field, which is ignored)")]
+    [InlineData("workloads:\n  t:\n    command: [a]\nrepositry: r\n", "kintsugi.yaml:4:1: unknown field 'repositry' (expected one of: repository, password-file, key-file, journal, strategy, copies, protection, workloads; or x-NAME for an extension field, which is ignored)")]
     public void Merges_and_extension_fields_are_checked_like_the_rest(string yaml, string expected)
     {
         Assert.Contains(expected, Refused(yaml), StringComparison.Ordinal);

@@ -110,4 +110,26 @@ public sealed class RepositoryConfigTests
     {
         Assert.Equal(label, RepositoryLabel.Of(repository));
     }
+
+    [Fact]
+    public void Protection_is_low_priority_without_an_upload_limit_unless_the_config_says_otherwise()
+    {
+        var defaults = Parse(Workloads);
+        Assert.Equal(ProtectionPriority.Low, defaults.ProtectionPriority);
+        Assert.Equal(0, defaults.LimitUpload);
+        var set = Parse("protection: { priority: idle, limit-upload: 2M }\n" + Workloads);
+        Assert.Equal(ProtectionPriority.Idle, set.ProtectionPriority);
+        Assert.Equal(2L << 20, set.LimitUpload);
+        Assert.Equal(ProtectionPriority.Normal, Parse("protection:\n  priority: normal\n" + Workloads).ProtectionPriority);
+    }
+
+    [Theory]
+    [InlineData("protection: { priority: high }\n", "kintsugi.yaml:1:25: protection.priority: expected low, idle or normal, got 'high'")]
+    [InlineData("protection: { nice: 10 }\n", "protection: unknown field 'nice' (expected one of: priority, limit-upload)")]
+    [InlineData("protection: { limit-upload: 2 MB }\n", "protection.limit-upload: expected bytes per second")]
+    [InlineData("protection: low\n", "protection: expected a mapping")]
+    public void A_mistake_in_protection_is_one_line_naming_where_and_what_to_do(string yaml, string expected)
+    {
+        Assert.Contains(expected, Refused(yaml + Workloads), StringComparison.Ordinal);
+    }
 }

@@ -101,10 +101,22 @@ internal static class RunCommand
                 journal.Append(EventTypes.Error, null, null, new { message = e.Message });
                 throw new UsageException(e.Message);
             }
-            var repository = RepositoryAccess.Primary(cfg, ctx);
-            var copies = cfg.Copies.ToDictionary(c => c, c => RepositoryAccess.Copy(cfg, c, ctx));
+            var repository = RepositoryAccess.Primary(cfg, ctx.Time);
+            var copies = cfg.Copies.ToDictionary(c => c, c => RepositoryAccess.Copy(cfg, c, ctx.Time));
+            // Checkpoints are chunked, compressed, encrypted and uploaded by a helper process at low CPU
+            // and I/O priority, so protecting them takes what the training job leaves ('protection: priority').
+            await using var protection = cfg.ProtectionPriority != ProtectionPriority.Normal && cfg.Workloads.Any(w => w.Checkpoints is { BackupOnChange: true })
+                ? new ProtectionWorker(cfg, cfg.ProtectionPriority, message =>
+                {
+                    lock (ctx.Error)
+                    {
+                        ctx.Error.WriteLine($"kintsugi: WARNING: {message}");
+                    }
+                })
+                : null;
             var options = new SupervisorOptions
             {
+                CheckpointBackup = protection,
                 OpenRepository = repository.OpenAsync,
                 OpenCopy = (copy, ct) => copies[copy].OpenAsync(ct),
                 Host = CliContext.Host,
@@ -464,95 +476,6 @@ internal static class RunCommand
         }
         catch (OperationCanceledException)
         {
-        }
-    }
-
-    /// <summary>
-    /// Opens a checkpoint repository (the main one or a copy) once, on first use. The embedded default
-    /// (.kintsugi/repository beside the config, no password given) is created on first use with a
-    /// generated password in .kintsugi/password; so is a copy that does not exist yet, with the main
-    /// repository's password unless it has its own.
-    /// </summary>
-    private sealed class RepositoryAccess(string location, string? passwordFile, string? keyFile, string defaultPassword, StoreOptions storeOptions, CliContext ctx)
-    {
-        /// <summary>The main repository: 'repository', 'password-file', 'key-file'; its default password file is beside a local one, else in .kintsugi/ beside the config.</summary>
-        public static RepositoryAccess Primary(SupervisorConfig cfg, CliContext ctx) =>
-            new(cfg.Repository, cfg.PasswordFile, cfg.KeyFile, DefaultPassword(cfg), new StoreOptions { Time = ctx.Time }, ctx);
-
-        /// <summary>A copy: its own password or key file, else the main repository's password file or the environment; its upload limit.</summary>
-        public static RepositoryAccess Copy(SupervisorConfig cfg, CopySpec copy, CliContext ctx) =>
-            new(copy.Repository, copy.KeyFile is null ? copy.PasswordFile ?? cfg.PasswordFile : null, copy.KeyFile, DefaultPassword(cfg), new StoreOptions { Time = ctx.Time, UploadBytesPerSecond = copy.LimitUpload }, ctx);
-
-        private static string DefaultPassword(SupervisorConfig cfg) =>
-            StoreFactory.IsRemote(cfg.Repository)
-                ? Path.Combine(Path.GetDirectoryName(cfg.SourcePath)!, ".kintsugi", "password")
-                : Path.Combine(Path.GetDirectoryName(cfg.Repository)!, "password");
-
-        private readonly SemaphoreSlim _gate = new(1, 1);
-        private Repository? _repo;
-
-        public async Task<Repository> OpenAsync(CancellationToken ct)
-        {
-            await _gate.WaitAsync(ct).ConfigureAwait(false);
-            try
-            {
-                return _repo ??= await OpenOrCreateAsync(ct).ConfigureAwait(false);
-            }
-            finally
-            {
-                _gate.Release();
-            }
-        }
-
-        private async Task<Repository> OpenOrCreateAsync(CancellationToken ct)
-        {
-            var store = StoreFactory.Open(location, storeOptions);
-            string label = RepositoryLabel.Of(location);
-            // A key file (`key-file:` in the config) opens with no key derivation. KINTSUGI_KEY_FILE is not read
-            // here: like KINTSUGI_REPOSITORY, it names the repository of the shell, not the config's.
-            bool exists = await store.ExistsAsync(FileKind.Config, "config", ct).ConfigureAwait(false);
-            if (keyFile is not null)
-            {
-                if (!exists)
-                {
-                    throw new KintsugiException(ErrorKind.RepositoryNotFound, $"{label} is not a Kintsugi repository, and a key file cannot create one; create it with `kintsugi init`, then `kintsugi key add --new-key-file`");
-                }
-                return await Repository.OpenWithKeyFileAsync(store, keyFile, ctx.Time, "'key-file' in the config", ct).ConfigureAwait(false);
-            }
-            string? password = passwordFile is not null ? CliContext.ReadPasswordFile(passwordFile)
-                : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE") is { Length: > 0 } envFile ? CliContext.ReadPasswordFile(envFile)
-                : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_COMMAND") is { Length: > 0 } envCommand ? CliContext.RunPasswordCommand(envCommand, "KINTSUGI_PASSWORD_COMMAND")
-                : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") is { Length: > 0 } envPassword ? envPassword
-                : File.Exists(defaultPassword) ? CliContext.ReadPasswordFile(defaultPassword)
-                : null;
-            if (exists)
-            {
-                string source = passwordFile is not null ? $"the password file {passwordFile} (from 'password-file' in the config)"
-                    : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_FILE") is { Length: > 0 } file ? $"the password file {file} (from KINTSUGI_PASSWORD_FILE)"
-                    : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD_COMMAND") is { Length: > 0 } ? "the password command (from KINTSUGI_PASSWORD_COMMAND)"
-                    : Environment.GetEnvironmentVariable("KINTSUGI_PASSWORD") is { Length: > 0 } ? "KINTSUGI_PASSWORD"
-                    : $"the password file {defaultPassword}";
-                try
-                {
-                    return await Repository.OpenAsync(store, password ?? throw new KintsugiException(ErrorKind.InvalidInput, $"repository {label} needs a password: set 'password-file' or 'key-file' in the config, KINTSUGI_PASSWORD_FILE (a file), KINTSUGI_PASSWORD_COMMAND or KINTSUGI_PASSWORD (the password itself), or write it in {defaultPassword}"), ctx.Time, ct).ConfigureAwait(false);
-                }
-                catch (KintsugiException e) when (e.Kind == ErrorKind.WrongPassword)
-                {
-                    throw CliContext.WrongPassword(e, source);
-                }
-            }
-            if (password is null)
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(defaultPassword)!);
-                password = Convert.ToBase64String(RandomNumberGenerator.GetBytes(24));
-                // Created readable by its owner only, never for a moment by anyone else.
-                var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite };
-                await using (var stream = new FileStream(defaultPassword, options))
-                {
-                    await stream.WriteAsync(System.Text.Encoding.UTF8.GetBytes(password + "\n"), ct).ConfigureAwait(false);
-                }
-            }
-            return await Repository.InitAsync(store, password, KdfParameters.Default, null, CliContext.Host, CliContext.User, ctx.Time, ct).ConfigureAwait(false);
         }
     }
 }

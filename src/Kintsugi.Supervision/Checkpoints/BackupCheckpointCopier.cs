@@ -1,6 +1,4 @@
-using System.Globalization;
 using Kintsugi.Backup;
-using Kintsugi.Backup.Engine;
 using Kintsugi.Supervision.Config;
 
 namespace Kintsugi.Supervision.Checkpoints;
@@ -10,22 +8,27 @@ namespace Kintsugi.Supervision.Checkpoints;
 /// main repository's snapshot. Correct while the checkpoint is still on disk (the guard only copies
 /// checkpoints that are); its deltas are against the previous checkpoint copied there.
 /// </summary>
-public sealed class BackupCheckpointCopier(Func<CopySpec, CancellationToken, Task<Repository>> openRepository, string host) : ICheckpointCopier
+public sealed class BackupCheckpointCopier(ICheckpointBackupRunner runner, string host) : ICheckpointCopier
 {
-    public async Task<CopyOutcome> CopyAsync(CheckpointCopyRequest request, CopySpec target, CancellationToken ct)
+    /// <summary>Backs up in this process, opening copies with <paramref name="openRepository"/>.</summary>
+    public BackupCheckpointCopier(Func<CopySpec, CancellationToken, Task<Repository>> openRepository, string host)
+        : this(new InProcessCheckpointBackup(_ => throw new InvalidOperationException("a copier backs up into copies only"), openRepository), host)
+    {
+    }
+
+    public Task<CopyOutcome> CopyAsync(CheckpointCopyRequest request, CopySpec target, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var repo = await openRepository(target, ct).ConfigureAwait(false);
-        var checkpoint = request.Checkpoint;
-        var result = await new BackupEngine(repo).RunAsync(new BackupRequest
+        ArgumentNullException.ThrowIfNull(target);
+        return runner.BackupAsync(new CheckpointBackupJob
         {
-            Paths = [checkpoint.Path],
+            Workload = request.Workload,
+            Path = request.Checkpoint.Path,
+            Step = request.Checkpoint.Step,
             Parent = request.Parent,
             Host = host,
-            Tags = ["kintsugi-run", "workload:" + request.Workload, "step:" + (checkpoint.Step?.ToString(CultureInfo.InvariantCulture) ?? "none")],
-            Program = "kintsugi run",
-            Exclude = request.Exclude,
-        }, null, ct).ConfigureAwait(false);
-        return new CopyOutcome(result.Snapshot.Id.ToString(), result.Snapshot.Snapshot.Summary?.BytesAddedStored ?? 0);
+            Exclude = request.Exclude.Patterns,
+            Copy = target,
+        }, ct);
     }
 }

@@ -53,6 +53,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
     private readonly CheckpointCopies? _copies;
     private readonly SemaphoreSlim _copySlot = new(1, 1);
     private readonly List<Task> _copyPasses = [];
+    private readonly ICheckpointBackupRunner _runner;
 
     /// <summary>Checkpoint path → copy repository label → its snapshot there.</summary>
     private readonly Dictionary<string, Dictionary<string, string>> _copied = new(StringComparer.Ordinal);
@@ -65,8 +66,10 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
 
     /// <param name="repository">The main repository as configured (journaled without secrets); null: "repository".</param>
     /// <param name="copies">Where protected checkpoints are copied to; null for none.</param>
-    public CheckpointGuard(WorkloadSpec workload, EventJournal journal, Func<CancellationToken, Task<Repository>> openRepository, TimeProvider time, string host, Action<CheckpointInfo> onComplete, string? repository = null, CheckpointCopies? copies = null)
+    /// <param name="runner">Runs the backup of each checkpoint into the main repository; null: in this process.</param>
+    public CheckpointGuard(WorkloadSpec workload, EventJournal journal, Func<CancellationToken, Task<Repository>> openRepository, TimeProvider time, string host, Action<CheckpointInfo> onComplete, string? repository = null, CheckpointCopies? copies = null, ICheckpointBackupRunner? runner = null)
     {
+        _runner = runner ?? new InProcessCheckpointBackup(openRepository, copies?.OpenRepository);
         _repositoryLabel = repository is null ? "repository" : RepositoryLabel.Of(repository);
         _copies = copies is { Targets.Count: > 0 } ? copies : null;
         ArgumentNullException.ThrowIfNull(workload);
@@ -238,7 +241,6 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                 return;
             }
             var started = _time.GetUtcNow();
-            var repo = await _openRepository(ct).ConfigureAwait(false);
             string? previous;
             lock (_lock)
             {
@@ -246,16 +248,16 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                 previous = _complete.Values.Where(c => c.Snapshot is not null && c.Path != info.Path && !_bad.ContainsKey(c.Path))
                     .OrderBy(c => c.Step ?? 0).ThenBy(c => c.WrittenAt).LastOrDefault()?.Snapshot;
             }
-            var result = await new BackupEngine(repo).RunAsync(new BackupRequest
+            var outcome = await _runner.BackupAsync(new CheckpointBackupJob
             {
-                Paths = [info.Path],
+                Workload = _workload.Name,
+                Path = info.Path,
+                Step = info.Step,
                 Parent = previous,
                 Host = _host,
-                Tags = ["kintsugi-run", "workload:" + _workload.Name, "step:" + (info.Step?.ToString(CultureInfo.InvariantCulture) ?? "none")],
-                Program = "kintsugi run",
-                Exclude = new PathFilter(_spec.Exclude),
-            }, null, ct).ConfigureAwait(false);
-            string snapshot = result.Snapshot.Id.ToString();
+                Exclude = _spec.Exclude,
+            }, ct).ConfigureAwait(false);
+            string snapshot = outcome.Snapshot;
             lock (_lock)
             {
                 _complete[info.Path] = info with { Snapshot = snapshot };
@@ -270,7 +272,7 @@ public sealed partial class CheckpointGuard : IAsyncDisposable
                 repository = _repositoryLabel,
             });
             ScheduleCopies();
-            await ForgetOldAsync(repo, null, ct).ConfigureAwait(false);
+            await ForgetOldAsync(await _openRepository(ct).ConfigureAwait(false), null, ct).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {

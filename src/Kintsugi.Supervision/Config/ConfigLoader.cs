@@ -83,7 +83,9 @@ public static class ConfigLoader
         var workloads = new List<WorkloadSpec>();
         var copies = new List<(CopySpec Spec, YamlNode Node)>();
         bool sawWorkloads = false;
-        foreach (var (key, value) in root.MappingWithExtensions("repository", "password-file", "key-file", "journal", "strategy", "copies", "workloads"))
+        var priority = ProtectionPriority.Low;
+        long limitUpload = 0;
+        foreach (var (key, value) in root.MappingWithExtensions("repository", "password-file", "key-file", "journal", "strategy", "copies", "protection", "workloads"))
         {
             switch (key)
             {
@@ -92,6 +94,25 @@ public static class ConfigLoader
                     break;
                 case "copies":
                     copies.AddRange(value.Sequence().Select(item => (ParseCopy(item, baseDir), item)));
+                    break;
+                case "protection":
+                    foreach (var (field, setting) in value.Mapping("priority", "limit-upload"))
+                    {
+                        if (field == "priority")
+                        {
+                            priority = setting.Scalar switch
+                            {
+                                "low" => ProtectionPriority.Low,
+                                "idle" => ProtectionPriority.Idle,
+                                "normal" => ProtectionPriority.Normal,
+                                var p => throw setting.Error($"expected low, idle or normal, got '{p}'"),
+                            };
+                        }
+                        else
+                        {
+                            limitUpload = ByteRate(setting);
+                        }
+                    }
                     break;
                 case "password-file":
                     passwordFile = Path.GetFullPath(value.NonEmpty(), baseDir);
@@ -146,6 +167,8 @@ public static class ConfigLoader
             KeyFile = keyFile,
             Journal = journal,
             Copies = [.. copies.Select(c => c.Spec)],
+            ProtectionPriority = priority,
+            LimitUpload = limitUpload,
             Strategy = strategy,
             Workloads = workloads,
         };

@@ -9,6 +9,17 @@ public enum Strategy
     OneForAll,
 }
 
+/// <summary>How checkpoints are backed up beside the workload ('protection: priority').</summary>
+public enum ProtectionPriority
+{
+    /// <summary>In the supervisor's own process, at its priority.</summary>
+    Normal,
+    /// <summary>In a helper process at nice 10 and best-effort I/O priority 7 (the default).</summary>
+    Low,
+    /// <summary>In a helper process at nice 19 and the idle I/O class: only when nothing else wants the CPU or disk.</summary>
+    Idle,
+}
+
 /// <summary>The whole supervisor configuration (kintsugi.yaml), validated at load. See docs/CONFIG.md.</summary>
 public sealed record SupervisorConfig
 {
@@ -24,6 +35,10 @@ public sealed record SupervisorConfig
     public required string Journal { get; init; }
     /// <summary>Further repositories each protected checkpoint is copied to, in order, after the primary one.</summary>
     public IReadOnlyList<CopySpec> Copies { get; init; } = [];
+    /// <summary>The CPU and I/O priority checkpoints are backed up at ('protection: priority').</summary>
+    public ProtectionPriority ProtectionPriority { get; init; } = ProtectionPriority.Low;
+    /// <summary>Upload limit in bytes per second for the main repository ('protection: limit-upload'), 0 for none.</summary>
+    public long LimitUpload { get; init; }
     public Strategy Strategy { get; init; } = Strategy.OneForOne;
     public required IReadOnlyList<WorkloadSpec> Workloads { get; init; }
 }
