@@ -108,6 +108,7 @@ public sealed class RunConfigTests : IDisposable
         Assert.Equal(["trainer", "server"], workloads.Select(w => w.GetProperty("name").GetString()));
         Assert.Equal(3, workloads[1].GetProperty("replicas").GetInt32());
         Assert.Equal(_ws.PathOf("jobs/ckpt/deep/er"), workloads[0].GetProperty("checkpoint_dir").GetString());
+        Assert.Equal("low", json.GetProperty("protection").GetProperty("priority").GetString());
 
         // No journal, no repository, and the checkpoint folder made to test it is gone again.
         var after = Directory.GetFileSystemEntries(_ws.Root, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToList();

@@ -319,6 +319,7 @@ internal static class RunCommand
                 Journal = cfg.Journal,
                 Repository = RepositoryLabel.Of(cfg.Repository),
                 Copies = cfg.Copies.Select(c => RepositoryLabel.Of(c.Repository)).ToList(),
+                Protection = new { Priority = cfg.ProtectionPriority.ToString().ToLowerInvariant(), cfg.LimitUpload },
                 Workloads = cfg.Workloads.Select(w => new { w.Name, w.Replicas, w.Command, Cwd = w.WorkingDirectory, w.Port, CheckpointDir = w.Checkpoints?.Directory }).ToList(),
             });
             return;
