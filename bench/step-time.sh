@@ -6,30 +6,32 @@
 # process at nice 10, I/O best-effort 7); and low with the copy's limit-upload. Prints the job's
 # median and 90th-percentile step time per run: what protecting and copying checkpoints costs the job.
 #
-#   bench/step-time.sh [--steps N] [--checkpoint-every K] [--width W] [--limit RATE] [--kintsugi PATH] [--keep]
+#   bench/step-time.sh [--steps N] [--checkpoint-every K] [--width W] [--threads T] [--limit RATE] [--kintsugi PATH] [--keep]
 #
 #   --steps N             training steps per run (default 200)
 #   --checkpoint-every K  a checkpoint every K steps (default 25)
 #   --width W             the model: 4 linear layers W×W (default 1024: 4.2 M parameters, a 16 MiB checkpoint), batch 16
-#   --limit RATE          limit-upload of the copy in the third run (default 2M)
+#   --threads T           torch threads of the job (default: the number of cores, so the job wants every core, as training does)
+#   --limit RATE          limit-upload of the copy in the last run (default 2M)
 #   --kintsugi PATH       a published kintsugi binary or kintsugi.dll; default: build src/Kintsugi.Cli in Release
 #
 # The step time is measured by the job itself (time.perf_counter around forward, backward and the
 # optimizer step; the checkpoint save is excluded) and written to a file per run. The main
-# repository is a local folder; the copy goes to s3rver over https (self-signed). CPU only (torch's threads = 1),
-# so what the copy costs is CPU and memory bandwidth taken from the job. Emulators as for
+# repository is a local folder; the copy goes to s3rver over https (self-signed). CPU only, so what
+# protecting and copying cost is CPU and memory bandwidth taken from the job. Emulators as for
 # bench/remote.sh (KINTSUGI_SERVERS_DIR or <repo>/.servers).
 set -euo pipefail
-steps=200 every=25 width=1024 limit=2M kintsugi="" keep=0
+steps=200 every=25 width=1024 threads=$(nproc) limit=2M kintsugi="" keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) steps=$2; shift 2 ;;
     --checkpoint-every) every=$2; shift 2 ;;
     --width) width=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
     --limit) limit=$2; shift 2 ;;
     --kintsugi) kintsugi=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -69,8 +71,8 @@ echo "bench-password" > "$work/pass"
 
 cat > "$work/job.py" <<'PY'
 import json, os, sys, time, torch
-steps, every, width, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-torch.set_num_threads(1)
+steps, every, width, out, threads = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+torch.set_num_threads(threads)
 torch.manual_seed(0)
 model = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(4)])
 opt = torch.optim.SGD(model.parameters(), lr=1e-4)
@@ -101,7 +103,7 @@ journal: $dir/journal.db
 $copies
 workloads:
   trainer:
-    command: [/usr/bin/python3, $work/job.py, "$steps", "$every", "$width", "$dir/steps.txt"]
+    command: [/usr/bin/python3, $work/job.py, "$steps", "$every", "$width", "$dir/steps.txt", "$threads"]
     checkpoints: { dir: ckpt, backup: $backup, keep-last: 3, settle: 200ms }
 YAML
   local s e
@@ -111,17 +113,20 @@ YAML
   local copied
   copied=$("${K[@]}" events --journal "$dir/journal.db" --type checkpoint.copied --limit 0 --json 2>/dev/null \
     | jq -r 'if length == 0 then "0" else "\(length): \(map(.data.bytes) | add / 1048576 * 10 | round / 10) MiB, \(map(.data.duration_s) | sort | .[length / 2 | floor]) s median" end' || echo "?")
-  /usr/bin/python3 - "$dir/steps.txt" "$name" "$(echo "$e - $s" | bc -l)" "$copied" <<'PY'
+  local protected
+  protected=$("${K[@]}" events --journal "$dir/journal.db" --type checkpoint.protected --limit 0 --json 2>/dev/null \
+    | jq -r 'if length == 0 then "0" else "\(length), \(map(.data.duration_s) | sort | .[length / 2 | floor]) s median" end' || echo "?")
+  /usr/bin/python3 - "$dir/steps.txt" "$name" "$(echo "$e - $s" | bc -l)" "$protected" "$copied" <<'PY'
 import statistics, sys
 t = sorted(float(l) for l in open(sys.argv[1]))
 p90 = t[int(0.9 * (len(t) - 1))]
-print(f"| {sys.argv[2]} | {len(t)} | {statistics.median(t) * 1000:.1f} | {p90 * 1000:.1f} | {float(sys.argv[3]):.1f} | {sys.argv[4]} |")
+print(f"| {sys.argv[2]} | {len(t)} | {statistics.median(t) * 1000:.1f} | {p90 * 1000:.1f} | {float(sys.argv[3]):.1f} | {sys.argv[4]} | {sys.argv[5]} |")
 PY
 }
-echo "$steps steps, a checkpoint every $every steps ($(( 4 * width * (width + 1) * 4 / 1048576 )) MiB), $(nproc) cores"
+echo "$steps steps, a checkpoint every $every steps ($(( 4 * width * (width + 1) * 4 / 1048576 )) MiB), $threads torch threads, $(nproc) cores"
 echo
-echo "| run | steps | step ms (median) | step ms (p90) | run s | copies journaled (uploaded, median duration) |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| run | steps | step ms (median) | step ms (p90) | run s | protected (median duration) | copies journaled (uploaded, median duration) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 run_case off "checkpoints not backed up" "" off
 run_case none "protected, no copies (low)" ""
 run_case normal "copy to s3rver, priority normal" "protection: { priority: normal }

@@ -234,14 +234,17 @@ internal sealed class ProtectionWorker(SupervisorConfig config, ProtectionPriori
     {
         string path = Environment.ProcessPath ?? "kintsugi";
         string dll = typeof(ProtectionWorker).Assembly.Location;
-        bool ownExecutable = string.Equals(Path.GetFileNameWithoutExtension(path), "kintsugi", StringComparison.Ordinal);
-        if (ownExecutable || dll.Length == 0)
+        if (Path.GetFileNameWithoutExtension(path) == "dotnet" && dll.Length > 0)
         {
+            return (path, [dll]);
+        }
+        if (System.Reflection.Assembly.GetEntryAssembly() == typeof(ProtectionWorker).Assembly || dll.Length == 0)
+        {
+            // Its own executable (an apphost or a single-file publish), whatever it is named.
             return (path, []);
         }
-        // `dotnet kintsugi.dll` (or a test host): the same runtime host, with this assembly.
-        string host = Path.GetFileNameWithoutExtension(path) == "dotnet" ? path : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
-        return (host, [dll]);
+        // Hosted by something else (a test host): the shared host, with this assembly.
+        return (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", [dll]);
     }
 
     /// <summary>Closes the worker's stdin (it stops what it is doing and exits); kills it if it has not within 30 s.</summary>
